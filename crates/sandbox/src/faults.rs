@@ -1,0 +1,167 @@
+//! Fault injection: 5xx errors, 429 storms and stalls, per platform, for a while.
+
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use parking_lot::Mutex;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::SharedWorld;
+
+/// Which emulated platform a fault applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum FaultPlatform {
+    Slack,
+    Msteams,
+}
+
+/// What goes wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum FaultKind {
+    /// Answer 500 (Slack) / 503 (Graph).
+    Error5xx,
+    /// Answer 429 with `Retry-After`.
+    Throttle429,
+    /// Hold the request for `stall_seconds` before serving it normally.
+    Stall,
+}
+
+/// The body of `POST /_sandbox/faults`.
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct FaultSpec {
+    pub platform: FaultPlatform,
+    pub kind: FaultKind,
+    /// Fraction of matching requests hit, 0..=1.
+    pub rate: f64,
+    /// How long the fault stays active; absent or 0: until `DELETE /_sandbox/faults`.
+    #[serde(default)]
+    pub seconds: Option<f64>,
+    /// `Retry-After` for `throttle_429` (default 1).
+    #[serde(default)]
+    pub retry_after: Option<u64>,
+    /// Stall length for `stall` (default 5 s).
+    #[serde(default)]
+    pub stall_seconds: Option<f64>,
+}
+
+#[derive(Debug)]
+struct ActiveFault {
+    spec: FaultSpec,
+    until: Option<Instant>,
+}
+
+/// The active faults.
+#[derive(Debug, Default)]
+pub(crate) struct Faults {
+    active: Mutex<Vec<ActiveFault>>,
+}
+
+impl Faults {
+    /// Adds a fault. Errors when the spec is out of range.
+    pub fn add(&self, spec: FaultSpec) -> Result<(), String> {
+        if !(0.0..=1.0).contains(&spec.rate) || spec.rate.is_nan() {
+            return Err("rate must be between 0 and 1".into());
+        }
+        if let Some(s) = spec.seconds {
+            if !(s >= 0.0 && s.is_finite()) {
+                return Err("seconds must be a non-negative number".into());
+            }
+        }
+        let until = spec
+            .seconds
+            .filter(|s| *s > 0.0)
+            .map(|s| Instant::now() + Duration::from_secs_f64(s));
+        self.active.lock().push(ActiveFault { spec, until });
+        Ok(())
+    }
+
+    /// Removes every fault.
+    pub fn clear(&self) {
+        self.active.lock().clear();
+    }
+
+    /// Decides whether this request to `platform` is hit by a fault.
+    fn pick(&self, platform: FaultPlatform) -> Option<FaultSpec> {
+        let now = Instant::now();
+        let mut active = self.active.lock();
+        active.retain(|f| f.until.is_none_or(|u| u > now));
+        for f in active.iter() {
+            if f.spec.platform == platform && rand::random::<f64>() < f.spec.rate {
+                return Some(f.spec.clone());
+            }
+        }
+        None
+    }
+}
+
+fn platform_of(path: &str) -> Option<FaultPlatform> {
+    if path.starts_with("/slack/api/") {
+        Some(FaultPlatform::Slack)
+    } else if path.starts_with("/graph/") || path.starts_with("/microsoft/") {
+        Some(FaultPlatform::Msteams)
+    } else {
+        None
+    }
+}
+
+/// Middleware applying the active faults to platform routes (never to `/_sandbox`).
+pub(crate) async fn middleware(
+    State(world): State<SharedWorld>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let Some(platform) = platform_of(req.uri().path()) else {
+        return next.run(req).await;
+    };
+    match world.faults.pick(platform) {
+        None => next.run(req).await,
+        Some(spec) => match spec.kind {
+            FaultKind::Stall => {
+                let secs = spec.stall_seconds.unwrap_or(5.0).clamp(0.0, 600.0);
+                tokio::time::sleep(Duration::from_secs_f64(secs)).await;
+                next.run(req).await
+            }
+            FaultKind::Error5xx => match platform {
+                FaultPlatform::Slack => (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    Body::from("internal server error (sandbox fault)"),
+                )
+                    .into_response(),
+                FaultPlatform::Msteams => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    axum::Json(json!({"error": {"code": "ServiceNotAvailable",
+                        "message": "The service is temporarily unavailable (sandbox fault).",
+                        "innerError": {"request-id": uuid::Uuid::new_v4().to_string()}}})),
+                )
+                    .into_response(),
+            },
+            FaultKind::Throttle429 => {
+                let retry = spec.retry_after.unwrap_or(1);
+                let mut resp = match platform {
+                    FaultPlatform::Slack => (
+                        StatusCode::TOO_MANY_REQUESTS,
+                        axum::Json(json!({"ok": false, "error": "ratelimited"})),
+                    )
+                        .into_response(),
+                    FaultPlatform::Msteams => (
+                        StatusCode::TOO_MANY_REQUESTS,
+                        axum::Json(json!({"error": {"code": "TooManyRequests",
+                            "message": "Too many requests (sandbox fault).",
+                            "innerError": {"request-id": uuid::Uuid::new_v4().to_string()}}})),
+                    )
+                        .into_response(),
+                };
+                resp.headers_mut()
+                    .insert("retry-after", HeaderValue::from(retry));
+                resp
+            }
+        },
+    }
+}

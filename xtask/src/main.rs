@@ -1,0 +1,56 @@
+//! `cargo xtask ci | bench | demo`: project automation with no dependencies.
+
+use std::process::{Command, ExitCode};
+
+fn run(program: &str, args: &[&str]) -> bool {
+    eprintln!("$ {program} {}", args.join(" "));
+    match Command::new(program).args(args).status() {
+        Ok(s) => s.success(),
+        Err(e) => {
+            eprintln!("failed to run {program}: {e}");
+            false
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let rest: Vec<&str> = args.iter().skip(1).map(String::as_str).collect();
+    let ok = match args.first().map(String::as_str) {
+        Some("ci") => {
+            run("cargo", &["fmt", "--all", "--", "--check"])
+                && run(
+                    "cargo",
+                    &[
+                        "clippy",
+                        "--workspace",
+                        "--all-targets",
+                        "--",
+                        "-D",
+                        "warnings",
+                    ],
+                )
+                && run("cargo", &["test", "--workspace"])
+                && run("cargo", &["doc", "--workspace", "--no-deps"])
+        }
+        Some("bench") => {
+            let mut a = vec!["bench", "--workspace"];
+            a.extend(rest.iter().copied());
+            run("cargo", &a)
+        }
+        Some("demo") => {
+            let mut a = vec!["run", "--release", "-p", "switchboard-cli", "--", "demo"];
+            a.extend(rest.iter().copied());
+            run("cargo", &a)
+        }
+        _ => {
+            eprintln!("usage: cargo xtask <ci | bench [ARGS] | demo [ARGS]>");
+            false
+        }
+    };
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
