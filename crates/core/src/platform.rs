@@ -1,0 +1,297 @@
+//! The traits every platform adapter implements: [`Platform`] (post and manage messages),
+//! [`ServiceAccount`] (verify and maintain the administering account) and [`TeamImport`]
+//! (read teams, channels, members and users page by page).
+//!
+//! All are object safe (`Box<dyn Platform>`) and `Send + Sync`.
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+use crate::ids::*;
+use crate::message::{Emoji, PortableMessage};
+use crate::model::*;
+
+/// Where a message lives, with what is needed to address it on its platform.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct MessageRef {
+    /// Team and channel.
+    pub channel: ChannelRef,
+    /// The message.
+    pub message: MessageId,
+    /// The thread root when the message is a reply (Graph addresses replies under their
+    /// root: `…/messages/{root}/replies/{id}`).
+    pub thread_root: Option<MessageId>,
+}
+
+/// What a platform can do; the relay degrades gracefully where something is missing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Capabilities {
+    /// Reactions can be added/removed by the posting identity.
+    pub reactions: bool,
+    /// Messages can be edited after posting.
+    pub edits: bool,
+    /// Messages can be deleted.
+    pub deletes: bool,
+    /// Files can be uploaded (otherwise they are linked).
+    pub file_upload: bool,
+    /// A post can carry another sender's name and avatar.
+    pub sender_attribution: bool,
+}
+
+/// A message Switchboard posts, with the attribution to show.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutgoingMessage {
+    /// The content, sender included; mentions already mapped to the target platform's IDs.
+    pub content: PortableMessage,
+    /// An opaque marker the adapter embeds where the platform allows (Slack `metadata`),
+    /// so our own posts are recognised when they come back (loop prevention).
+    pub marker: Option<String>,
+}
+
+/// What a successful post returns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PostedMessage {
+    /// The new message, addressable for later edits, deletes and reactions.
+    pub reference: MessageRef,
+}
+
+/// Posting and managing messages on one connected platform instance.
+///
+/// Contract:
+/// - Calls act as the connection's service account (or bot); adapters may post as a linked
+///   user's own delegated token when they have one.
+/// - Errors carry an [`ErrorKind`](crate::ErrorKind): `RateLimited` with the platform's
+///   `Retry-After`, `NeedsReauth` when the grant is dead (never retried), `Forbidden` when the
+///   account lost access to the team or channel (e.g. removed from a team: the caller may
+///   re-add it through [`ServiceAccount::ensure_membership`]).
+/// - Deleting an already deleted message and removing an absent reaction succeed.
+#[async_trait]
+pub trait Platform: Send + Sync + std::fmt::Debug {
+    /// Which platform this is.
+    fn kind(&self) -> PlatformKind;
+    /// What it supports.
+    fn capabilities(&self) -> Capabilities;
+    /// Who the connection acts as.
+    async fn identity(&self) -> Result<AccountIdentity>;
+    /// Posts a new top-level message, or a reply when `content.thread_root` is set.
+    async fn post(&self, channel: &ChannelRef, message: &OutgoingMessage) -> Result<PostedMessage>;
+    /// Replaces the content of a message we posted.
+    async fn edit(&self, message: &MessageRef, content: &OutgoingMessage) -> Result<()>;
+    /// Deletes a message we posted.
+    async fn delete(&self, message: &MessageRef) -> Result<()>;
+    /// Adds (`add = true`) or removes a reaction. `Unsupported` when the platform has none.
+    async fn react(&self, message: &MessageRef, emoji: &Emoji, add: bool) -> Result<()>;
+    /// Checks that the credentials work (refreshing them if needed) and returns the health.
+    async fn health(&self) -> Result<ConnectionHealth>;
+}
+
+/// One check of an account's privileges.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessCheck {
+    /// What was checked ("Teams Administrator role", "scope chat:write").
+    pub name: String,
+    /// Whether it is satisfied.
+    pub ok: bool,
+    /// When not: what an admin should do, in plain words.
+    pub fix: Option<String>,
+}
+
+/// The result of [`ServiceAccount::verify`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessReport {
+    /// Who was checked.
+    pub account: AccountIdentity,
+    /// Every check, satisfied or not.
+    pub checks: Vec<AccessCheck>,
+}
+
+impl AccessReport {
+    /// Whether every check passed.
+    pub fn is_ok(&self) -> bool {
+        self.checks.iter().all(|c| c.ok)
+    }
+
+    /// The failed checks.
+    pub fn problems(&self) -> impl Iterator<Item = &AccessCheck> {
+        self.checks.iter().filter(|c| !c.ok)
+    }
+
+    /// The health this report implies (roles before scopes).
+    pub fn health(&self) -> ConnectionHealth {
+        if self.is_ok() {
+            ConnectionHealth::Ok
+        } else if self.problems().any(|c| c.name.contains("role")) {
+            ConnectionHealth::MissingRoles
+        } else {
+            ConnectionHealth::MissingScopes
+        }
+    }
+}
+
+/// Options of [`ServiceAccount::verify`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerifyOptions {
+    /// Guest accounts are synced (Teams: User Administrator and `User.Invite.All` needed).
+    pub guest_sync: bool,
+}
+
+/// What [`ServiceAccount::ensure_membership`] did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum MembershipOutcome {
+    /// It was a member already.
+    AlreadyMember,
+    /// It was added now.
+    Added,
+    /// It cannot add itself; a human must (e.g. a Slack private channel needs an invite).
+    ActionRequired {
+        /// What to do.
+        fix: String,
+    },
+}
+
+/// The dedicated account that administers universal channels on one platform.
+#[async_trait]
+pub trait ServiceAccount: Send + Sync + std::fmt::Debug {
+    /// Reads the account's roles and granted scopes and reports what is missing, with fixes.
+    async fn verify(&self, options: VerifyOptions) -> Result<AccessReport>;
+    /// Makes the account a member of the team (Teams) or channel (Slack) of `channel`.
+    /// Idempotent: already a member is success.
+    async fn ensure_membership(&self, channel: &ChannelRef) -> Result<MembershipOutcome>;
+    /// Refreshes the credentials now (rotating refresh tokens). `NeedsReauth` when the grant
+    /// is dead.
+    async fn refresh_credentials(&self) -> Result<Credentials>;
+}
+
+/// Which list [`TeamImport::list_teams`] used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TeamListSource {
+    /// Every team of the tenant (`/teams`), or the Slack workspace itself.
+    TenantWide,
+    /// Only the teams the account belongs to (`/me/joinedTeams`): the tenant-wide list was
+    /// forbidden.
+    Joined,
+}
+
+/// The result of [`TeamImport::list_teams`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TeamListing {
+    /// The teams.
+    pub teams: Vec<Team>,
+    /// Where they came from.
+    pub source: TeamListSource,
+}
+
+/// Which part of an import is running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ImportPhase {
+    /// Channels of a team.
+    Channels,
+    /// Members of a team.
+    Members,
+    /// Users of the tenant/workspace.
+    Users,
+}
+
+/// Progress of an import phase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Progress {
+    /// The phase.
+    pub phase: ImportPhase,
+    /// Items delivered so far in this phase.
+    pub done: u64,
+    /// Estimated total, when the platform gives a hint.
+    pub estimated_total: Option<u64>,
+}
+
+/// Receives an import page by page, so memory stays bounded by one page.
+/// Returning an error stops the import with that error.
+#[async_trait]
+pub trait ImportSink: Send {
+    /// A page of channels of `team`.
+    async fn channels(&mut self, team: &TeamId, page: Vec<Channel>) -> Result<()>;
+    /// A page of memberships of `team`.
+    async fn members(&mut self, team: &TeamId, page: Vec<Membership>) -> Result<()>;
+    /// A page of users.
+    async fn users(&mut self, page: Vec<User>) -> Result<()>;
+    /// Progress after each page.
+    async fn progress(&mut self, progress: Progress) -> Result<()> {
+        let _ = progress;
+        Ok(())
+    }
+}
+
+/// Counts of what an import delivered.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportCounts {
+    /// Channels.
+    pub channels: u64,
+    /// Memberships.
+    pub members: u64,
+    /// Users.
+    pub users: u64,
+}
+
+/// Reading the teams, channels, members and users to make interoperable.
+///
+/// Contract: every item is delivered exactly once per call, page by page; the adapter paces
+/// itself under the documented limits and honours `Retry-After`; it gives up after a bounded
+/// time with a clear error.
+#[async_trait]
+pub trait TeamImport: Send + Sync + std::fmt::Debug {
+    /// The teams (Slack: the workspace) the account can see.
+    async fn list_teams(&self) -> Result<TeamListing>;
+    /// Streams the channels and members of `team` into `sink`.
+    async fn import_team(&self, team: &TeamId, sink: &mut dyn ImportSink) -> Result<ImportCounts>;
+    /// Streams the tenant's or workspace's users into `sink`.
+    async fn import_users(&self, sink: &mut dyn ImportSink) -> Result<ImportCounts>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // The traits are used as trait objects by the relay and the server.
+    #[allow(dead_code)]
+    fn object_safe(
+        _: &dyn Platform,
+        _: &dyn ServiceAccount,
+        _: &dyn TeamImport,
+        _: &mut dyn ImportSink,
+    ) {
+    }
+
+    fn check(name: &str, ok: bool) -> AccessCheck {
+        AccessCheck {
+            name: name.into(),
+            ok,
+            fix: (!ok).then(|| format!("grant {name}")),
+        }
+    }
+
+    #[test]
+    fn access_report_health_prefers_roles() {
+        let account = AccountIdentity {
+            user_id: UserId::new("u1").unwrap(),
+            display_name: "svc".into(),
+            is_service_account: true,
+        };
+        let mut report = AccessReport {
+            account,
+            checks: vec![
+                check("Teams Administrator role", true),
+                check("scope chat:write", true),
+            ],
+        };
+        assert!(report.is_ok());
+        assert_eq!(report.health(), ConnectionHealth::Ok);
+        report.checks[1].ok = false;
+        assert_eq!(report.health(), ConnectionHealth::MissingScopes);
+        report.checks[0].ok = false;
+        assert_eq!(report.health(), ConnectionHealth::MissingRoles);
+        assert_eq!(report.problems().count(), 2);
+    }
+}
