@@ -26,8 +26,10 @@ pub(crate) enum FaultPlatform {
 #[serde(rename_all = "snake_case")]
 pub(crate) enum FaultKind {
     /// Answer 500 (Slack) / 503 (Graph).
+    #[serde(rename = "error_5xx")]
     Error5xx,
     /// Answer 429 with `Retry-After`.
+    #[serde(rename = "throttle_429")]
     Throttle429,
     /// Hold the request for `stall_seconds` before serving it normally.
     Stall,
@@ -163,5 +165,30 @@ pub(crate) async fn middleware(
                 resp
             }
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fault_kinds_use_the_documented_names() {
+        for (name, kind) in [
+            ("error_5xx", FaultKind::Error5xx),
+            ("throttle_429", FaultKind::Throttle429),
+            ("stall", FaultKind::Stall),
+        ] {
+            let spec: FaultSpec = serde_json::from_value(
+                json!({"platform": "slack", "kind": name, "rate": 0.5, "seconds": 10}),
+            )
+            .unwrap();
+            assert_eq!(spec.kind, kind);
+        }
+        let faults = Faults::default();
+        let bad: FaultSpec =
+            serde_json::from_value(json!({"platform": "msteams", "kind": "stall", "rate": 1.5}))
+                .unwrap();
+        assert!(faults.add(bad).is_err());
     }
 }
