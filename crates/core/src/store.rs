@@ -45,6 +45,8 @@ pub trait OrgStore: Send + Sync {
     async fn create_org(&self, name: &str) -> Result<Organization>;
     /// Reads one.
     async fn get_org(&self, org: &OrgId) -> Result<Option<Organization>>;
+    /// Every organization, oldest first (a server or CLI finds the organization it runs for).
+    async fn list_orgs(&self) -> Result<Vec<Organization>>;
     /// Issues a new admin token for `org`; the plaintext is returned once, only a hash is kept.
     async fn create_admin_token(&self, org: &OrgId, name: &str) -> Result<SecretString>;
     /// Resolves a presented token (constant-time hash comparison); `None` when unknown or revoked.
@@ -52,7 +54,8 @@ pub trait OrgStore: Send + Sync {
         &self,
         token: &SecretString,
     ) -> Result<Option<AdminPrincipal>>;
-    /// Revokes every token of `org` named `name`.
+    /// Revokes every token of `org` named `name`. `NotFound` when `org` has no live token of
+    /// that name.
     async fn revoke_admin_token(&self, org: &OrgId, name: &str) -> Result<()>;
 }
 
@@ -92,7 +95,8 @@ pub trait ConnectionStore: Send + Sync {
         credentials: &Credentials,
         audit: NewAuditEntry,
     ) -> Result<Connection>;
-    /// Deletes a connection and its credentials.
+    /// Deletes a connection and its credentials, with what was imported or queued through it.
+    /// `NotFound` when absent; `Conflict` while a universal channel has an endpoint on it.
     async fn delete_connection(&self, org: &OrgId, id: &ConnectionId) -> Result<()>;
 }
 
@@ -240,6 +244,9 @@ pub trait DirectoryStore: Send + Sync {
         a: (PlatformKind, &UserId),
         b: (PlatformKind, &UserId),
     ) -> Result<()>;
+    /// Removes the manual links of `user` (both directions), so email matching applies to it
+    /// again. `NotFound` when it had none.
+    async fn unlink_identity(&self, org: &OrgId, user: (PlatformKind, &UserId)) -> Result<()>;
 }
 
 /// Universal channels.
@@ -299,6 +306,17 @@ pub trait MessageMapStore: Send + Sync {
         org: &OrgId,
         universal: &UniversalMessageId,
     ) -> Result<Vec<MessageCopy>>;
+    /// Records the last edit of a platform message (the platform's edit time). Returns `true`
+    /// when `edited_at` is later than the last edit recorded for it (a new edit to relay),
+    /// `false` when an edit at or after `edited_at` was already recorded (a duplicate or
+    /// out-of-order notification). `NotFound` when no copy of (channel, message) is recorded.
+    async fn record_message_edit(
+        &self,
+        org: &OrgId,
+        channel: &ChannelRef,
+        message: &MessageId,
+        edited_at: OffsetDateTime,
+    ) -> Result<bool>;
 }
 
 /// Per-connection sync state: delta links, cursors, subscriptions.
@@ -325,7 +343,7 @@ pub trait SyncStateStore: Send + Sync {
     async fn get_subscription(&self, id: &str) -> Result<Option<(OrgId, Subscription)>>;
     /// Subscriptions of an organization.
     async fn list_subscriptions(&self, org: &OrgId) -> Result<Vec<Subscription>>;
-    /// Removes one.
+    /// Removes one (nothing happens when it is absent).
     async fn delete_subscription(&self, org: &OrgId, id: &str) -> Result<()>;
 }
 
@@ -414,7 +432,9 @@ pub trait QueueStore: Send + Sync {
         connection: &ConnectionId,
         event: &PlatformEvent,
     ) -> Result<InboxOutcome>;
-    /// Leases up to `max` unprocessed events, oldest first.
+    /// Leases up to `max` unprocessed events, oldest first. Events of one channel are never
+    /// split across workers: while an earlier unprocessed event of a channel is leased, later
+    /// ones of that channel are not handed out (one lease may hold several, in order).
     async fn inbox_lease(
         &self,
         worker: &str,

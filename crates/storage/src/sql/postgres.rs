@@ -1,0 +1,45 @@
+//! The PostgreSQL backend: one pool shared by reads and writes; several replicas can share
+//! one database (leases use `FOR UPDATE SKIP LOCKED`, audit appends lock their chain head).
+
+use std::str::FromStr;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+
+use crate::StoreOptions;
+
+type DB = sqlx::Postgres;
+const PG: bool = true;
+
+include!("imp.rs");
+
+/// Connects, creates the schema when one is configured, and applies migrations.
+pub(crate) async fn connect(url: &str, keyring: Arc<Keyring>, o: &StoreOptions) -> Result<Backend> {
+    let mut opts = PgConnectOptions::from_str(url)
+        .map_err(|e| Error::invalid(format!("the PostgreSQL URL is not valid: {e}")))?;
+    if let Some(schema) = &o.schema {
+        opts = opts.options([("search_path", schema.as_str())]);
+    }
+    let pool = PgPoolOptions::new()
+        .max_connections(o.max_connections.max(2))
+        .acquire_timeout(o.acquire_timeout)
+        .connect_with(opts)
+        .await
+        .map_err(|e| db_err("connecting to PostgreSQL", e))?;
+    if let Some(schema) = &o.schema {
+        let r = sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))
+            .execute(&pool)
+            .await;
+        match r {
+            Ok(_) => {}
+            // Another replica created it at the same moment.
+            Err(sqlx::Error::Database(d)) if d.is_unique_violation() => {}
+            Err(e) => return Err(db_err(&format!("creating schema {schema}"), e)),
+        }
+    }
+    crate::migrate::run(&pool, crate::migrate::POSTGRES).await?;
+    Ok(Backend {
+        write: pool.clone(),
+        read: pool,
+        keyring,
+    })
+}

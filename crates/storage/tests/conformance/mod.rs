@@ -1,0 +1,2884 @@
+//! The conformance suite every backend runs (`tests/sqlite.rs` always, `tests/postgres.rs`
+//! when `DATABASE_URL` points at a PostgreSQL server). Each test gets its own database (a
+//! temporary SQLite file, or a fresh PostgreSQL schema), so tests run in parallel.
+//!
+//! `conformance_suite!(setup)` expands to one `#[tokio::test]` per check below; `setup` is an
+//! async fn returning `Option<TestDb>` (`None`: skipped).
+
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::json;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+use switchboard_core::secrecy::{ExposeSecret, SecretString};
+use switchboard_core::*;
+use switchboard_storage::{Keyring, MasterKey, SqlStore, StoreOptions};
+use time::OffsetDateTime;
+
+// ----- harness ------------------------------------------------------------------------------
+
+/// Raw access to the database under the store, to corrupt rows and read bytes.
+pub enum Raw {
+    /// The SQLite file and a separate connection to it.
+    Sqlite {
+        path: PathBuf,
+        pool: sqlx::SqlitePool,
+    },
+    /// A separate pool on the test's schema.
+    Postgres { pool: sqlx::PgPool, schema: String },
+}
+
+/// One test's database.
+pub struct TestDb {
+    pub store: SqlStore,
+    pub target: String,
+    pub options: StoreOptions,
+    pub key: MasterKey,
+    pub raw: Raw,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestDb {
+    /// A fresh SQLite file in a temporary directory.
+    pub async fn sqlite() -> Option<TestDb> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("data").join("switchboard.db");
+        let key = MasterKey::generate();
+        let options = StoreOptions::default();
+        let target = path.to_str().unwrap().to_owned();
+        let store = SqlStore::open_with(&target, key.clone(), options.clone())
+            .await
+            .unwrap();
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(
+                SqliteConnectOptions::new()
+                    .filename(&path)
+                    .busy_timeout(Duration::from_secs(10)),
+            )
+            .await
+            .unwrap();
+        Some(TestDb {
+            store,
+            target,
+            options,
+            key,
+            raw: Raw::Sqlite { path, pool },
+            _dir: Some(dir),
+        })
+    }
+
+    /// A fresh schema in the PostgreSQL database of `DATABASE_URL`; `None` when unset.
+    pub async fn postgres() -> Option<TestDb> {
+        let Ok(url) = std::env::var("DATABASE_URL") else {
+            eprintln!(
+                "skipped: DATABASE_URL is not set (set it to a postgres:// URL to run this test)"
+            );
+            return None;
+        };
+        assert!(
+            url.starts_with("postgres://") || url.starts_with("postgresql://"),
+            "DATABASE_URL must be a postgres:// URL"
+        );
+        let schema = format!("sbt_{}", uuid::Uuid::new_v4().simple());
+        let key = MasterKey::generate();
+        let options = StoreOptions::default()
+            .with_max_connections(6)
+            .with_schema(schema.clone())
+            .unwrap();
+        let store = SqlStore::open_with(&url, key.clone(), options.clone())
+            .await
+            .unwrap();
+        let pool = PgPoolOptions::new()
+            .max_connections(2)
+            .connect_with(
+                PgConnectOptions::from_str(&url)
+                    .unwrap()
+                    .options([("search_path", schema.as_str())]),
+            )
+            .await
+            .unwrap();
+        Some(TestDb {
+            store,
+            target: url,
+            options,
+            key,
+            raw: Raw::Postgres { pool, schema },
+            _dir: None,
+        })
+    }
+
+    /// Another store on the same database (another process or replica).
+    pub async fn reopen(&self, keyring: impl Into<Keyring>) -> Result<SqlStore> {
+        SqlStore::open_with(&self.target, keyring, self.options.clone()).await
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        matches!(self.raw, Raw::Postgres { .. })
+    }
+
+    /// Runs raw SQL; returns rows affected.
+    pub async fn try_exec(&self, sql: &str) -> std::result::Result<u64, sqlx::Error> {
+        match &self.raw {
+            Raw::Sqlite { pool, .. } => sqlx::query(sql)
+                .execute(pool)
+                .await
+                .map(|r| r.rows_affected()),
+            Raw::Postgres { pool, .. } => sqlx::query(sql)
+                .execute(pool)
+                .await
+                .map(|r| r.rows_affected()),
+        }
+    }
+
+    pub async fn exec(&self, sql: &str) -> u64 {
+        self.try_exec(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    /// Removes the append-only triggers, as someone with raw database access could.
+    pub async fn allow_audit_tampering(&self) {
+        if self.is_postgres() {
+            self.exec("DROP TRIGGER audit_log_append_only ON audit_log")
+                .await;
+        } else {
+            self.exec("DROP TRIGGER audit_log_no_update").await;
+            self.exec("DROP TRIGGER audit_log_no_delete").await;
+        }
+    }
+
+    /// Every byte the database holds: the SQLite file and its WAL, or every row of every
+    /// table of the schema as text (bytea shown as hex).
+    pub async fn raw_bytes(&self) -> Vec<u8> {
+        match &self.raw {
+            Raw::Sqlite { path, .. } => {
+                let mut out = std::fs::read(path).unwrap();
+                for suffix in ["-wal", "-journal"] {
+                    let mut p = path.clone().into_os_string();
+                    p.push(suffix);
+                    if let Ok(b) = std::fs::read(PathBuf::from(p)) {
+                        out.extend(b);
+                    }
+                }
+                out
+            }
+            Raw::Postgres { pool, schema } => {
+                let tables: Vec<(String,)> = sqlx::query_as(
+                    "SELECT table_name::text FROM information_schema.tables WHERE table_schema = $1",
+                )
+                .bind(schema)
+                .fetch_all(pool)
+                .await
+                .unwrap();
+                assert!(tables.len() > 10, "{tables:?}");
+                let mut out = Vec::new();
+                for (t,) in tables {
+                    let rows: Vec<(String,)> =
+                        sqlx::query_as(&format!("SELECT t::text FROM \"{t}\" t"))
+                            .fetch_all(pool)
+                            .await
+                            .unwrap();
+                    for (r,) in rows {
+                        out.extend(r.into_bytes());
+                        out.push(b'\n');
+                    }
+                }
+                out
+            }
+        }
+    }
+
+    /// Drops the test's schema (PostgreSQL) or lets the directory go (SQLite).
+    pub async fn cleanup(self) {
+        self.store.close().await;
+        if let Raw::Postgres { pool, schema } = &self.raw {
+            let _ = sqlx::query(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
+                .execute(pool)
+                .await;
+            pool.close().await;
+        }
+    }
+}
+
+/// Expands to one test per conformance check.
+#[macro_export]
+macro_rules! conformance_suite {
+    ($setup:path) => {
+        $crate::conformance_suite!(@tests $setup;
+            orgs_and_admin_tokens,
+            connections_and_credentials,
+            migrate_connection_is_atomic_and_audited,
+            delete_connection_cascades_and_refuses_when_linked,
+            secrets_and_key_rotation,
+            database_holds_no_plaintext_secret,
+            imports_are_idempotent_upserts,
+            disappeared_rows_are_marked_removed,
+            identity_map,
+            universal_channels,
+            message_map,
+            sync_state,
+            inbox_dedupes_and_leases_per_channel,
+            outbox_order_retry_and_fail,
+            outbox_concurrent_workers_deliver_each_row_once,
+            leases_expire_after_a_crash,
+            audit_chain_appends_lists_exports,
+            audit_verification_catches_tampering,
+            concurrent_audit_appends_keep_one_chain,
+            org_isolation,
+            bad_input_changes_nothing,
+            unreadable_rows_are_clear_errors,
+            newer_schema_is_refused,
+            usable_as_dyn_store,
+        );
+    };
+    (@tests $setup:path; $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let Some(db) = $setup().await else { return };
+                conformance::$name(&db).await;
+                db.cleanup().await;
+            }
+        )*
+    };
+}
+
+// ----- fixtures -----------------------------------------------------------------------------
+
+pub fn ch(s: &str) -> ChannelRef {
+    s.parse().unwrap()
+}
+
+pub fn uid(s: &str) -> UserId {
+    UserId::new(s).unwrap()
+}
+
+pub fn connection(org: &OrgId, platform: PlatformKind, tenant: &str) -> Connection {
+    Connection {
+        id: ConnectionId::generate(),
+        org: org.clone(),
+        platform,
+        tenant: TenantId::new(tenant).unwrap(),
+        enterprise: None,
+        display_name: format!("{tenant} ({platform})"),
+        account: AccountIdentity {
+            user_id: uid("USVC"),
+            display_name: "Switchboard".into(),
+            is_service_account: true,
+        },
+        health: ConnectionHealth::Ok,
+        created_at: OffsetDateTime::now_utc(),
+    }
+}
+
+pub fn creds(token: &str) -> Credentials {
+    Credentials {
+        access_token: SecretString::from(token.to_owned()),
+        refresh_token: Some(SecretString::from(format!("{token}-refresh"))),
+        expires_at: Some(OffsetDateTime::now_utc() + time::Duration::hours(1)),
+        scopes: vec!["chat:write".into(), "channels:history".into()],
+    }
+}
+
+pub struct Fixture {
+    pub org: OrgId,
+    pub slack: Connection,
+    pub teams: Connection,
+}
+
+pub const SLACK_C1: &str = "slack:T1/C1";
+pub const TEAMS_C1: &str = "msteams:team-1/19:one@thread.tacv2";
+
+pub async fn fixture(store: &SqlStore, name: &str) -> Fixture {
+    let org = store.create_org(name).await.unwrap();
+    let slack = connection(&org.id, PlatformKind::Slack, "T1");
+    let teams = connection(&org.id, PlatformKind::Msteams, "tenant-1");
+    store.put_connection(&slack).await.unwrap();
+    store.put_connection(&teams).await.unwrap();
+    Fixture {
+        org: org.id,
+        slack,
+        teams,
+    }
+}
+
+pub fn universal(f: &Fixture, a: &str, b: &str) -> UniversalChannel {
+    UniversalChannel::new(
+        UniversalChannelId::generate(),
+        f.org.clone(),
+        "eng",
+        vec![
+            Endpoint {
+                connection: f.slack.id.clone(),
+                channel: ch(a),
+            },
+            Endpoint {
+                connection: f.teams.id.clone(),
+                channel: ch(b),
+            },
+        ],
+    )
+    .unwrap()
+}
+
+pub fn event(id: &str, channel: &str, text: &str) -> PlatformEvent {
+    let channel = ch(channel);
+    PlatformEvent {
+        event_id: id.into(),
+        occurred_at: OffsetDateTime::now_utc(),
+        kind: EventKind::Posted {
+            message: MessageId::new(format!("m-{id}")).unwrap(),
+            content: PortableMessage {
+                sender: Sender {
+                    platform: channel.platform,
+                    user: uid("U1"),
+                    display_name: "Alice".into(),
+                    avatar_url: None,
+                    email: Some("alice@contoso.com".into()),
+                },
+                text: RichText::plain(text),
+                attachments: vec![],
+                thread_root: None,
+            },
+        },
+        channel,
+    }
+}
+
+pub fn delivery(org: &OrgId, conn: &Connection, target: &str, n: u64) -> NewDelivery {
+    NewDelivery {
+        org: org.clone(),
+        connection: conn.id.clone(),
+        target: ch(target),
+        payload: json!({"op": "post", "n": n, "target": target}),
+    }
+}
+
+pub fn user(id: &str, name: &str, email: Option<&str>) -> User {
+    User {
+        id: uid(id),
+        display_name: name.into(),
+        email: email.map(str::to_owned),
+        avatar_url: Some(format!("https://avatars.test/{id}.png")),
+        is_guest: false,
+        is_bot: false,
+        is_deleted: false,
+    }
+}
+
+pub fn team(id: &str) -> Team {
+    Team {
+        id: TeamId::new(id).unwrap(),
+        name: format!("Team {id}"),
+        description: Some("a team".into()),
+    }
+}
+
+pub fn channel(team: &str, id: &str) -> Channel {
+    Channel {
+        id: ChannelId::new(id).unwrap(),
+        team: TeamId::new(team).unwrap(),
+        name: format!("chan-{id}"),
+        kind: ChannelKind::Standard,
+        description: None,
+    }
+}
+
+pub fn member(team: &str, user: &str) -> Membership {
+    Membership {
+        team: TeamId::new(team).unwrap(),
+        user: uid(user),
+        is_owner: false,
+    }
+}
+
+pub fn audit(action: &str, details: serde_json::Value) -> NewAuditEntry {
+    NewAuditEntry {
+        actor: Actor::System,
+        action: action.into(),
+        target: "t".into(),
+        details,
+    }
+}
+
+#[track_caller]
+pub fn assert_kind<T: std::fmt::Debug>(r: Result<T>, kind: ErrorKind) -> Error {
+    match r {
+        Ok(v) => panic!("expected {kind:?}, got Ok({v:?})"),
+        Err(e) => {
+            assert_eq!(e.kind(), kind, "{e}");
+            e
+        }
+    }
+}
+
+const LEASE: Duration = Duration::from_secs(30);
+
+// ----- organizations and tokens ---------------------------------------------------------------
+
+pub async fn orgs_and_admin_tokens(db: &TestDb) {
+    let s = &db.store;
+    let a = s.create_org("  Contoso ").await.unwrap();
+    assert_eq!(a.name, "Contoso");
+    assert_eq!(s.get_org(&a.id).await.unwrap(), Some(a.clone()));
+    assert_eq!(s.get_org(&OrgId::generate()).await.unwrap(), None);
+    let b = s.create_org("Fabrikam").await.unwrap();
+    assert_eq!(s.list_orgs().await.unwrap(), vec![a.clone(), b.clone()]);
+    assert_kind(s.create_org(" ").await, ErrorKind::InvalidInput);
+    let e = assert_kind(
+        s.create_org(&"x".repeat(5000)).await,
+        ErrorKind::InvalidInput,
+    );
+    assert!(e.message().contains("1024"), "{e}");
+
+    let token = s.create_admin_token(&a.id, "ci").await.unwrap();
+    assert!(token.expose_secret().starts_with("sbat_"));
+    let p = s.authenticate_admin_token(&token).await.unwrap().unwrap();
+    assert_eq!(
+        p,
+        AdminPrincipal {
+            org: a.id.clone(),
+            name: "ci".into()
+        }
+    );
+
+    let tb = s.create_admin_token(&b.id, "ci").await.unwrap();
+    assert_eq!(
+        s.authenticate_admin_token(&tb).await.unwrap().unwrap().org,
+        b.id
+    );
+
+    // Altered or malformed tokens resolve to nothing.
+    let mut altered = token.expose_secret().to_owned();
+    let last = altered.pop().unwrap();
+    altered.push(if last == 'A' { 'B' } else { 'A' });
+    for bad in [
+        altered.as_str(),
+        "",
+        "sbat_",
+        "sbat_zz_zz",
+        "Bearer x",
+        &"sbat_".repeat(100),
+    ] {
+        assert_eq!(
+            s.authenticate_admin_token(&SecretString::from(bad.to_owned()))
+                .await
+                .unwrap(),
+            None,
+            "{bad:?}"
+        );
+    }
+
+    s.revoke_admin_token(&a.id, "ci").await.unwrap();
+    assert_eq!(s.authenticate_admin_token(&token).await.unwrap(), None);
+    assert_kind(s.revoke_admin_token(&a.id, "ci").await, ErrorKind::NotFound);
+    // Org B's token of the same name is untouched.
+    assert!(s.authenticate_admin_token(&tb).await.unwrap().is_some());
+    assert_kind(
+        s.create_admin_token(&OrgId::generate(), "x").await,
+        ErrorKind::NotFound,
+    );
+    assert_kind(
+        s.create_admin_token(&a.id, "").await,
+        ErrorKind::InvalidInput,
+    );
+}
+
+// ----- connections ----------------------------------------------------------------------------
+
+pub async fn connections_and_credentials(db: &TestDb) {
+    let s = &db.store;
+    let f = fixture(s, "org").await;
+    assert_eq!(
+        s.get_connection(&f.org, &f.slack.id).await.unwrap(),
+        Some(f.slack.clone())
+    );
+    assert_eq!(
+        s.list_connections(&f.org).await.unwrap(),
+        vec![f.slack.clone(), f.teams.clone()]
+    );
+    assert_eq!(
+        s.get_connection(&f.org, &ConnectionId::generate())
+            .await
+            .unwrap(),
+        None
+    );
+
+    s.set_connection_health(&f.org, &f.slack.id, ConnectionHealth::NeedsReauth)
+        .await
+        .unwrap();
+    let got = s
+        .get_connection(&f.org, &f.slack.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.health, ConnectionHealth::NeedsReauth);
+    assert_kind(
+        s.set_connection_health(&f.org, &ConnectionId::generate(), ConnectionHealth::Ok)
+            .await,
+        ErrorKind::NotFound,
+    );
+
+    // Replace in place.
+    let mut renamed = f.slack.clone();
+    renamed.display_name = "Renamed".into();
+    renamed.enterprise = Some(TenantId::new("E1").unwrap());
+    s.put_connection(&renamed).await.unwrap();
+    assert_eq!(
+        s.get_connection(&f.org, &f.slack.id).await.unwrap(),
+        Some(renamed.clone())
+    );
+    assert_eq!(s.list_connections(&f.org).await.unwrap().len(), 2);
+    // The platform of a connection cannot change.
+    let mut other = renamed.clone();
+    other.platform = PlatformKind::Msteams;
+    assert_kind(s.put_connection(&other).await, ErrorKind::Conflict);
+    // Unknown organization.
+    let stray = connection(&OrgId::generate(), PlatformKind::Slack, "T9");
+    assert_kind(s.put_connection(&stray).await, ErrorKind::NotFound);
+
+    // Credentials.
+    assert!(
+        s.get_credentials(&f.org, &f.slack.id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let c = creds("xoxb-first");
+    s.put_credentials(&f.org, &f.slack.id, &c).await.unwrap();
+    let back = s
+        .get_credentials(&f.org, &f.slack.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(back.access_token.expose_secret(), "xoxb-first");
+    assert_eq!(
+        back.refresh_token.as_ref().unwrap().expose_secret(),
+        "xoxb-first-refresh"
+    );
+    assert_eq!(back.expires_at, c.expires_at);
+    assert_eq!(back.scopes, c.scopes);
+    let c2 = Credentials {
+        access_token: SecretString::from("xoxb-second".to_owned()),
+        refresh_token: None,
+        expires_at: None,
+        scopes: vec![],
+    };
+    s.put_credentials(&f.org, &f.slack.id, &c2).await.unwrap();
+    let back = s
+        .get_credentials(&f.org, &f.slack.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(back.access_token.expose_secret(), "xoxb-second");
+    assert!(back.refresh_token.is_none() && back.expires_at.is_none());
+    assert_kind(
+        s.put_credentials(&f.org, &ConnectionId::generate(), &c)
+            .await,
+        ErrorKind::NotFound,
+    );
+    // Oversized: refused, previous credentials intact.
+    let huge = creds(&"x".repeat(20_000));
+    let e = assert_kind(
+        s.put_credentials(&f.org, &f.slack.id, &huge).await,
+        ErrorKind::InvalidInput,
+    );
+    assert!(!e.to_string().contains("xxxxxxxx"), "{e}");
+    assert_eq!(
+        s.get_credentials(&f.org, &f.slack.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .access_token
+            .expose_secret(),
+        "xoxb-second"
+    );
+}
+
+pub async fn migrate_connection_is_atomic_and_audited(db: &TestDb) {
+    let s = &db.store;
+    let f = fixture(s, "org").await;
+    let mut personal = f.teams.clone();
+    personal.account = AccountIdentity {
+        user_id: uid("alice-guid"),
+        display_name: "alice@contoso.com".into(),
+        is_service_account: false,
+    };
+    s.put_connection(&personal).await.unwrap();
+    s.put_credentials(&f.org, &f.teams.id, &creds("personal-token"))
+        .await
+        .unwrap();
+    s.set_connection_health(&f.org, &f.teams.id, ConnectionHealth::NeedsReauth)
+        .await
+        .unwrap();
+    let uc = universal(&f, SLACK_C1, TEAMS_C1);
+    s.create_universal_channel(&uc).await.unwrap();
+    s.outbox_enqueue(&[delivery(&f.org, &f.teams, TEAMS_C1, 1)])
+        .await
+        .unwrap();
+
+    let svc = AccountIdentity {
+        user_id: uid("svc-guid"),
+        display_name: "svc-switchboard@contoso.com".into(),
+        is_service_account: true,
+    };
+    let entry = NewAuditEntry {
+        actor: Actor::Admin { name: "ci".into() },
+        action: "connection.migrated".into(),
+        target: f.teams.id.to_string(),
+        details: json!({"from": "alice@contoso.com", "to": "svc", "access_token": "leaked?"}),
+    };
+    let migrated = s
+        .migrate_connection(
+            &f.org,
+            &f.teams.id,
+            &svc,
+            &creds("service-token"),
+            entry.clone(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(migrated.id, f.teams.id);
+    assert_eq!(migrated.account, svc);
+    assert_eq!(migrated.health, ConnectionHealth::Ok);
+    assert_eq!(
+        s.get_connection(&f.org, &f.teams.id).await.unwrap(),
+        Some(migrated.clone())
+    );
+    assert_eq!(
+        s.get_credentials(&f.org, &f.teams.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .access_token
+            .expose_secret(),
+        "service-token"
+    );
+    // Universal channels and queued deliveries keep pointing at the same connection.
+    assert_eq!(
+        s.find_universal_channel(&f.org, &ch(TEAMS_C1))
+            .await
+            .unwrap(),
+        Some(uc.clone())
+    );
+    assert_eq!(s.outbox_pending(&f.org).await.unwrap(), 1);
+    let log = s.list_audit(&f.org, 0, 10).await.unwrap();
+    assert_eq!(log.len(), 1);
+    assert_eq!(log[0].action, "connection.migrated");
+    assert_eq!(log[0].actor, Actor::Admin { name: "ci".into() });
+    assert_eq!(log[0].details["access_token"], "[redacted]");
+    assert_eq!(log[0].details["from"], "alice@contoso.com");
+
+    // Failures change nothing: an unknown connection, or an invalid audit entry.
+    assert_kind(
+        s.migrate_connection(
+            &f.org,
+            &ConnectionId::generate(),
+            &svc,
+            &creds("t"),
+            entry.clone(),
+        )
+        .await,
+        ErrorKind::NotFound,
+    );
+    let mut bad = entry.clone();
+    bad.action = String::new();
+    let other = AccountIdentity {
+        user_id: uid("other"),
+        display_name: "other".into(),
+        is_service_account: true,
+    };
+    assert_kind(
+        s.migrate_connection(&f.org, &f.teams.id, &other, &creds("other-token"), bad)
+            .await,
+        ErrorKind::InvalidInput,
+    );
+    assert_eq!(
+        s.get_connection(&f.org, &f.teams.id).await.unwrap(),
+        Some(migrated)
+    );
+    assert_eq!(
+        s.get_credentials(&f.org, &f.teams.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .access_token
+            .expose_secret(),
+        "service-token"
+    );
+    assert_eq!(s.list_audit(&f.org, 0, 10).await.unwrap().len(), 1);
+    assert!(s.verify_audit(&f.org).await.unwrap().is_ok());
+}
+
+pub async fn delete_connection_cascades_and_refuses_when_linked(db: &TestDb) {
+    let s = &db.store;
+    let f = fixture(s, "org").await;
+    s.put_credentials(&f.org, &f.slack.id, &creds("xoxb-del"))
+        .await
+        .unwrap();
+    let run = s.begin_import(&f.org, &f.slack.id).await.unwrap();
+    s.upsert_teams(&f.org, &f.slack.id, run, &[team("T1")])
+        .await
+        .unwrap();
+    s.upsert_channels(&f.org, &f.slack.id, run, &[channel("T1", "C1")])
+        .await
+        .unwrap();
+    s.upsert_users(&f.org, &f.slack.id, run, &[user("U1", "Alice", None)])
+        .await
+        .unwrap();
+    s.put_cursor(&f.org, &f.slack.id, "history:C1", "1700000000.000100")
+        .await
+        .unwrap();
+    s.outbox_enqueue(&[delivery(&f.org, &f.slack, SLACK_C1, 1)])
+        .await
+        .unwrap();
+    s.inbox_accept(&f.org, &f.slack.id, &event("Ev1", SLACK_C1, "hi"))
+        .await
+        .unwrap();
+    let uc = universal(&f, SLACK_C1, TEAMS_C1);
+    s.create_universal_channel(&uc).await.unwrap();
+
+    let e = assert_kind(
+        s.delete_connection(&f.org, &f.slack.id).await,
+        ErrorKind::Conflict,
+    );
+    assert!(e.message().contains(uc.id().as_str()), "{e}");
+    assert!(
+        s.get_connection(&f.org, &f.slack.id)
+            .await
+            .unwrap()
+            .is_some()
+    );
+
+    s.delete_universal_channel(&f.org, uc.id()).await.unwrap();
+    s.delete_connection(&f.org, &f.slack.id).await.unwrap();
+    assert!(
+        s.get_connection(&f.org, &f.slack.id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        s.get_credentials(&f.org, &f.slack.id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(s.list_channels(&f.org, None).await.unwrap().is_empty());
+    assert!(s.list_users(&f.org, None).await.unwrap().is_empty());
+    assert!(s.list_teams(&f.org, &f.slack.id).await.unwrap().is_empty());
+    assert!(
+        s.get_cursor(&f.org, &f.slack.id, "history:C1")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(s.outbox_pending(&f.org).await.unwrap(), 0);
+    assert!(s.inbox_lease("w", 10, LEASE).await.unwrap().is_empty());
+    assert_kind(
+        s.delete_connection(&f.org, &f.slack.id).await,
+        ErrorKind::NotFound,
+    );
+    // The other connection is untouched.
+    assert_eq!(
+        s.list_connections(&f.org).await.unwrap(),
+        vec![f.teams.clone()]
+    );
+}
+
+// ----- secrets --------------------------------------------------------------------------------
+
+pub async fn secrets_and_key_rotation(db: &TestDb) {
+    let s = &db.store;
+    let f = fixture(s, "org").await;
+    let other = s.create_org("other").await.unwrap();
+    let v1 = SecretString::from("signing-secret-1".to_owned());
+    s.put_secret(&f.org, "slack.signing_secret", &v1)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.get_secret(&f.org, "slack.signing_secret")
+            .await
+            .unwrap()
+            .unwrap()
+            .expose_secret(),
+        "signing-secret-1"
+    );
+    s.put_secret(
+        &f.org,
+        "slack.signing_secret",
+        &SecretString::from("v2".to_owned()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        s.get_secret(&f.org, "slack.signing_secret")
+            .await
+            .unwrap()
+            .unwrap()
+            .expose_secret(),
+        "v2"
+    );
+    assert!(s.get_secret(&f.org, "missing").await.unwrap().is_none());
+    assert!(
+        s.get_secret(&other.id, "slack.signing_secret")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_kind(s.put_secret(&f.org, "", &v1).await, ErrorKind::InvalidInput);
+    assert_kind(
+        s.put_secret(&f.org, "big", &SecretString::from("x".repeat(20_000)))
+            .await,
+        ErrorKind::InvalidInput,
+    );
+    assert_kind(
+        s.put_secret(&OrgId::generate(), "n", &v1).await,
+        ErrorKind::NotFound,
+    );
+    s.put_secret(
+        &f.org,
+        "msteams.client_secret",
+        &SecretString::from("cs".to_owned()),
+    )
+    .await
+    .unwrap();
+    s.put_credentials(&f.org, &f.slack.id, &creds("xoxb-rot"))
+        .await
+        .unwrap();
+    s.put_subscription(
+        &f.org,
+        &Subscription {
+            id: "sub-rot".into(),
+            connection: f.teams.id.clone(),
+            channel: ch(TEAMS_C1),
+            client_state: SecretString::from("state-rot".to_owned()),
+            expires_at: OffsetDateTime::now_utc(),
+        },
+    )
+    .await
+    .unwrap();
+
+    let old = db.key.clone();
+    let usage = s.sealed_key_usage().await.unwrap();
+    assert_eq!(usage, BTreeMap::from([(old.id().clone(), 4)]));
+
+    // Rotate: the new key seals, the old one still opens until everything is resealed.
+    let new = MasterKey::generate();
+    let rotated = db
+        .reopen(Keyring::new(new.clone()).with_previous(old.clone()))
+        .await
+        .unwrap();
+    assert_eq!(
+        rotated
+            .get_secret(&f.org, "slack.signing_secret")
+            .await
+            .unwrap()
+            .unwrap()
+            .expose_secret(),
+        "v2"
+    );
+    assert_eq!(rotated.reseal_all().await.unwrap(), 4);
+    assert_eq!(rotated.reseal_all().await.unwrap(), 0);
+    assert_eq!(
+        rotated.sealed_key_usage().await.unwrap(),
+        BTreeMap::from([(new.id().clone(), 4)])
+    );
+    // Only the new key is needed now.
+    let only_new = db.reopen(new.clone()).await.unwrap();
+    assert_eq!(
+        only_new
+            .get_credentials(&f.org, &f.slack.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .access_token
+            .expose_secret(),
+        "xoxb-rot"
+    );
+    assert_eq!(
+        only_new
+            .get_subscription("sub-rot")
+            .await
+            .unwrap()
+            .unwrap()
+            .1
+            .client_state
+            .expose_secret(),
+        "state-rot"
+    );
+    assert_eq!(
+        only_new
+            .get_secret(&f.org, "msteams.client_secret")
+            .await
+            .unwrap()
+            .unwrap()
+            .expose_secret(),
+        "cs"
+    );
+    // The old key alone can no longer open anything, and says which key is missing.
+    let e = assert_kind(
+        s.get_secret(&f.org, "slack.signing_secret").await,
+        ErrorKind::Storage,
+    );
+    assert!(e.message().contains(new.id().as_str()), "{e}");
+    assert!(!e.to_string().contains("v2"));
+    only_new.close().await;
+    rotated.close().await;
+}
+
+pub async fn database_holds_no_plaintext_secret(db: &TestDb) {
+    let s = &db.store;
+    let tag = uuid::Uuid::new_v4().simple().to_string();
+    let canary = format!("canary-org-{tag}");
+    let org = s.create_org(&canary).await.unwrap().id;
+    let slack = connection(&org, PlatformKind::Slack, "T1");
+    let teams = connection(&org, PlatformKind::Msteams, "tenant");
+    s.put_connection(&slack).await.unwrap();
+    s.put_connection(&teams).await.unwrap();
+    let access = format!("xoxb-PLANTED-ACCESS-{tag}");
+    let refresh = format!("PLANTED-REFRESH-{tag}");
+    let signing = format!("PLANTED-SIGNING-{tag}");
+    let client_secret = format!("PLANTED-CLIENT-SECRET-{tag}");
+    let client_state = format!("PLANTED-CLIENTSTATE-{tag}");
+    s.put_credentials(
+        &org,
+        &slack.id,
+        &Credentials {
+            access_token: SecretString::from(access.clone()),
+            refresh_token: Some(SecretString::from(refresh.clone())),
+            expires_at: None,
+            scopes: vec![],
+        },
+    )
+    .await
+    .unwrap();
+    s.put_secret(
+        &org,
+        "slack.signing_secret",
+        &SecretString::from(signing.clone()),
+    )
+    .await
+    .unwrap();
+    s.put_secret(
+        &org,
+        "msteams.client_secret",
+        &SecretString::from(client_secret.clone()),
+    )
+    .await
+    .unwrap();
+    s.put_subscription(
+        &org,
+        &Subscription {
+            id: format!("sub-{tag}"),
+            connection: teams.id.clone(),
+            channel: ch(TEAMS_C1),
+            client_state: SecretString::from(client_state.clone()),
+            expires_at: OffsetDateTime::now_utc(),
+        },
+    )
+    .await
+    .unwrap();
+    let admin = s.create_admin_token(&org, "ci").await.unwrap();
+    // A careless audit entry: its secret-looking details are redacted before storage.
+    s.append_audit(
+        &org,
+        audit(
+            "connection.created",
+            json!({"client_secret": client_secret, "note": access}),
+        ),
+    )
+    .await
+    .unwrap();
+
+    let bytes = db.raw_bytes().await;
+    let contains = |needle: &str| {
+        let hexed = hex::encode(needle.as_bytes());
+        let found = |n: &[u8]| bytes.windows(n.len()).any(|w| w == n);
+        found(needle.as_bytes()) || found(hexed.as_bytes())
+    };
+    // Positive control: the search does find what is stored in the clear.
+    assert!(
+        contains(&canary),
+        "the byte search is broken: the canary is missing"
+    );
+    for planted in [
+        access.as_str(),
+        refresh.as_str(),
+        signing.as_str(),
+        client_secret.as_str(),
+        client_state.as_str(),
+        admin.expose_secret(),
+    ] {
+        assert!(!contains(planted), "plaintext secret found in the database");
+    }
+    // Only the random part of the admin token is secret; not even a hex dump shows it.
+    let admin_secret = admin.expose_secret().rsplit('_').next().unwrap().to_owned();
+    assert!(!contains(&admin_secret));
+}
+
+// ----- directory ------------------------------------------------------------------------------
+
+type Snapshot = (
+    Vec<Team>,
+    Vec<StoredChannel>,
+    Vec<StoredUser>,
+    Vec<Membership>,
+    Vec<Membership>,
+);
+
+async fn snapshot(s: &SqlStore, org: &OrgId, conn: &ConnectionId) -> Snapshot {
+    (
+        s.list_teams(org, conn).await.unwrap(),
+        s.list_channels(org, Some(conn)).await.unwrap(),
+        s.list_users(org, Some(conn)).await.unwrap(),
+        s.list_memberships(org, conn, &TeamId::new("team-a").unwrap())
+            .await
+            .unwrap(),
+        s.list_memberships(org, conn, &TeamId::new("team-b").unwrap())
+            .await
+            .unwrap(),
+    )
+}
+
+async fn import_teams(s: &SqlStore, f: &Fixture, dup: bool) {
+    let conn = &f.teams.id;
+    let run = s.begin_import(&f.org, conn).await.unwrap();
+    s.upsert_teams(&f.org, conn, run, &[team("team-a"), team("team-b")])
+        .await
+        .unwrap();
+    let mut chans = vec![
+        channel("team-a", "19:a1@thread.tacv2"),
+        channel("team-a", "19:a2@thread.tacv2"),
+        channel("team-b", "19:b1@thread.tacv2"),
+    ];
+    chans[1].kind = ChannelKind::Private;
+    chans[1].description = Some("secret plans".into());
+    if dup {
+        chans.push(chans[0].clone());
+    }
+    s.upsert_channels(&f.org, conn, run, &chans).await.unwrap();
+    let mut users = vec![
+        user("u1", "Alice", Some("alice@contoso.com")),
+        user("u2", "Bob", Some("bob@contoso.com")),
+        user("u3", "Guest", None),
+    ];
+    users[2].is_guest = true;
+    if dup {
+        users.push(users[0].clone());
+    }
+    s.upsert_users(&f.org, conn, run, &users).await.unwrap();
+    s.upsert_memberships(
+        &f.org,
+        conn,
+        run,
+        &[
+            member("team-a", "u1"),
+            member("team-a", "u2"),
+            member("team-b", "u3"),
+        ],
+    )
+    .await
+    .unwrap();
+    for t in ["team-a", "team-b"] {
+        s.finish_team_import(&f.org, conn, run, &TeamId::new(t).unwrap())
+            .await
+            .unwrap();
+    }
+    s.finish_user_import(&f.org, conn, run).await.unwrap();
+}
+
+pub async fn imports_are_idempotent_upserts(db: &TestDb) {
+    let s = &db.store;
+    let f = fixture(s, "org").await;
+    import_teams(s, &f, false).await;
+    let first = snapshot(s, &f.org, &f.teams.id).await;
+    assert_eq!(first.0.len(), 2);
+    assert_eq!(first.1.len(), 3);
+    assert_eq!(first.2.len(), 3);
+    assert_eq!(first.3.len(), 2);
+    assert_eq!(first.4.len(), 1);
+    assert!(first.1.iter().all(|c| !c.removed) && first.2.iter().all(|u| !u.removed));
+    let a2 = &first.1[1];
+    assert_eq!(a2.channel.kind, ChannelKind::Private);
+    assert_eq!(a2.channel.description.as_deref(), Some("secret plans"));
+    assert_eq!(a2.reference, ch("msteams:team-a/19:a2@thread.tacv2"));
+    assert_eq!(a2.connection, f.teams.id);
+    assert_eq!(
+        s.get_channel(&f.org, &a2.reference).await.unwrap(),
+        Some(a2.clone())
+    );
+    let u1 = s
+        .get_user(&f.org, PlatformKind::Msteams, &uid("u1"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(u1.user, user("u1", "Alice", Some("alice@contoso.com")));
+    assert_eq!(u1.platform, PlatformKind::Msteams);
+    assert!(
+        s.get_user(&f.org, PlatformKind::Slack, &uid("u1"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // The same import again, with duplicates inside a batch: nothing changes.
+    import_teams(s, &f, true).await;
+    assert_eq!(snapshot(s, &f.org, &f.teams.id).await, first);
+    import_teams(s, &f, false).await;
+    assert_eq!(snapshot(s, &f.org, &f.teams.id).await, first);
+
+    // Changed upstream data is updated in place.
+    let run = s.begin_import(&f.org, &f.teams.id).await.unwrap();
+    let mut alice = user("u1", "Alice Smith", Some("alice@contoso.com"));
+    alice.is_deleted = true;
+    s.upsert_users(&f.org, &f.teams.id, run, &[alice.clone()])
+        .await
+        .unwrap();
+    assert_eq!(
+        s.get_user(&f.org, PlatformKind::Msteams, &uid("u1"))
+            .await
+            .unwrap()
+            .unwrap()
+            .user,
+        alice
+    );
+
+    // A run of another connection or organization is refused.
+    let other = s.create_org("other").await.unwrap().id;
+    let oc = connection(&other, PlatformKind::Msteams, "tenant-1");
+    s.put_connection(&oc).await.unwrap();
+    let other_run = s.begin_import(&other, &oc.id).await.unwrap();
+    assert_kind(
+        s.upsert_users(&f.org, &f.teams.id, other_run, &[user("x", "X", None)])
+            .await,
+        ErrorKind::InvalidInput,
+    );
+    assert_kind(
+        s.upsert_teams(&f.org, &f.slack.id, run, &[team("t")]).await,
+        ErrorKind::InvalidInput,
+    );
+    assert_kind(
+        s.begin_import(&f.org, &ConnectionId::generate()).await,
+        ErrorKind::NotFound,
+    );
+
+    // Large batches span several statements.
+    let run = s.begin_import(&f.org, &f.slack.id).await.unwrap();
+    let many: Vec<User> = (0..1234)
+        .map(|i| {
+            user(
+                &format!("U{i:05}"),
+                &format!("User {i}"),
+                Some(&format!("user{i:05}@contoso.com")),
+            )
+        })
+        .collect();
+    s.upsert_users(&f.org, &f.slack.id, run, &many)
+        .await
+        .unwrap();
+    s.upsert_users(&f.org, &f.slack.id, run, &many)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.list_users(&f.org, Some(&f.slack.id)).await.unwrap().len(),
+        1234
+    );
+    assert_eq!(s.list_users(&f.org, None).await.unwrap().len(), 1234 + 3);
+}
+
+pub async fn disappeared_rows_are_marked_removed(db: &TestDb) {
+    let s = &db.store;
+    let f = fixture(s, "org").await;
+    import_teams(s, &f, false).await;
+    let conn = &f.teams.id;
+    let team_a = TeamId::new("team-a").unwrap();
+    // Second import: team-a lost channel a2 and member u2; user u2 is gone; team-b was not
+    // re-imported in this run (and not finished), so it is left alone.
+    let run = s.begin_import(&f.org, conn).await.unwrap();
+    s.upsert_teams(&f.org, conn, run, &[team("team-a")])
+        .await
+        .unwrap();
+    s.upsert_channels(
+        &f.org,
+        conn,
+        run,
+        &[channel("team-a", "19:a1@thread.tacv2")],
+    )
+    .await
+    .unwrap();
+    s.upsert_memberships(&f.org, conn, run, &[member("team-a", "u1")])
+        .await
+        .unwrap();
+    s.finish_team_import(&f.org, conn, run, &team_a)
+        .await
+        .unwrap();
+    s.upsert_users(
+        &f.org,
+        conn,
+        run,
+        &[
+            user("u1", "Alice", Some("alice@contoso.com")),
+            user("u3", "Guest", None),
+        ],
+    )
+    .await
+    .unwrap();
+    s.finish_user_import(&f.org, conn, run).await.unwrap();
+
+    let a1 = s
+        .get_channel(&f.org, &ch("msteams:team-a/19:a1@thread.tacv2"))
+        .await
+        .unwrap()
+        .unwrap();
+    let a2 = s
+        .get_channel(&f.org, &ch("msteams:team-a/19:a2@thread.tacv2"))
+        .await
+        .unwrap()
+        .unwrap();
+    let b1 = s
+        .get_channel(&f.org, &ch("msteams:team-b/19:b1@thread.tacv2"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!a1.removed);
+    assert!(a2.removed, "a channel gone upstream must be marked removed");
+    assert!(!b1.removed, "a team not re-imported is left alone");
+    assert_eq!(s.list_channels(&f.org, Some(conn)).await.unwrap().len(), 3);
+    let u2 = s
+        .get_user(&f.org, PlatformKind::Msteams, &uid("u2"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(u2.removed);
+    assert!(
+        !s.get_user(&f.org, PlatformKind::Msteams, &uid("u1"))
+            .await
+            .unwrap()
+            .unwrap()
+            .removed
+    );
+    assert_eq!(
+        s.list_memberships(&f.org, conn, &team_a).await.unwrap(),
+        vec![member("team-a", "u1")]
+    );
+    assert_eq!(
+        s.list_memberships(&f.org, conn, &TeamId::new("team-b").unwrap())
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // It comes back: live again.
+    import_teams(s, &f, false).await;
+    assert!(
+        !s.get_channel(&f.org, &a2.reference)
+            .await
+            .unwrap()
+            .unwrap()
+            .removed
+    );
+    assert!(
+        !s.get_user(&f.org, PlatformKind::Msteams, &uid("u2"))
+            .await
+            .unwrap()
+            .unwrap()
+            .removed
+    );
+    assert_eq!(
+        s.list_memberships(&f.org, conn, &team_a)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+
+    // An older run finishing late does not mark what a newer run saw.
+    let old_run = s.begin_import(&f.org, conn).await.unwrap();
+    let new_run = s.begin_import(&f.org, conn).await.unwrap();
+    s.upsert_users(&f.org, conn, new_run, &[user("u9", "New", None)])
+        .await
+        .unwrap();
+    s.finish_user_import(&f.org, conn, old_run).await.unwrap();
+    assert!(
+        !s.get_user(&f.org, PlatformKind::Msteams, &uid("u9"))
+            .await
+            .unwrap()
+            .unwrap()
+            .removed
+    );
+}
+
+pub async fn identity_map(db: &TestDb) {
+    let s = &db.store;
+    let f = fixture(s, "org").await;
+    let (slack, teams) = (PlatformKind::Slack, PlatformKind::Msteams);
+    let run = s.begin_import(&f.org, &f.slack.id).await.unwrap();
+    s.upsert_users(
+        &f.org,
+        &f.slack.id,
+        run,
+        &[
+            user("U1", "alice", Some("Alice@Contoso.COM")),
+            user("U2", "bob", Some("bob@contoso.com")),
+            user("U3", "carol", None),
+        ],
+    )
+    .await
+    .unwrap();
+    let run = s.begin_import(&f.org, &f.teams.id).await.unwrap();
+    let mut b_deleted = user("B1", "Bob (old)", Some("BOB@contoso.com"));
+    b_deleted.is_deleted = true;
+    s.upsert_users(
+        &f.org,
+        &f.teams.id,
+        run,
+        &[user("A1", "Alice", Some(" alice@contoso.com ")), b_deleted],
+    )
+    .await
+    .unwrap();
+    // Another organization with the same emails must not interfere.
+    let other = fixture(s, "other").await;
+    let orun = s.begin_import(&other.org, &other.teams.id).await.unwrap();
+    s.upsert_users(
+        &other.org,
+        &other.teams.id,
+        orun,
+        &[user("Z1", "Bob", Some("bob@contoso.com"))],
+    )
+    .await
+    .unwrap();
+
+    let cp = |p, u: &'static str, t| {
+        let org = f.org.clone();
+        async move { s.counterpart(&org, p, &uid(u), t).await.unwrap() }
+    };
+    assert_eq!(
+        cp(slack, "U1", teams).await,
+        Some(uid("A1")),
+        "case-insensitive email match"
+    );
+    assert_eq!(cp(teams, "A1", slack).await, Some(uid("U1")));
+    assert_eq!(
+        cp(slack, "U2", teams).await,
+        None,
+        "deleted users are not counterparts"
+    );
+    assert_eq!(cp(slack, "U3", teams).await, None, "no email, no match");
+    assert_eq!(cp(slack, "NOPE", teams).await, None);
+    assert_eq!(cp(slack, "U1", slack).await, Some(uid("U1")));
+
+    let run = s.begin_import(&f.org, &f.teams.id).await.unwrap();
+    s.upsert_users(
+        &f.org,
+        &f.teams.id,
+        run,
+        &[user("B2", "Bob", Some("bob@contoso.com"))],
+    )
+    .await
+    .unwrap();
+    assert_eq!(cp(slack, "U2", teams).await, Some(uid("B2")));
+
+    // A manual link wins, both ways, even over email.
+    s.link_identities(&f.org, (slack, &uid("U1")), (teams, &uid("B2")))
+        .await
+        .unwrap();
+    assert_eq!(cp(slack, "U1", teams).await, Some(uid("B2")));
+    assert_eq!(cp(teams, "B2", slack).await, Some(uid("U1")));
+    // Linked users are out of email matching towards each other's platform.
+    assert_eq!(cp(teams, "A1", slack).await, None);
+    assert_eq!(cp(slack, "U2", teams).await, None);
+    // Relinking replaces the old pair on both sides.
+    s.link_identities(&f.org, (teams, &uid("A1")), (slack, &uid("U1")))
+        .await
+        .unwrap();
+    assert_eq!(cp(slack, "U1", teams).await, Some(uid("A1")));
+    assert_eq!(cp(teams, "B2", slack).await, Some(uid("U2")));
+    // A link to a deleted user still applies (the admin said so).
+    s.link_identities(&f.org, (slack, &uid("U3")), (teams, &uid("B1")))
+        .await
+        .unwrap();
+    assert_eq!(cp(slack, "U3", teams).await, Some(uid("B1")));
+
+    s.unlink_identity(&f.org, (slack, &uid("U3")))
+        .await
+        .unwrap();
+    assert_eq!(cp(slack, "U3", teams).await, None);
+    // B1 is back to email matching (a deleted source user still has its email).
+    assert_eq!(cp(teams, "B1", slack).await, Some(uid("U2")));
+    assert_kind(
+        s.unlink_identity(&f.org, (slack, &uid("U3"))).await,
+        ErrorKind::NotFound,
+    );
+    assert_kind(
+        s.link_identities(&f.org, (slack, &uid("U1")), (slack, &uid("U2")))
+            .await,
+        ErrorKind::InvalidInput,
+    );
+    assert_kind(
+        s.link_identities(&f.org, (slack, &uid("U1")), (teams, &uid("ghost")))
+            .await,
+        ErrorKind::NotFound,
+    );
+    assert_kind(
+        s.link_identities(&other.org, (slack, &uid("U1")), (teams, &uid("Z1")))
+            .await,
+        ErrorKind::NotFound,
+    );
+
+    // Removed users are not matched by email.
+    s.unlink_identity(&f.org, (slack, &uid("U1")))
+        .await
+        .unwrap();
+    assert_eq!(cp(slack, "U1", teams).await, Some(uid("A1")));
+    let run = s.begin_import(&f.org, &f.teams.id).await.unwrap();
+    s.upsert_users(
+        &f.org,
+        &f.teams.id,
+        run,
+        &[user("B2", "Bob", Some("bob@contoso.com"))],
+    )
+    .await
+    .unwrap();
+    s.finish_user_import(&f.org, &f.teams.id, run)
+        .await
+        .unwrap();
+    assert_eq!(cp(slack, "U1", teams).await, None);
+    assert_eq!(cp(slack, "U2", teams).await, Some(uid("B2")));
+}
+
+// ----- universal channels ---------------------------------------------------------------------
+
+pub async fn universal_channels(db: &TestDb) {
+    let s = &db.store;
+    let f = fixture(s, "org").await;
+    let mut uc = universal(&f, SLACK_C1, TEAMS_C1);
+    uc.relay_membership_notices = true;
+    s.create_universal_channel(&uc).await.unwrap();
+    assert_eq!(
+        s.get_universal_channel(&f.org, uc.id()).await.unwrap(),
+        Some(uc.clone())
+    );
+    assert_eq!(
+        s.list_universal_channels(&f.org).await.unwrap(),
+        vec![uc.clone()]
+    );
+    for r in [SLACK_C1, TEAMS_C1] {
+        assert_eq!(
+            s.find_universal_channel(&f.org, &ch(r)).await.unwrap(),
+            Some(uc.clone())
+        );
+    }
+    assert_eq!(
+        s.find_universal_channel(&f.org, &ch("slack:T1/C999"))
+            .await
+            .unwrap(),
+        None
+    );
+
+    // A channel belongs to one universal channel at most.
+    let clash = universal(&f, SLACK_C1, "msteams:team-1/19:two@thread.tacv2");
+    let e = assert_kind(
+        s.create_universal_channel(&clash).await,
+        ErrorKind::Conflict,
+    );
+    assert!(e.message().contains("already linked"), "{e}");
+    assert_kind(s.create_universal_channel(&uc).await, ErrorKind::Conflict);
+    assert_eq!(s.list_universal_channels(&f.org).await.unwrap().len(), 1);
+
+    // Endpoints must go through a connection of their platform, in the same organization.
+    let wrong = UniversalChannel::new(
+        UniversalChannelId::generate(),
+        f.org.clone(),
+        "wrong",
+        vec![
+            Endpoint {
+                connection: f.teams.id.clone(),
+                channel: ch("slack:T1/C7"),
+            },
+            Endpoint {
+                connection: f.teams.id.clone(),
+                channel: ch("msteams:team-1/19:7@thread.tacv2"),
+            },
+        ],
+    )
+    .unwrap();
+    assert_kind(
+        s.create_universal_channel(&wrong).await,
+        ErrorKind::InvalidInput,
+    );
+    let other = fixture(s, "other").await;
+    let foreign = UniversalChannel::new(
+        UniversalChannelId::generate(),
+        f.org.clone(),
+        "foreign",
+        vec![
+            Endpoint {
+                connection: other.slack.id.clone(),
+                channel: ch("slack:T1/C8"),
+            },
+            Endpoint {
+                connection: f.teams.id.clone(),
+                channel: ch("msteams:team-1/19:8@thread.tacv2"),
+            },
+        ],
+    )
+    .unwrap();
+    assert_kind(
+        s.create_universal_channel(&foreign).await,
+        ErrorKind::NotFound,
+    );
+    assert_eq!(s.list_universal_channels(&f.org).await.unwrap().len(), 1);
+
+    // Three endpoints, order kept.
+    let three = UniversalChannel::new(
+        UniversalChannelId::generate(),
+        f.org.clone(),
+        "three",
+        vec![
+            Endpoint {
+                connection: f.teams.id.clone(),
+                channel: ch("msteams:team-1/19:3@thread.tacv2"),
+            },
+            Endpoint {
+                connection: f.slack.id.clone(),
+                channel: ch("slack:T1/C3"),
+            },
+            Endpoint {
+                connection: f.slack.id.clone(),
+                channel: ch("slack:T1/C4"),
+            },
+        ],
+    )
+    .unwrap();
+    s.create_universal_channel(&three).await.unwrap();
+    assert_eq!(
+        s.get_universal_channel(&f.org, three.id())
+            .await
+            .unwrap()
+            .unwrap()
+            .endpoints(),
+        three.endpoints()
+    );
+    assert_eq!(
+        s.list_universal_channels(&f.org).await.unwrap(),
+        vec![uc.clone(), three.clone()]
+    );
+
+    s.delete_universal_channel(&f.org, uc.id()).await.unwrap();
+    assert_eq!(
+        s.get_universal_channel(&f.org, uc.id()).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        s.find_universal_channel(&f.org, &ch(SLACK_C1))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_kind(
+        s.delete_universal_channel(&f.org, uc.id()).await,
+        ErrorKind::NotFound,
+    );
+    // Its channels can be linked again.
+    s.create_universal_channel(&clash).await.unwrap();
+}
+
+// ----- message map ----------------------------------------------------------------------------
+
+pub async fn message_map(db: &TestDb) {
+    let s = &db.store;
+    let f = fixture(s, "org").await;
+    let u = UniversalMessageId::generate();
+    let original = MessageCopy {
+        universal: u.clone(),
+        channel: ch(SLACK_C1),
+        message: MessageId::new("1700000000.000100").unwrap(),
+        thread_root: None,
+        posted_by_us: false,
+    };
+    let copy = MessageCopy {
+        universal: u.clone(),
+        channel: ch(TEAMS_C1),
+        message: MessageId::new("1700000001234").unwrap(),
+        thread_root: Some(MessageId::new("1699999999999").unwrap()),
+        posted_by_us: true,
+    };
+    s.put_message_copy(&f.org, &original).await.unwrap();
+    s.put_message_copy(&f.org, &copy).await.unwrap();
+    s.put_message_copy(&f.org, &copy).await.unwrap(); // idempotent
+    assert_eq!(
+        s.find_message_copy(&f.org, &copy.channel, &copy.message)
+            .await
+            .unwrap(),
+        Some(copy.clone())
+    );
+    assert_eq!(
+        s.find_message_copy(&f.org, &original.channel, &original.message)
+            .await
+            .unwrap(),
+        Some(original.clone())
+    );
+    assert_eq!(
+        s.find_message_copy(&f.org, &ch(SLACK_C1), &MessageId::new("nope").unwrap())
+            .await
+            .unwrap(),
+        None
+    );
+    let all = s.message_copies(&f.org, &u).await.unwrap();
+    assert_eq!(all.len(), 2);
+    assert!(all.contains(&original) && all.contains(&copy));
+    assert!(
+        s.message_copies(&f.org, &UniversalMessageId::generate())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let mut remapped = copy.clone();
+    remapped.universal = UniversalMessageId::generate();
+    assert_kind(
+        s.put_message_copy(&f.org, &remapped).await,
+        ErrorKind::Conflict,
+    );
+    assert_kind(
+        s.put_message_copy(&OrgId::generate(), &copy).await,
+        ErrorKind::NotFound,
+    );
+
+    let t0 = OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
+    let t1 = t0 + time::Duration::seconds(5);
+    let t2 = t1 + time::Duration::nanoseconds(1);
+    assert!(
+        s.record_message_edit(&f.org, &copy.channel, &copy.message, t1)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.record_message_edit(&f.org, &copy.channel, &copy.message, t1)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.record_message_edit(&f.org, &copy.channel, &copy.message, t0)
+            .await
+            .unwrap()
+    );
+    assert!(
+        s.record_message_edit(&f.org, &copy.channel, &copy.message, t2)
+            .await
+            .unwrap()
+    );
+    // Edits of the original are tracked separately.
+    assert!(
+        s.record_message_edit(&f.org, &original.channel, &original.message, t0)
+            .await
+            .unwrap()
+    );
+    assert_kind(
+        s.record_message_edit(&f.org, &copy.channel, &MessageId::new("nope").unwrap(), t0)
+            .await,
+        ErrorKind::NotFound,
+    );
+}
+
+// ----- sync state -----------------------------------------------------------------------------
+
+pub async fn sync_state(db: &TestDb) {
+    let s = &db.store;
+    let f = fixture(s, "org").await;
+    let delta =
+        "https://graph.microsoft.com/v1.0/teams/x/channels/y/messages/delta?$deltatoken=abc";
+    s.put_cursor(&f.org, &f.teams.id, "delta:y", delta)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.get_cursor(&f.org, &f.teams.id, "delta:y")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some(delta)
+    );
+    s.put_cursor(&f.org, &f.teams.id, "delta:y", "next")
+        .await
+        .unwrap();
+    assert_eq!(
+        s.get_cursor(&f.org, &f.teams.id, "delta:y")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("next")
+    );
+    assert_eq!(
+        s.get_cursor(&f.org, &f.slack.id, "delta:y").await.unwrap(),
+        None
+    );
+    assert_eq!(
+        s.get_cursor(&f.org, &f.teams.id, "other").await.unwrap(),
+        None
+    );
+    assert_kind(
+        s.put_cursor(&f.org, &ConnectionId::generate(), "k", "v")
+            .await,
+        ErrorKind::NotFound,
+    );
+    assert_kind(
+        s.put_cursor(&f.org, &f.teams.id, "", "v").await,
+        ErrorKind::InvalidInput,
+    );
+    assert_kind(
+        s.put_cursor(&f.org, &f.teams.id, "k", &"v".repeat(20_000))
+            .await,
+        ErrorKind::InvalidInput,
+    );
+
+    let expires = OffsetDateTime::now_utc() + time::Duration::hours(1);
+    let sub = Subscription {
+        id: "sub-1".into(),
+        connection: f.teams.id.clone(),
+        channel: ch(TEAMS_C1),
+        client_state: SecretString::from("cs-1".to_owned()),
+        expires_at: expires,
+    };
+    s.put_subscription(&f.org, &sub).await.unwrap();
+    let (org, got) = s.get_subscription("sub-1").await.unwrap().unwrap();
+    assert_eq!(org, f.org);
+    assert_eq!(got.id, "sub-1");
+    assert_eq!(got.connection, f.teams.id);
+    assert_eq!(got.channel, ch(TEAMS_C1));
+    assert_eq!(got.client_state.expose_secret(), "cs-1");
+    assert_eq!(got.expires_at, expires);
+    // Renewal replaces.
+    let mut renewed = sub.clone();
+    renewed.expires_at = expires + time::Duration::hours(1);
+    renewed.client_state = SecretString::from("cs-2".to_owned());
+    s.put_subscription(&f.org, &renewed).await.unwrap();
+    let list = s.list_subscriptions(&f.org).await.unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0].expires_at, renewed.expires_at);
+    assert_eq!(list[0].client_state.expose_secret(), "cs-2");
+    // Another organization cannot take it over.
+    let other = fixture(s, "other").await;
+    let mut stolen = sub.clone();
+    stolen.connection = other.teams.id.clone();
+    assert_kind(
+        s.put_subscription(&other.org, &stolen).await,
+        ErrorKind::Conflict,
+    );
+    assert!(s.list_subscriptions(&other.org).await.unwrap().is_empty());
+    // A Teams subscription through the Slack connection is refused.
+    let mut mismatched = sub.clone();
+    mismatched.id = "sub-2".into();
+    mismatched.connection = f.slack.id.clone();
+    assert_kind(
+        s.put_subscription(&f.org, &mismatched).await,
+        ErrorKind::InvalidInput,
+    );
+
+    s.delete_subscription(&other.org, "sub-1").await.unwrap(); // not theirs: nothing happens
+    assert!(s.get_subscription("sub-1").await.unwrap().is_some());
+    s.delete_subscription(&f.org, "sub-1").await.unwrap();
+    assert!(s.get_subscription("sub-1").await.unwrap().is_none());
+    s.delete_subscription(&f.org, "sub-1").await.unwrap();
+    assert!(s.list_subscriptions(&f.org).await.unwrap().is_empty());
+}
+
+// ----- queues ---------------------------------------------------------------------------------
+
+pub async fn inbox_dedupes_and_leases_per_channel(db: &TestDb) {
+    let s = &db.store;
+    let f = fixture(s, "org").await;
+    let other = fixture(s, "other").await;
+    let e1 = event("Ev1", SLACK_C1, "one");
+    assert_eq!(
+        s.inbox_accept(&f.org, &f.slack.id, &e1).await.unwrap(),
+        InboxOutcome::Accepted
+    );
+    assert_eq!(
+        s.inbox_accept(&f.org, &f.slack.id, &e1).await.unwrap(),
+        InboxOutcome::Duplicate
+    );
+    // The same event id in another organization is a different event.
+    assert_eq!(
+        s.inbox_accept(&other.org, &other.slack.id, &e1)
+            .await
+            .unwrap(),
+        InboxOutcome::Accepted
+    );
+    assert_kind(
+        s.inbox_accept(&f.org, &f.teams.id, &e1).await,
+        ErrorKind::InvalidInput,
+    );
+    assert_kind(
+        s.inbox_accept(&f.org, &ConnectionId::generate(), &e1).await,
+        ErrorKind::NotFound,
+    );
+    let huge = event("EvHuge", SLACK_C1, &"x".repeat(300_000));
+    assert_kind(
+        s.inbox_accept(&f.org, &f.slack.id, &huge).await,
+        ErrorKind::InvalidInput,
+    );
+
+    let leased = s.inbox_lease("w1", 10, LEASE).await.unwrap();
+    assert_eq!(leased.len(), 2);
+    assert_eq!(leased[0].org, f.org);
+    assert_eq!(leased[0].connection, f.slack.id);
+    assert_eq!(leased[0].event, e1);
+    assert_eq!(leased[1].org, other.org);
+    assert!(leased[0].id < leased[1].id);
+    assert!(s.inbox_lease("w2", 10, LEASE).await.unwrap().is_empty());
+    for item in &leased {
+        s.inbox_complete("w1", item.id, &[]).await.unwrap();
+    }
+    // Still deduplicated after processing.
+    assert_eq!(
+        s.inbox_accept(&f.org, &f.slack.id, &e1).await.unwrap(),
+        InboxOutcome::Duplicate
+    );
+
+    // Per-channel exclusivity: while w1 holds the oldest event of C1, nobody else gets C1.
+    let c2 = "slack:T1/C2";
+    for (id, chan) in [
+        ("Ev2", SLACK_C1),
+        ("Ev3", SLACK_C1),
+        ("Ev4", c2),
+        ("Ev5", SLACK_C1),
+    ] {
+        s.inbox_accept(&f.org, &f.slack.id, &event(id, chan, id))
+            .await
+            .unwrap();
+    }
+    let w1 = s.inbox_lease("w1", 1, LEASE).await.unwrap();
+    assert_eq!(w1.len(), 1);
+    assert_eq!(w1[0].event.event_id, "Ev2");
+    let w2 = s.inbox_lease("w2", 10, LEASE).await.unwrap();
+    assert_eq!(
+        w2.iter()
+            .map(|i| i.event.event_id.as_str())
+            .collect::<Vec<_>>(),
+        vec!["Ev4"]
+    );
+    // Completing with deliveries enqueues them atomically.
+    let d = delivery(&f.org, &f.teams, TEAMS_C1, 2);
+    assert_kind(
+        s.inbox_complete("w2", w1[0].id, std::slice::from_ref(&d))
+            .await,
+        ErrorKind::Conflict,
+    );
+    let foreign = delivery(&other.org, &other.teams, TEAMS_C1, 2);
+    assert_kind(
+        s.inbox_complete("w1", w1[0].id, &[d.clone(), foreign])
+            .await,
+        ErrorKind::InvalidInput,
+    );
+    assert_eq!(s.outbox_pending(&f.org).await.unwrap(), 0);
+    s.inbox_complete("w1", w1[0].id, &[d.clone(), d.clone()])
+        .await
+        .unwrap();
+    assert_eq!(s.outbox_pending(&f.org).await.unwrap(), 2);
+    assert_kind(
+        s.inbox_complete("w1", w1[0].id, &[]).await,
+        ErrorKind::Conflict,
+    );
+    assert_kind(
+        s.inbox_complete("w1", 987_654, &[]).await,
+        ErrorKind::NotFound,
+    );
+    // One lease may hold several events of a channel, in order.
+    let rest = s.inbox_lease("w3", 10, LEASE).await.unwrap();
+    assert_eq!(
+        rest.iter()
+            .map(|i| i.event.event_id.as_str())
+            .collect::<Vec<_>>(),
+        vec!["Ev3", "Ev5"]
+    );
+    assert!(s.inbox_lease("w3", 0, LEASE).await.unwrap().is_empty());
+    assert_kind(s.inbox_lease("", 1, LEASE).await, ErrorKind::InvalidInput);
+}
+
+pub async fn outbox_order_retry_and_fail(db: &TestDb) {
+    let s = &db.store;
+    let f = fixture(s, "org").await;
+    let x = TEAMS_C1;
+    let y = "msteams:team-1/19:two@thread.tacv2";
+    s.outbox_enqueue(&[
+        delivery(&f.org, &f.teams, x, 1),
+        delivery(&f.org, &f.teams, x, 2),
+        delivery(&f.org, &f.teams, x, 3),
+        delivery(&f.org, &f.teams, y, 4),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(s.outbox_pending(&f.org).await.unwrap(), 4);
+    let first = s.outbox_lease("w1", 10, LEASE).await.unwrap();
+    assert_eq!(
+        first
+            .iter()
+            .map(|d| d.payload["n"].as_u64().unwrap())
+            .collect::<Vec<_>>(),
+        vec![1, 4],
+        "one delivery per target, oldest first"
+    );
+    assert_eq!(first[0].attempts, 0);
+    assert_eq!(first[0].target, ch(x));
+    assert_eq!(first[0].connection, f.teams.id);
+    assert_eq!(first[0].org, f.org);
+    assert!(s.outbox_lease("w2", 10, LEASE).await.unwrap().is_empty());
+
+    // Retry later: the target waits (order kept), the delivery comes back with its attempt.
+    let later = OffsetDateTime::now_utc() + time::Duration::milliseconds(800);
+    s.outbox_retry("w1", first[0].id, later, "HTTP 429")
+        .await
+        .unwrap();
+    assert_kind(
+        s.outbox_retry("w1", first[0].id, later, "again").await,
+        ErrorKind::Conflict,
+    );
+    assert!(s.outbox_lease("w2", 10, LEASE).await.unwrap().is_empty());
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let again = s.outbox_lease("w2", 10, LEASE).await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].id, first[0].id);
+    assert_eq!(again[0].attempts, 1);
+    assert_kind(
+        s.outbox_complete("w1", again[0].id).await,
+        ErrorKind::Conflict,
+    );
+    s.outbox_complete("w2", again[0].id).await.unwrap();
+    assert_kind(
+        s.outbox_complete("w2", again[0].id).await,
+        ErrorKind::Conflict,
+    );
+
+    let second = s.outbox_lease("w2", 10, LEASE).await.unwrap();
+    assert_eq!(second.len(), 1);
+    assert_eq!(second[0].payload["n"], 2);
+    s.outbox_fail("w2", second[0].id, &"e".repeat(100_000))
+        .await
+        .unwrap();
+    // A failed delivery does not block the ones after it.
+    let third = s.outbox_lease("w2", 10, LEASE).await.unwrap();
+    assert_eq!(third.len(), 1);
+    assert_eq!(third[0].payload["n"], 3);
+    s.outbox_complete("w2", third[0].id).await.unwrap();
+    s.outbox_complete("w1", first[1].id).await.unwrap();
+    assert_eq!(s.outbox_pending(&f.org).await.unwrap(), 0);
+    assert!(s.outbox_lease("w2", 10, LEASE).await.unwrap().is_empty());
+    assert_kind(s.outbox_complete("w2", 987_654).await, ErrorKind::NotFound);
+    assert_kind(
+        s.outbox_fail("w2", second[0].id, "x").await,
+        ErrorKind::Conflict,
+    );
+
+    // A bad delivery refuses the whole batch.
+    let wrong_platform = delivery(&f.org, &f.slack, x, 9);
+    assert_kind(
+        s.outbox_enqueue(&[delivery(&f.org, &f.teams, x, 8), wrong_platform])
+            .await,
+        ErrorKind::InvalidInput,
+    );
+    let mut huge = delivery(&f.org, &f.teams, x, 10);
+    huge.payload = json!({"blob": "x".repeat(300_000)});
+    assert_kind(s.outbox_enqueue(&[huge]).await, ErrorKind::InvalidInput);
+    let mut missing = delivery(&f.org, &f.teams, x, 11);
+    missing.connection = ConnectionId::generate();
+    assert_kind(s.outbox_enqueue(&[missing]).await, ErrorKind::NotFound);
+    assert_eq!(s.outbox_pending(&f.org).await.unwrap(), 0);
+    s.outbox_enqueue(&[]).await.unwrap();
+    assert!(s.outbox_lease("w1", 0, LEASE).await.unwrap().is_empty());
+
+    // Pruning removes finished rows only.
+    s.outbox_enqueue(&[delivery(&f.org, &f.teams, x, 12)])
+        .await
+        .unwrap();
+    let report = s
+        .prune_queues(OffsetDateTime::now_utc() + time::Duration::seconds(1))
+        .await
+        .unwrap();
+    assert_eq!(report.outbox, 4);
+    assert_eq!(s.outbox_pending(&f.org).await.unwrap(), 1);
+}
+
+pub async fn outbox_concurrent_workers_deliver_each_row_once(db: &TestDb) {
+    const TARGETS: u64 = 20;
+    const PER_TARGET: u64 = 20;
+    let s = db.store.clone();
+    // A second store instance: another process or replica on the same database.
+    let s2 = db.reopen(db.key.clone()).await.unwrap();
+    let f = fixture(&s, "org").await;
+    let mut batch = Vec::new();
+    for n in 0..TARGETS * PER_TARGET {
+        let t = format!("msteams:team-1/19:t{}@thread.tacv2", n % TARGETS);
+        batch.push(delivery(&f.org, &f.teams, &t, n));
+    }
+    for chunk in batch.chunks(37) {
+        s.outbox_enqueue(chunk).await.unwrap();
+    }
+    let seen: Arc<Mutex<Vec<(String, i64, String)>>> = Arc::default();
+    let mut tasks = Vec::new();
+    for w in 0..4 {
+        let store = if w % 2 == 0 { s.clone() } else { s2.clone() };
+        let seen = seen.clone();
+        let org = f.org.clone();
+        tasks.push(tokio::spawn(async move {
+            let worker = format!("worker-{w}");
+            let mut idle = 0;
+            loop {
+                let leased = store.outbox_lease(&worker, 4, LEASE).await.unwrap();
+                if leased.is_empty() {
+                    if store.outbox_pending(&org).await.unwrap() == 0 {
+                        break;
+                    }
+                    idle += 1;
+                    assert!(idle < 10_000, "workers starved");
+                    tokio::task::yield_now().await;
+                    continue;
+                }
+                for d in leased {
+                    // Recorded before completing: the next delivery of this target cannot be
+                    // leased until the completion commits.
+                    seen.lock()
+                        .unwrap()
+                        .push((worker.clone(), d.id, d.target.to_string()));
+                    store.outbox_complete(&worker, d.id).await.unwrap();
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let seen = seen.lock().unwrap().clone();
+    let ids: HashSet<i64> = seen.iter().map(|(_, id, _)| *id).collect();
+    assert_eq!(
+        seen.len() as u64,
+        TARGETS * PER_TARGET,
+        "each row delivered exactly once"
+    );
+    assert_eq!(ids.len(), seen.len(), "no row delivered twice");
+    let mut last: BTreeMap<&str, i64> = BTreeMap::new();
+    for (_, id, target) in &seen {
+        if let Some(prev) = last.insert(target, *id) {
+            assert!(prev < *id, "per-target order broken on {target}");
+        }
+    }
+    let workers: HashSet<&str> = seen.iter().map(|(w, _, _)| w.as_str()).collect();
+    assert!(workers.len() >= 2, "only {workers:?} did any work");
+    assert_eq!(s.outbox_pending(&f.org).await.unwrap(), 0);
+    s2.close().await;
+}
+
+pub async fn leases_expire_after_a_crash(db: &TestDb) {
+    let s = &db.store;
+    let f = fixture(s, "org").await;
+    let crashing = db.reopen(db.key.clone()).await.unwrap();
+    let short = Duration::from_millis(700);
+    s.outbox_enqueue(&[delivery(&f.org, &f.teams, TEAMS_C1, 1)])
+        .await
+        .unwrap();
+    s.inbox_accept(&f.org, &f.slack.id, &event("EvCrash", SLACK_C1, "x"))
+        .await
+        .unwrap();
+    let held = crashing.outbox_lease("doomed", 10, short).await.unwrap();
+    let held_in = crashing.inbox_lease("doomed", 10, short).await.unwrap();
+    assert_eq!((held.len(), held_in.len()), (1, 1));
+    // The worker dies without completing.
+    crashing.close().await;
+    drop(crashing);
+    assert!(
+        s.outbox_lease("survivor", 10, LEASE)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        s.inbox_lease("survivor", 10, LEASE)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    let back = s.outbox_lease("survivor", 10, LEASE).await.unwrap();
+    assert_eq!(back.len(), 1);
+    assert_eq!(back[0].id, held[0].id);
+    assert_eq!(back[0].attempts, 1);
+    let back_in = s.inbox_lease("survivor", 10, LEASE).await.unwrap();
+    assert_eq!(back_in.len(), 1);
+    assert_eq!(back_in[0].id, held_in[0].id);
+    // The dead worker's lease is gone for good.
+    assert_kind(
+        s.outbox_complete("doomed", held[0].id).await,
+        ErrorKind::Conflict,
+    );
+    assert_kind(
+        s.inbox_complete("doomed", held_in[0].id, &[]).await,
+        ErrorKind::Conflict,
+    );
+    s.outbox_complete("survivor", back[0].id).await.unwrap();
+    s.inbox_complete("survivor", back_in[0].id, &[])
+        .await
+        .unwrap();
+    assert_eq!(s.outbox_pending(&f.org).await.unwrap(), 0);
+}
+
+// ----- audit ----------------------------------------------------------------------------------
+
+async fn fill_audit(s: &SqlStore, org: &OrgId, n: u64) {
+    for i in 1..=n {
+        s.append_audit(org, audit("test.entry", json!({"i": i})))
+            .await
+            .unwrap();
+    }
+}
+
+pub async fn audit_chain_appends_lists_exports(db: &TestDb) {
+    let s = &db.store;
+    let f = fixture(s, "org").await;
+    let actors = [
+        Actor::ServiceAccount {
+            connection: f.teams.id.clone(),
+        },
+        Actor::Admin { name: "ci".into() },
+        Actor::System,
+    ];
+    let mut appended = Vec::new();
+    for (i, actor) in actors.iter().cycle().take(5).enumerate() {
+        let e = s
+            .append_audit(
+                &f.org,
+                NewAuditEntry {
+                    actor: actor.clone(),
+                    action: "membership.readded".into(),
+                    target: format!("team-{i}"),
+                    details: json!({"i": i, "nested": {"b": 1, "a": [1.5, "x", null]},
+                                    "refresh_token": "r-secret", "note": "xoxp-123-abc"}),
+                },
+            )
+            .await
+            .unwrap();
+        appended.push(e);
+    }
+    assert_eq!(
+        appended.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        vec![1, 2, 3, 4, 5]
+    );
+    assert_eq!(appended[0].prev_hash, "");
+    for w in appended.windows(2) {
+        assert_eq!(w[1].prev_hash, w[0].hash);
+    }
+    assert_eq!(appended[0].details["refresh_token"], "[redacted]");
+    assert_eq!(appended[0].details["note"], "[redacted]");
+    let listed = s.list_audit(&f.org, 0, 100).await.unwrap();
+    assert_eq!(listed, appended);
+    assert_eq!(
+        s.list_audit(&f.org, 2, 2)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.seq)
+            .collect::<Vec<_>>(),
+        vec![3, 4]
+    );
+    assert!(s.list_audit(&f.org, 5, 10).await.unwrap().is_empty());
+    let v = s.verify_audit(&f.org).await.unwrap();
+    assert!(v.is_ok(), "{v:?}");
+    assert_eq!(v.checked, 5);
+
+    // Export as JSON lines; the export verifies on its own.
+    let mut out = Vec::new();
+    let n = switchboard_storage::export_audit_jsonl(s, &f.org, &mut out)
+        .await
+        .unwrap();
+    assert_eq!(n, 5);
+    let text = String::from_utf8(out.clone()).unwrap();
+    assert_eq!(text.lines().count(), 5);
+    let first: AuditEntry = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert_eq!(first, appended[0]);
+    assert!(switchboard_storage::verify_jsonl(&out[..]).unwrap().is_ok());
+    assert!(!text.contains("r-secret"));
+
+    // Each organization has its own chain.
+    let other = s.create_org("other").await.unwrap().id;
+    let e = s
+        .append_audit(&other, audit("x.y", json!({})))
+        .await
+        .unwrap();
+    assert_eq!((e.seq, e.prev_hash.as_str()), (1, ""));
+    assert_eq!(s.list_audit(&other, 0, 10).await.unwrap(), vec![e]);
+    assert!(s.verify_audit(&OrgId::generate()).await.unwrap().is_ok());
+
+    // Bad entries are refused and leave the chain as it was.
+    assert_kind(
+        s.append_audit(&f.org, audit("", json!({}))).await,
+        ErrorKind::InvalidInput,
+    );
+    assert_kind(
+        s.append_audit(&f.org, audit("a.b", json!({"blob": "x".repeat(70_000)})))
+            .await,
+        ErrorKind::InvalidInput,
+    );
+    let mut long_target = audit("a.b", json!({}));
+    long_target.target = "t".repeat(2000);
+    assert_kind(
+        s.append_audit(&f.org, long_target).await,
+        ErrorKind::InvalidInput,
+    );
+    assert_kind(
+        s.append_audit(&OrgId::generate(), audit("a.b", json!({})))
+            .await,
+        ErrorKind::NotFound,
+    );
+    assert_eq!(s.list_audit(&f.org, 0, 100).await.unwrap().len(), 5);
+    assert!(s.verify_audit(&f.org).await.unwrap().is_ok());
+
+    // The database itself refuses edits and deletions.
+    assert!(
+        db.try_exec("UPDATE audit_log SET action = 'x'")
+            .await
+            .is_err()
+    );
+    assert!(db.try_exec("DELETE FROM audit_log").await.is_err());
+    assert_eq!(s.list_audit(&f.org, 0, 100).await.unwrap(), appended);
+}
+
+pub async fn audit_verification_catches_tampering(db: &TestDb) {
+    let s = &db.store;
+    let edited = s.create_org("edited").await.unwrap().id;
+    let deleted = s.create_org("deleted").await.unwrap().id;
+    let reordered = s.create_org("reordered").await.unwrap().id;
+    let truncated = s.create_org("truncated").await.unwrap().id;
+    let actor = s.create_org("actor").await.unwrap().id;
+    let intact = s.create_org("intact").await.unwrap().id;
+    for org in [&edited, &deleted, &reordered, &truncated, &actor, &intact] {
+        fill_audit(s, org, 5).await;
+        assert!(s.verify_audit(org).await.unwrap().is_ok());
+    }
+    db.allow_audit_tampering().await;
+
+    db.exec(&format!(
+        "UPDATE audit_log SET details = '{{\"i\":999}}' WHERE org_id = '{edited}' AND seq = 3"
+    ))
+    .await;
+    let v = s.verify_audit(&edited).await.unwrap();
+    assert_eq!(v.first_bad_seq, Some(3), "{v:?}");
+    assert!(v.reason.unwrap().contains("altered"));
+
+    db.exec(&format!(
+        "DELETE FROM audit_log WHERE org_id = '{deleted}' AND seq = 2"
+    ))
+    .await;
+    let v = s.verify_audit(&deleted).await.unwrap();
+    assert_eq!(v.first_bad_seq, Some(2), "{v:?}");
+
+    for sql in [
+        format!("UPDATE audit_log SET seq = -1 WHERE org_id = '{reordered}' AND seq = 2"),
+        format!("UPDATE audit_log SET seq = 2 WHERE org_id = '{reordered}' AND seq = 3"),
+        format!("UPDATE audit_log SET seq = 3 WHERE org_id = '{reordered}' AND seq = -1"),
+    ] {
+        db.exec(&sql).await;
+    }
+    let v = s.verify_audit(&reordered).await.unwrap();
+    assert_eq!(v.first_bad_seq, Some(2), "{v:?}");
+
+    db.exec(&format!(
+        "DELETE FROM audit_log WHERE org_id = '{truncated}' AND seq = 5"
+    ))
+    .await;
+    let v = s.verify_audit(&truncated).await.unwrap();
+    assert_eq!(v.first_bad_seq, Some(5), "{v:?}");
+    assert!(v.reason.unwrap().contains("missing"));
+
+    db.exec(&format!(
+        "UPDATE audit_log SET actor = '{{\"type\":\"martian\"}}' WHERE org_id = '{actor}' AND seq = 4"
+    ))
+    .await;
+    let v = s.verify_audit(&actor).await.unwrap();
+    assert_eq!(v.first_bad_seq, Some(4), "{v:?}");
+    // Listing the broken entry is a clear error, not a panic.
+    assert_kind(s.list_audit(&actor, 3, 1).await, ErrorKind::Storage);
+
+    let v = s.verify_audit(&intact).await.unwrap();
+    assert!(v.is_ok(), "{v:?}");
+    assert_eq!(v.checked, 5);
+}
+
+pub async fn concurrent_audit_appends_keep_one_chain(db: &TestDb) {
+    let s = db.store.clone();
+    let s2 = db.reopen(db.key.clone()).await.unwrap();
+    let org = s.create_org("busy").await.unwrap().id;
+    let mut tasks = Vec::new();
+    for t in 0..8 {
+        let store = if t % 2 == 0 { s.clone() } else { s2.clone() };
+        let org = org.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..10 {
+                store
+                    .append_audit(&org, audit("load.test", json!({"t": t, "i": i})))
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let v = s.verify_audit(&org).await.unwrap();
+    assert!(v.is_ok(), "{v:?}");
+    assert_eq!(v.checked, 80);
+    let seqs: Vec<u64> = s
+        .list_audit(&org, 0, 1000)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.seq)
+        .collect();
+    assert_eq!(seqs, (1..=80).collect::<Vec<_>>());
+    s2.close().await;
+}
+
+// ----- isolation and bad input ------------------------------------------------------------------
+
+pub async fn org_isolation(db: &TestDb) {
+    let s = &db.store;
+    let a = fixture(s, "A").await;
+    let b = fixture(s, "B").await;
+    // Both organizations import the same platform ids with different data.
+    for (f, name) in [(&a, "in A"), (&b, "in B")] {
+        let run = s.begin_import(&f.org, &f.slack.id).await.unwrap();
+        s.upsert_teams(
+            &f.org,
+            &f.slack.id,
+            run,
+            &[Team {
+                name: name.into(),
+                ..team("T1")
+            }],
+        )
+        .await
+        .unwrap();
+        s.upsert_channels(
+            &f.org,
+            &f.slack.id,
+            run,
+            &[Channel {
+                name: name.into(),
+                ..channel("T1", "C1")
+            }],
+        )
+        .await
+        .unwrap();
+        s.upsert_users(
+            &f.org,
+            &f.slack.id,
+            run,
+            &[user("U1", name, Some("same@contoso.com"))],
+        )
+        .await
+        .unwrap();
+        s.upsert_memberships(&f.org, &f.slack.id, run, &[member("T1", "U1")])
+            .await
+            .unwrap();
+        s.put_cursor(&f.org, &f.slack.id, "k", name).await.unwrap();
+        s.put_secret(
+            &f.org,
+            "slack.signing_secret",
+            &SecretString::from(name.to_owned()),
+        )
+        .await
+        .unwrap();
+        s.put_credentials(&f.org, &f.slack.id, &creds(name))
+            .await
+            .unwrap();
+        s.put_message_copy(
+            &f.org,
+            &MessageCopy {
+                universal: UniversalMessageId::generate(),
+                channel: ch(SLACK_C1),
+                message: MessageId::new("1.0").unwrap(),
+                thread_root: None,
+                posted_by_us: false,
+            },
+        )
+        .await
+        .unwrap();
+        s.inbox_accept(&f.org, &f.slack.id, &event("EvSame", SLACK_C1, name))
+            .await
+            .unwrap();
+        s.append_audit(&f.org, audit("x.y", json!({"org": name})))
+            .await
+            .unwrap();
+    }
+    let ta = run_a_only(s, &a).await;
+
+    for (f, other, name) in [(&a, &b, "in A"), (&b, &a, "in B")] {
+        let org = &f.org;
+        assert_eq!(
+            s.list_connections(org).await.unwrap(),
+            vec![f.slack.clone(), f.teams.clone()]
+        );
+        assert_eq!(s.get_connection(org, &other.slack.id).await.unwrap(), None);
+        assert_eq!(
+            s.get_credentials(org, &other.slack.id)
+                .await
+                .unwrap()
+                .map(|_| ()),
+            None
+        );
+        assert_eq!(
+            s.get_credentials(org, &f.slack.id)
+                .await
+                .unwrap()
+                .unwrap()
+                .access_token
+                .expose_secret(),
+            name
+        );
+        assert_eq!(s.list_teams(org, &f.slack.id).await.unwrap()[0].name, name);
+        assert!(s.list_teams(org, &other.slack.id).await.unwrap().is_empty());
+        let chans = s.list_channels(org, None).await.unwrap();
+        assert_eq!(chans.len(), 1);
+        assert_eq!(chans[0].channel.name, name);
+        assert_eq!(
+            s.get_channel(org, &ch(SLACK_C1))
+                .await
+                .unwrap()
+                .unwrap()
+                .channel
+                .name,
+            name
+        );
+        let users = s.list_users(org, Some(&f.slack.id)).await.unwrap();
+        assert_eq!(users.len(), 1);
+        assert_eq!(users[0].user.display_name, name);
+        assert_eq!(
+            s.get_user(org, PlatformKind::Slack, &uid("U1"))
+                .await
+                .unwrap()
+                .unwrap()
+                .user
+                .display_name,
+            name
+        );
+        assert_eq!(
+            s.list_memberships(org, &f.slack.id, &TeamId::new("T1").unwrap())
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+        assert!(
+            s.list_memberships(org, &other.slack.id, &TeamId::new("T1").unwrap())
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            s.get_cursor(org, &f.slack.id, "k")
+                .await
+                .unwrap()
+                .as_deref(),
+            Some(name)
+        );
+        assert_eq!(s.get_cursor(org, &other.slack.id, "k").await.unwrap(), None);
+        assert_eq!(
+            s.get_secret(org, "slack.signing_secret")
+                .await
+                .unwrap()
+                .unwrap()
+                .expose_secret(),
+            name
+        );
+        let copy = s
+            .find_message_copy(org, &ch(SLACK_C1), &MessageId::new("1.0").unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            s.message_copies(org, &copy.universal).await.unwrap().len(),
+            1
+        );
+        let log = s.list_audit(org, 0, 10).await.unwrap();
+        assert_eq!(log.len(), 1);
+        assert_eq!(log[0].details["org"], name);
+        assert!(s.verify_audit(org).await.unwrap().is_ok());
+        // Writes aimed at the other organization's rows find nothing.
+        assert_kind(
+            s.set_connection_health(org, &other.slack.id, ConnectionHealth::Disabled)
+                .await,
+            ErrorKind::NotFound,
+        );
+        assert_kind(
+            s.delete_connection(org, &other.slack.id).await,
+            ErrorKind::NotFound,
+        );
+        assert_kind(
+            s.put_credentials(org, &other.slack.id, &creds("steal"))
+                .await,
+            ErrorKind::NotFound,
+        );
+        assert_kind(
+            s.begin_import(org, &other.slack.id).await,
+            ErrorKind::NotFound,
+        );
+        assert_kind(
+            s.put_cursor(org, &other.slack.id, "k", "v").await,
+            ErrorKind::NotFound,
+        );
+    }
+    // Universal channels, the outbox and subscriptions.
+    assert_eq!(s.list_universal_channels(&b.org).await.unwrap(), vec![]);
+    assert_eq!(
+        s.find_universal_channel(&b.org, &ch(SLACK_C1))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        s.get_universal_channel(&b.org, ta.id()).await.unwrap(),
+        None
+    );
+    assert_kind(
+        s.delete_universal_channel(&b.org, ta.id()).await,
+        ErrorKind::NotFound,
+    );
+    assert_eq!(
+        s.list_universal_channels(&a.org).await.unwrap(),
+        vec![ta.clone()]
+    );
+    assert_eq!(s.outbox_pending(&a.org).await.unwrap(), 1);
+    assert_eq!(s.outbox_pending(&b.org).await.unwrap(), 0);
+    assert!(s.list_subscriptions(&b.org).await.unwrap().is_empty());
+    assert_eq!(s.get_subscription("sub-a").await.unwrap().unwrap().0, a.org);
+    s.delete_subscription(&b.org, "sub-a").await.unwrap();
+    assert_eq!(s.list_subscriptions(&a.org).await.unwrap().len(), 1);
+    // Identity matching stays inside the organization.
+    assert_eq!(
+        s.counterpart(
+            &b.org,
+            PlatformKind::Slack,
+            &uid("U1"),
+            PlatformKind::Msteams
+        )
+        .await
+        .unwrap(),
+        None
+    );
+    assert_eq!(
+        s.counterpart(
+            &a.org,
+            PlatformKind::Slack,
+            &uid("U1"),
+            PlatformKind::Msteams
+        )
+        .await
+        .unwrap(),
+        Some(uid("A1"))
+    );
+    // Admin tokens.
+    let token = s.create_admin_token(&a.org, "ci").await.unwrap();
+    assert_kind(
+        s.revoke_admin_token(&b.org, "ci").await,
+        ErrorKind::NotFound,
+    );
+    assert_eq!(
+        s.authenticate_admin_token(&token)
+            .await
+            .unwrap()
+            .unwrap()
+            .org,
+        a.org
+    );
+    // Both events were accepted (one per organization) and lease with their own org.
+    let leased = s.inbox_lease("w", 10, LEASE).await.unwrap();
+    let orgs: HashSet<OrgId> = leased.iter().map(|i| i.org.clone()).collect();
+    assert_eq!(orgs, HashSet::from([a.org.clone(), b.org.clone()]));
+}
+
+/// Org A only: a universal channel, a queued delivery, a subscription and a Teams user.
+async fn run_a_only(s: &SqlStore, a: &Fixture) -> UniversalChannel {
+    let uc = universal(a, SLACK_C1, TEAMS_C1);
+    s.create_universal_channel(&uc).await.unwrap();
+    s.outbox_enqueue(&[delivery(&a.org, &a.teams, TEAMS_C1, 1)])
+        .await
+        .unwrap();
+    s.put_subscription(
+        &a.org,
+        &Subscription {
+            id: "sub-a".into(),
+            connection: a.teams.id.clone(),
+            channel: ch(TEAMS_C1),
+            client_state: SecretString::from("cs".to_owned()),
+            expires_at: OffsetDateTime::now_utc(),
+        },
+    )
+    .await
+    .unwrap();
+    let run = s.begin_import(&a.org, &a.teams.id).await.unwrap();
+    s.upsert_users(
+        &a.org,
+        &a.teams.id,
+        run,
+        &[user("A1", "A", Some("SAME@contoso.com"))],
+    )
+    .await
+    .unwrap();
+    uc
+}
+
+pub async fn bad_input_changes_nothing(db: &TestDb) {
+    let s = &db.store;
+    let f = fixture(s, "org").await;
+    let run = s.begin_import(&f.org, &f.slack.id).await.unwrap();
+    // One oversized user in a batch: the whole batch is refused, nothing written.
+    let mut users: Vec<User> = (0..10)
+        .map(|i| user(&format!("U{i}"), "ok", None))
+        .collect();
+    users[7].display_name = "x".repeat(2000);
+    let e = assert_kind(
+        s.upsert_users(&f.org, &f.slack.id, run, &users).await,
+        ErrorKind::InvalidInput,
+    );
+    assert!(
+        e.message().contains("user display name") && e.message().contains("1024"),
+        "{e}"
+    );
+    assert!(s.list_users(&f.org, None).await.unwrap().is_empty());
+    users[7].display_name = "ok".into();
+    users[3].email = Some(format!("{}@contoso.com", "a".repeat(400)));
+    assert_kind(
+        s.upsert_users(&f.org, &f.slack.id, run, &users).await,
+        ErrorKind::InvalidInput,
+    );
+    users[3].email = None;
+    users[4].avatar_url = Some(format!("https://x.test/{}", "a".repeat(3000)));
+    assert_kind(
+        s.upsert_users(&f.org, &f.slack.id, run, &users).await,
+        ErrorKind::InvalidInput,
+    );
+    assert!(s.list_users(&f.org, None).await.unwrap().is_empty());
+    let mut c = channel("T1", "C1");
+    c.name = "nul\0name".into();
+    let e = assert_kind(
+        s.upsert_channels(&f.org, &f.slack.id, run, &[channel("T1", "C0"), c])
+            .await,
+        ErrorKind::InvalidInput,
+    );
+    assert!(e.message().contains("NUL"), "{e}");
+    let mut c = channel("T1", "C2");
+    c.description = Some("d".repeat(5000));
+    assert_kind(
+        s.upsert_channels(&f.org, &f.slack.id, run, &[c]).await,
+        ErrorKind::InvalidInput,
+    );
+    let mut t = team("T1");
+    t.name = "n".repeat(1025);
+    assert_kind(
+        s.upsert_teams(&f.org, &f.slack.id, run, &[t]).await,
+        ErrorKind::InvalidInput,
+    );
+    assert!(s.list_channels(&f.org, None).await.unwrap().is_empty());
+    assert!(s.list_teams(&f.org, &f.slack.id).await.unwrap().is_empty());
+    // Out-of-range timestamps.
+    let mut future = connection(&f.org, PlatformKind::Slack, "T2");
+    future.created_at = time::macros::datetime!(2300-01-01 0:00 UTC);
+    assert_kind(s.put_connection(&future).await, ErrorKind::InvalidInput);
+    assert_eq!(s.list_connections(&f.org).await.unwrap().len(), 2);
+    let mut long = connection(&f.org, PlatformKind::Slack, "T3");
+    long.display_name = "x".repeat(1025);
+    assert_kind(s.put_connection(&long).await, ErrorKind::InvalidInput);
+
+    // A failure half-way through a transaction rolls everything back: the inbox event is
+    // marked processed before its deliveries are enqueued, and one delivery is bad.
+    s.inbox_accept(&f.org, &f.slack.id, &event("EvTx", SLACK_C1, "x"))
+        .await
+        .unwrap();
+    let item = s.inbox_lease("w", 1, LEASE).await.unwrap().remove(0);
+    let mut ghost = delivery(&f.org, &f.teams, TEAMS_C1, 2);
+    ghost.connection = ConnectionId::generate();
+    assert_kind(
+        s.inbox_complete(
+            "w",
+            item.id,
+            &[delivery(&f.org, &f.teams, TEAMS_C1, 1), ghost],
+        )
+        .await,
+        ErrorKind::NotFound,
+    );
+    assert_eq!(s.outbox_pending(&f.org).await.unwrap(), 0);
+    // Still unprocessed and still ours: completing properly works.
+    s.inbox_complete("w", item.id, &[delivery(&f.org, &f.teams, TEAMS_C1, 1)])
+        .await
+        .unwrap();
+    assert_eq!(s.outbox_pending(&f.org).await.unwrap(), 1);
+    // Sizes of queue items and ids.
+    let mut long_id = event("x", SLACK_C1, "x");
+    long_id.event_id = "e".repeat(2000);
+    assert_kind(
+        s.inbox_accept(&f.org, &f.slack.id, &long_id).await,
+        ErrorKind::InvalidInput,
+    );
+    long_id.event_id = String::new();
+    assert_kind(
+        s.inbox_accept(&f.org, &f.slack.id, &long_id).await,
+        ErrorKind::InvalidInput,
+    );
+    assert_kind(
+        s.put_secret(
+            &f.org,
+            &"n".repeat(300),
+            &SecretString::from("v".to_owned()),
+        )
+        .await,
+        ErrorKind::InvalidInput,
+    );
+    assert_kind(
+        s.put_secret(&f.org, "n", &SecretString::from("a\0b".to_owned()))
+            .await,
+        ErrorKind::InvalidInput,
+    );
+}
+
+pub async fn unreadable_rows_are_clear_errors(db: &TestDb) {
+    let s = &db.store;
+    let f = fixture(s, "org").await;
+    // An enum value from a newer version.
+    db.exec(&format!(
+        "UPDATE connections SET health = 'exploded' WHERE id = '{}'",
+        f.slack.id
+    ))
+    .await;
+    let e = assert_kind(
+        s.get_connection(&f.org, &f.slack.id).await,
+        ErrorKind::Storage,
+    );
+    assert!(
+        e.message().contains("connections.health") && e.message().contains("exploded"),
+        "{e}"
+    );
+    assert_kind(s.list_connections(&f.org).await, ErrorKind::Storage);
+    // The other connection still reads.
+    assert!(
+        s.get_connection(&f.org, &f.teams.id)
+            .await
+            .unwrap()
+            .is_some()
+    );
+
+    let run = s.begin_import(&f.org, &f.teams.id).await.unwrap();
+    s.upsert_channels(
+        &f.org,
+        &f.teams.id,
+        run,
+        &[channel("team-1", "19:x@thread.tacv2")],
+    )
+    .await
+    .unwrap();
+    s.upsert_users(
+        &f.org,
+        &f.teams.id,
+        run,
+        &[user("A1", "A", None), user("A2", "B", None)],
+    )
+    .await
+    .unwrap();
+    db.exec("UPDATE channels SET kind = 'hologram'").await;
+    let e = assert_kind(
+        s.get_channel(&f.org, &ch("msteams:team-1/19:x@thread.tacv2"))
+            .await,
+        ErrorKind::Storage,
+    );
+    assert!(e.message().contains("channels.kind"), "{e}");
+    db.exec("UPDATE users SET platform = 'discord' WHERE id = 'A2'")
+        .await;
+    let e = assert_kind(s.list_users(&f.org, None).await, ErrorKind::Storage);
+    assert!(
+        e.message().contains("users.platform") && e.message().contains("discord"),
+        "{e}"
+    );
+
+    // Invalid UTF-8 in a text column: SQLite can hold it (and reading it is an error, not a
+    // panic); PostgreSQL refuses to store it at all.
+    let sql = if db.is_postgres() {
+        "UPDATE users SET display_name = convert_from('\\xc328'::bytea, 'UTF8') WHERE id = 'A1'"
+    } else {
+        "UPDATE users SET display_name = CAST(X'C328' AS TEXT) WHERE id = 'A1'"
+    };
+    match db.try_exec(sql).await {
+        Ok(_) => {
+            let e = assert_kind(
+                s.get_user(&f.org, PlatformKind::Msteams, &uid("A1")).await,
+                ErrorKind::Storage,
+            );
+            assert!(e.message().contains("display_name"), "{e}");
+        }
+        Err(_) => assert!(db.is_postgres(), "SQLite should store the bytes"),
+    }
+
+    // Undecodable queue rows are set aside instead of blocking the queue.
+    s.outbox_enqueue(&[
+        delivery(&f.org, &f.teams, TEAMS_C1, 1),
+        delivery(&f.org, &f.teams, "msteams:team-1/19:two@thread.tacv2", 2),
+    ])
+    .await
+    .unwrap();
+    db.exec("UPDATE outbox SET payload = '{not json' WHERE target LIKE '%19:one%'")
+        .await;
+    let leased = s.outbox_lease("w", 10, LEASE).await.unwrap();
+    assert_eq!(leased.len(), 1);
+    assert_eq!(leased[0].payload["n"], 2);
+    assert_eq!(s.outbox_pending(&f.org).await.unwrap(), 1);
+    s.inbox_accept(&f.org, &f.teams.id, &event("EvBad", TEAMS_C1, "x"))
+        .await
+        .unwrap();
+    s.inbox_accept(&f.org, &f.teams.id, &event("EvGood", TEAMS_C1, "y"))
+        .await
+        .unwrap();
+    db.exec("UPDATE inbox SET event = '[]' WHERE event_id = 'EvBad'")
+        .await;
+    let items = s.inbox_lease("w", 10, LEASE).await.unwrap();
+    assert_eq!(
+        items
+            .iter()
+            .map(|i| i.event.event_id.as_str())
+            .collect::<Vec<_>>(),
+        vec!["EvGood"]
+    );
+}
+
+pub async fn newer_schema_is_refused(db: &TestDb) {
+    let sql = if db.is_postgres() {
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         VALUES (9999, 'from the future', TRUE, '\\x00'::bytea, 0)"
+    } else {
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         VALUES (9999, 'from the future', TRUE, X'00', 0)"
+    };
+    db.exec(sql).await;
+    let e = db.reopen(db.key.clone()).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Storage);
+    assert!(e.message().contains("newer Switchboard"), "{e}");
+    // Reopening an up-to-date database applies nothing and works.
+    db.exec("DELETE FROM _sqlx_migrations WHERE version = 9999")
+        .await;
+    let again = db.reopen(db.key.clone()).await.unwrap();
+    again.close().await;
+}
+
+pub async fn usable_as_dyn_store(db: &TestDb) {
+    let store: Arc<dyn Store> = Arc::new(db.store.clone());
+    let org = store.create_org("dyn").await.unwrap();
+    assert_eq!(store.get_org(&org.id).await.unwrap(), Some(org));
+    let dbg = format!("{store:?}");
+    assert!(
+        dbg.contains("SqlStore") && !dbg.contains(db.key.to_base64().expose_secret()),
+        "{dbg}"
+    );
+}
