@@ -1,0 +1,377 @@
+//! Platform against wiremock: post (HTML, mentions, attribution), reply, edit, delete,
+//! react, posting with a linked user's token, health and identity.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::*;
+use secrecy::SecretString;
+use switchboard_core::{
+    Attachment, Block, ChannelRef, ConnectionHealth, Emoji, ErrorKind, Inline, Mention, MessageId,
+    MessageRef, OutgoingMessage, Platform, PlatformKind, PortableMessage, RichText, Sender, UserId,
+};
+use switchboard_msteams::{MsTeamsConnection, TokenProvider};
+use wiremock::matchers::{body_json, header, method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const CH: &str = "19:abc@thread.tacv2";
+
+fn channel() -> ChannelRef {
+    format!("msteams:T1/{CH}").parse().unwrap()
+}
+
+fn slack_sender() -> Sender {
+    Sender {
+        platform: PlatformKind::Slack,
+        user: UserId::new("U123").unwrap(),
+        display_name: "Jane Smith".into(),
+        avatar_url: Some("https://avatars.slack.test/j.png".into()),
+        email: Some("jane@contoso.test".into()),
+    }
+}
+
+fn outgoing(sender: Sender, text: RichText, root: Option<&str>) -> OutgoingMessage {
+    OutgoingMessage {
+        content: PortableMessage {
+            sender,
+            text,
+            attachments: vec![],
+            thread_root: root.map(|r| MessageId::new(r).unwrap()),
+        },
+        marker: Some("sb:1".into()),
+    }
+}
+
+fn created(id: &str, reply_to: Option<&str>) -> serde_json::Value {
+    serde_json::json!({
+        "@odata.context": "https://graph.microsoft.com/v1.0/$metadata#teams('T1')/channels('19%3Aabc%40thread.tacv2')/messages/$entity",
+        "id": id, "replyToId": reply_to, "etag": id, "messageType": "message",
+        "createdDateTime": "2024-05-01T10:00:00.123Z", "lastModifiedDateTime": "2024-05-01T10:00:00.123Z",
+        "lastEditedDateTime": null, "deletedDateTime": null, "subject": null, "importance": "normal", "locale": "en-us",
+        "webUrl": "https://teams.microsoft.com/l/message/x",
+        "from": {"application": null, "device": null, "user": {"id": ME, "displayName": "Switchboard Service", "userIdentityType": "aadUser"}},
+        "body": {"contentType": "html", "content": "<p>x</p>"},
+        "channelIdentity": {"teamId": "T1", "channelId": CH},
+        "attachments": [], "mentions": [], "reactions": []
+    })
+}
+
+fn messages_path() -> String {
+    format!("/v1.0/teams/T1/channels/{CH}/messages")
+}
+
+#[tokio::test]
+async fn post_sends_html_with_attribution_and_mentions() {
+    let server = MockServer::start().await;
+    mount_me(&server).await;
+    let text = RichText {
+        blocks: vec![Block::Paragraph {
+            inlines: vec![
+                Inline::Text { text: "Hi ".into() },
+                Inline::Mention {
+                    mention: Mention::User {
+                        id: UserId::new("u-bob").unwrap(),
+                        display_name: "Bob Jones".into(),
+                    },
+                },
+                Inline::Text {
+                    text: " <3 & ".into(),
+                },
+                Inline::Bold {
+                    inlines: vec![Inline::Text {
+                        text: "ship it".into(),
+                    }],
+                },
+            ],
+        }],
+    };
+    Mock::given(method("POST"))
+        .and(path(messages_path()))
+        .and(header("authorization", format!("Bearer {TOKEN}").as_str()))
+        .and(body_json(serde_json::json!({
+            "body": {
+                "contentType": "html",
+                "content": "<p><b>Jane Smith</b> <i>(via Slack)</i></p><p>Hi <at id=\"0\">Bob Jones</at> &lt;3 &amp; <b>ship it</b></p><p>📎 <a href=\"https://files.slack.test/f.pdf\">f.pdf</a></p>"
+            },
+            "mentions": [{"id": 0, "mentionText": "Bob Jones", "mentioned": {"user": {"id": "u-bob", "displayName": "Bob Jones", "userIdentityType": "aadUser"}}}]
+        })))
+        .respond_with(ResponseTemplate::new(201).set_body_json(created("1714557600123", None)))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let conn = fixed_conn(&server);
+    let mut msg = outgoing(slack_sender(), text, None);
+    msg.content.attachments.push(Attachment {
+        name: "f.pdf".into(),
+        url: "https://files.slack.test/f.pdf".into(),
+        mime_type: Some("application/pdf".into()),
+        size: Some(10),
+    });
+    let posted = conn.post(&channel(), &msg).await.unwrap();
+    assert_eq!(posted.reference.message.as_str(), "1714557600123");
+    assert_eq!(posted.reference.channel, channel());
+    assert_eq!(posted.reference.thread_root, None);
+}
+
+#[tokio::test]
+async fn replies_edits_deletes_and_reactions_use_the_right_paths() {
+    let server = MockServer::start().await;
+    mount_me(&server).await;
+    let root = "1714557600123";
+    Mock::given(method("POST"))
+        .and(path(format!("{}/{root}/replies", messages_path())))
+        .respond_with(
+            ResponseTemplate::new(201).set_body_json(created("1714557600999", Some(root))),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("PATCH"))
+        .and(path(format!("{}/{root}", messages_path())))
+        .and(body_json(
+            serde_json::json!({"body": {"contentType": "html", "content": "<p>edited by me</p>"}}),
+        ))
+        .respond_with(ResponseTemplate::new(204))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("PATCH"))
+        .and(path(format!(
+            "{}/{root}/replies/1714557600999",
+            messages_path()
+        )))
+        .respond_with(ResponseTemplate::new(204))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(format!("{}/{root}/softDelete", messages_path())))
+        .respond_with(ResponseTemplate::new(204))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(format!(
+            "{}/{root}/replies/1714557600999/softDelete",
+            messages_path()
+        )))
+        .respond_with(ResponseTemplate::new(404).set_body_json(graph_error("NotFound", "gone")))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(format!("{}/{root}/setReaction", messages_path())))
+        .and(body_json(serde_json::json!({"reactionType": "👍"})))
+        .respond_with(ResponseTemplate::new(204))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(format!("{}/{root}/unsetReaction", messages_path())))
+        .respond_with(ResponseTemplate::new(404))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let conn = fixed_conn(&server);
+    let reply = conn
+        .post(
+            &channel(),
+            &outgoing(slack_sender(), RichText::plain("a reply"), Some(root)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(reply.reference.thread_root.as_ref().unwrap().as_str(), root);
+    let root_ref = MessageRef {
+        channel: channel(),
+        message: MessageId::new(root).unwrap(),
+        thread_root: None,
+    };
+    // the service account's own words carry no attribution line
+    let me = Sender {
+        platform: PlatformKind::Msteams,
+        user: UserId::new(ME).unwrap(),
+        display_name: "Switchboard Service".into(),
+        avatar_url: None,
+        email: None,
+    };
+    conn.edit(
+        &root_ref,
+        &outgoing(me, RichText::plain("edited by me"), None),
+    )
+    .await
+    .unwrap();
+    conn.edit(
+        &reply.reference,
+        &outgoing(slack_sender(), RichText::plain("x"), Some(root)),
+    )
+    .await
+    .unwrap();
+    conn.delete(&root_ref).await.unwrap();
+    // an already deleted reply: success
+    conn.delete(&reply.reference).await.unwrap();
+    let thumbs = Emoji::Unicode {
+        value: "👍".into(),
+        name: Some("thumbsup".into()),
+    };
+    conn.react(&root_ref, &thumbs, true).await.unwrap();
+    // removing an absent reaction: success
+    conn.react(&root_ref, &thumbs, false).await.unwrap();
+    let custom = Emoji::Custom {
+        name: "partyparrot".into(),
+    };
+    let e = conn.react(&root_ref, &custom, true).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unsupported);
+    assert!(e.message().contains("partyparrot"));
+    let caps = conn.capabilities();
+    assert!(caps.reactions && caps.edits && caps.deletes && caps.sender_attribution);
+    assert!(!caps.file_upload);
+}
+
+#[tokio::test]
+async fn a_linked_user_posts_with_their_own_token() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(messages_path()))
+        .and(header("authorization", "Bearer user-token-jane"))
+        .and(body_json(
+            serde_json::json!({"body": {"contentType": "html", "content": "<p>from me</p>"}}),
+        ))
+        .respond_with(ResponseTemplate::new(201).set_body_json(created("555", None)))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(format!("{}/555/softDelete", messages_path())))
+        .and(header("authorization", "Bearer user-token-jane"))
+        .respond_with(ResponseTemplate::new(204))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let conn = fixed_conn(&server);
+    conn.link_user_token(
+        PlatformKind::Slack,
+        UserId::new("U123").unwrap(),
+        Arc::new(TokenProvider::fixed(SecretString::from("user-token-jane"))),
+    );
+    let posted = conn
+        .post(
+            &channel(),
+            &outgoing(slack_sender(), RichText::plain("from me"), None),
+        )
+        .await
+        .unwrap();
+    conn.delete(&posted.reference).await.unwrap();
+    conn.unlink_user_token(PlatformKind::Slack, &UserId::new("U123").unwrap());
+    assert!(!format!("{conn:?}").contains("user-token-jane"));
+}
+
+#[tokio::test]
+async fn posting_errors_are_clear() {
+    let server = MockServer::start().await;
+    mount_me(&server).await;
+    Mock::given(method("POST"))
+        .and(path(messages_path()))
+        .respond_with(
+            ResponseTemplate::new(403)
+                .set_body_json(graph_error("Forbidden", "User is not a member of the team")),
+        )
+        .mount(&server)
+        .await;
+    let conn = fixed_conn(&server);
+    let e = conn
+        .post(
+            &channel(),
+            &outgoing(slack_sender(), RichText::plain("x"), None),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Forbidden);
+    assert!(e.message().contains("removed from team T1"), "{e}");
+    let slack: ChannelRef = "slack:T1/C1".parse().unwrap();
+    let e = conn
+        .post(
+            &slack,
+            &outgoing(slack_sender(), RichText::plain("x"), None),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput);
+    let e = conn
+        .post(
+            &channel(),
+            &outgoing(slack_sender(), RichText::default(), None),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput);
+}
+
+#[tokio::test]
+async fn identity_and_health() {
+    let server = MockServer::start().await;
+    mount_me(&server).await;
+    let conn = fixed_conn(&server);
+    assert_eq!(conn.kind(), PlatformKind::Msteams);
+    let id = conn.identity().await.unwrap();
+    assert_eq!(id.user_id.as_str(), ME);
+    assert!(id.is_service_account);
+    assert_eq!(conn.health().await.unwrap(), ConnectionHealth::Ok);
+    let personal = MsTeamsConnection::new(
+        config(&server),
+        Arc::new(TokenProvider::fixed(SecretString::from(TOKEN))),
+    )
+    .unwrap()
+    .personal_account();
+    assert!(!personal.identity().await.unwrap().is_service_account);
+
+    // a dead grant: needs_reauth, not an error
+    Mock::given(method("POST"))
+        .and(path(token_path()))
+        .respond_with(ResponseTemplate::new(400).set_body_json(
+            serde_json::json!({"error": "invalid_grant", "error_description": "revoked"}),
+        ))
+        .mount(&server)
+        .await;
+    let dead = MsTeamsConnection::new(
+        config(&server),
+        refreshing_provider(&server, creds("at", Some("rt"), -5, &[]), None),
+    )
+    .unwrap();
+    assert_eq!(dead.health().await.unwrap(), ConnectionHealth::NeedsReauth);
+    assert_eq!(
+        dead.post(
+            &channel(),
+            &outgoing(slack_sender(), RichText::plain("x"), None)
+        )
+        .await
+        .unwrap_err()
+        .kind(),
+        ErrorKind::NeedsReauth
+    );
+    // missing scopes show in the health
+    let partial = MsTeamsConnection::new(
+        config(&server),
+        refreshing_provider(
+            &server,
+            creds("at", Some("rt"), 3000, &["openid", "User.Read.All"]),
+            None,
+        ),
+    )
+    .unwrap();
+    assert_eq!(
+        partial.health().await.unwrap(),
+        ConnectionHealth::MissingScopes
+    );
+    // Graph failing: degraded
+    server.reset().await;
+    Mock::given(method("GET"))
+        .and(path("/v1.0/me"))
+        .respond_with(ResponseTemplate::new(503))
+        .mount(&server)
+        .await;
+    assert_eq!(
+        fixed_conn(&server).health().await.unwrap(),
+        ConnectionHealth::Degraded
+    );
+}

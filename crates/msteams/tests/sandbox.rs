@@ -1,0 +1,555 @@
+//! Against the in-process sandbox (Microsoft identity + Graph emulator), with the documented
+//! rate limits enforced: connect with code + PKCE, role reports, the small-seed import with
+//! exact counts, membership, a message round trip, subscriptions with the validation
+//! handshake, delta catch-up, token expiry and revocation.
+
+mod sandbox_support;
+
+use std::time::Duration;
+
+use sandbox_support::*;
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Value, json};
+use switchboard_core::{
+    ChannelRef, ConnectionHealth, ErrorKind, EventKind, ImportCounts, MembershipOutcome,
+    MessageRef, OutgoingMessage, Platform, PlatformKind, PortableMessage, RichText, Sender,
+    ServiceAccount, TeamId, TeamImport, TeamListSource, UserId, VerifyOptions,
+};
+use switchboard_msteams::subscriptions::{SubscriptionSpec, parse_notifications};
+use switchboard_msteams::{MsTeamsConnection, OAuthClient, Pkce, TeamAccess, validation_response};
+use switchboard_sandbox::Seed;
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const SCALE: f64 = 1.0;
+
+struct Collect {
+    channels: Vec<switchboard_core::Channel>,
+    members: Vec<switchboard_core::Membership>,
+    users: Vec<switchboard_core::User>,
+}
+
+#[async_trait::async_trait]
+impl switchboard_core::ImportSink for Collect {
+    async fn channels(
+        &mut self,
+        _t: &TeamId,
+        page: Vec<switchboard_core::Channel>,
+    ) -> switchboard_core::Result<()> {
+        self.channels.extend(page);
+        Ok(())
+    }
+    async fn members(
+        &mut self,
+        _t: &TeamId,
+        page: Vec<switchboard_core::Membership>,
+    ) -> switchboard_core::Result<()> {
+        self.members.extend(page);
+        Ok(())
+    }
+    async fn users(&mut self, page: Vec<switchboard_core::User>) -> switchboard_core::Result<()> {
+        self.users.extend(page);
+        Ok(())
+    }
+}
+
+fn collect() -> Collect {
+    Collect {
+        channels: vec![],
+        members: vec![],
+        users: vec![],
+    }
+}
+
+/// A team of the seed the given user belongs to, with its first standard channel.
+async fn seeded_channel(env: &Env) -> (Value, ChannelRef) {
+    let seed = env.control_get("/seed").await;
+    let team = seed["msteams"]["teams"][0].clone();
+    let channel = team["channels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["membershipType"] == "standard")
+        .unwrap()
+        .clone();
+    let r = ChannelRef::new(
+        PlatformKind::Msteams,
+        TeamId::new(team["id"].as_str().unwrap()).unwrap(),
+        channel["id"].as_str().unwrap().parse().unwrap(),
+    );
+    (team, r)
+}
+
+fn slack_message(text: &str, root: Option<&switchboard_core::MessageId>) -> OutgoingMessage {
+    OutgoingMessage {
+        content: PortableMessage {
+            sender: Sender {
+                platform: PlatformKind::Slack,
+                user: UserId::new("U0SLACK1").unwrap(),
+                display_name: "Sam Slack".into(),
+                avatar_url: None,
+                email: None,
+            },
+            text: RichText::plain(text),
+            attachments: vec![],
+            thread_root: root.cloned(),
+        },
+        marker: None,
+    }
+}
+
+#[tokio::test]
+async fn connect_with_code_and_pkce_then_refresh() {
+    let env = Env::start(Seed::Small, SCALE).await;
+    let config = env.config(SCALE);
+    let creds = env
+        .sign_in(
+            &config,
+            &env.ms("service_account_upn"),
+            &env.ms("service_account_password"),
+        )
+        .await;
+    assert!(
+        creds.refresh_token.is_some(),
+        "offline_access gives a refresh token"
+    );
+    assert!(creds.expires_at.is_some());
+    let first_refresh = creds.refresh_token.clone().unwrap();
+    let conn = MsTeamsConnection::from_credentials(config.clone(), creds, None).unwrap();
+    let me = conn.identity().await.unwrap();
+    assert_eq!(me.display_name, env.ms("service_account_upn"));
+    assert_eq!(conn.health().await.unwrap(), ConnectionHealth::Ok);
+    // refresh rotates the refresh token
+    let rotated = conn.refresh_credentials().await.unwrap();
+    assert_ne!(
+        rotated.refresh_token.unwrap().expose_secret(),
+        first_refresh.expose_secret()
+    );
+
+    // the code is bound to the PKCE verifier: the wrong verifier is refused
+    let oauth = OAuthClient::new(&config).unwrap();
+    let start = oauth.authorization_request(None);
+    let query = env
+        .consent(
+            start.url.as_str(),
+            &env.ms("service_account_upn"),
+            &env.ms("service_account_password"),
+        )
+        .await;
+    let cb = switchboard_msteams::oauth::parse_callback(&query, &start.state).unwrap();
+    let wrong = Pkce::generate();
+    let e = oauth
+        .exchange_code(&cb.code, wrong.verifier())
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NeedsReauth, "{e}");
+    // and a reused state is refused before any exchange
+    assert!(switchboard_msteams::oauth::parse_callback(&query, "another-state").is_err());
+}
+
+#[tokio::test]
+async fn role_reports_for_the_good_and_the_underprivileged_account() {
+    let env = Env::start(Seed::Small, SCALE).await;
+    let good = env.service_connection(SCALE).await;
+    let report = good.verify(VerifyOptions::default()).await.unwrap();
+    assert!(report.is_ok(), "{report:#?}");
+    let with_guests = good
+        .verify(VerifyOptions { guest_sync: true })
+        .await
+        .unwrap();
+    assert!(
+        with_guests
+            .checks
+            .iter()
+            .any(|c| c.name == "User Administrator role" && c.ok),
+        "{with_guests:#?}"
+    );
+
+    let config = env.config(SCALE);
+    let creds = env
+        .sign_in(
+            &config,
+            &env.ms("underprivileged_upn"),
+            &env.ms("underprivileged_password"),
+        )
+        .await;
+    let weak = MsTeamsConnection::from_credentials(config, creds, None).unwrap();
+    let report = weak.verify(VerifyOptions::default()).await.unwrap();
+    assert!(!report.is_ok());
+    assert_eq!(report.health(), ConnectionHealth::MissingRoles);
+    let problems: Vec<_> = report.problems().map(|c| c.name.as_str()).collect();
+    assert_eq!(problems, ["Teams Administrator role"], "{report:#?}");
+    let fix = report.problems().next().unwrap().fix.clone().unwrap();
+    assert!(fix.contains(&env.ms("underprivileged_upn")), "{fix}");
+}
+
+#[tokio::test]
+async fn import_of_the_small_seed_has_exact_counts_and_membership() {
+    let env = Env::start(Seed::Small, SCALE).await;
+    let conn = env.service_connection(SCALE).await;
+    let seed = env.control_get("/seed").await;
+    let seed_teams = seed["msteams"]["teams"].as_array().unwrap();
+    let seed_users = seed["msteams"]["users"].as_array().unwrap();
+
+    let listing = conn.list_teams().await.unwrap();
+    assert_eq!(listing.source, TeamListSource::TenantWide);
+    assert_eq!(listing.teams.len(), seed_teams.len());
+    let ids: Vec<TeamId> = listing.teams.iter().map(|t| t.id.clone()).collect();
+
+    let mut total = ImportCounts::default();
+    for t in seed_teams {
+        let id = TeamId::new(t["id"].as_str().unwrap()).unwrap();
+        let mut sink = collect();
+        let counts = conn.import_team(&id, &mut sink).await.unwrap();
+        let expected = t["channels"].as_array().unwrap();
+        assert_eq!(
+            counts.channels as usize,
+            expected.len(),
+            "channels of {}",
+            t["displayName"]
+        );
+        for c in expected {
+            let got = sink
+                .channels
+                .iter()
+                .find(|x| x.id.as_str() == c["id"].as_str().unwrap())
+                .unwrap();
+            assert_eq!(got.kind.as_str(), c["membershipType"].as_str().unwrap());
+            assert_eq!(got.name, c["displayName"].as_str().unwrap());
+        }
+        assert!(counts.members > 0);
+        total.channels += counts.channels;
+        total.members += counts.members;
+    }
+    let mut all = collect();
+    let counts = conn.import_teams(&ids, &mut all).await.unwrap();
+    assert_eq!(
+        (counts.channels, counts.members),
+        (total.channels, total.members)
+    );
+
+    let mut users = collect();
+    let counts = conn.import_users(&mut users).await.unwrap();
+    assert_eq!(counts.users as usize, seed_users.len());
+    for u in seed_users {
+        let got = users
+            .users
+            .iter()
+            .find(|x| x.id.as_str() == u["id"].as_str().unwrap())
+            .unwrap();
+        assert_eq!(got.email.as_deref(), u["mail"].as_str());
+    }
+
+    // membership ensured on every imported team
+    for (team, outcome) in conn.ensure_memberships(&ids).await {
+        let outcome = outcome.unwrap();
+        assert!(
+            matches!(
+                outcome,
+                MembershipOutcome::AlreadyMember | MembershipOutcome::Added
+            ),
+            "{team}: {outcome:?}"
+        );
+        assert_eq!(
+            conn.check_membership(&team).await.unwrap(),
+            TeamAccess::Member,
+            "{team}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn removal_from_a_team_is_detected_and_repaired() {
+    let env = Env::start(Seed::Small, SCALE).await;
+    let conn = env.service_connection(SCALE).await;
+    let (team, channel) = seeded_channel(&env).await;
+    let team_id = team["id"].as_str().unwrap();
+    assert_eq!(
+        conn.ensure_membership(&channel).await.unwrap(),
+        MembershipOutcome::AlreadyMember
+    );
+    env.control_post(
+        &format!("/msteams/teams/{team_id}/members/remove"),
+        json!({"user": env.ms("service_account_upn")}),
+    )
+    .await;
+    let access = conn.check_membership(&channel.team).await.unwrap();
+    assert_ne!(access, TeamAccess::Member);
+    assert_eq!(
+        conn.ensure_membership(&channel).await.unwrap(),
+        MembershipOutcome::Added
+    );
+    assert_eq!(
+        conn.check_membership(&channel.team).await.unwrap(),
+        TeamAccess::Member
+    );
+}
+
+#[tokio::test]
+async fn post_reply_edit_delete_round_trip() {
+    let env = Env::start(Seed::Small, SCALE).await;
+    let conn = env.service_connection(SCALE).await;
+    let (_, channel) = seeded_channel(&env).await;
+    let posted = conn
+        .post(&channel, &slack_message("hello <teams> & co", None))
+        .await
+        .unwrap();
+    let root = posted.reference.message.clone();
+    let reply = conn
+        .post(&channel, &slack_message("a reply", Some(&root)))
+        .await
+        .unwrap();
+    assert_eq!(reply.reference.thread_root.as_ref(), Some(&root));
+    conn.edit(&posted.reference, &slack_message("hello, edited", None))
+        .await
+        .unwrap();
+    conn.edit(
+        &reply.reference,
+        &slack_message("reply, edited", Some(&root)),
+    )
+    .await
+    .unwrap();
+    conn.react(
+        &posted.reference,
+        &switchboard_core::Emoji::Unicode {
+            value: "👍".into(),
+            name: None,
+        },
+        true,
+    )
+    .await
+    .unwrap();
+
+    let path = format!(
+        "/msteams/teams/{}/channels/{}/messages",
+        channel.team,
+        urlencode(channel.channel.as_str())
+    );
+    let stored = env.control_get(&path).await;
+    let list = stored["value"]
+        .as_array()
+        .or(stored.as_array())
+        .cloned()
+        .unwrap_or_default();
+    let find = |id: &str| -> Value {
+        for m in &list {
+            if m["id"] == id {
+                return m.clone();
+            }
+            for r in m["replies"].as_array().into_iter().flatten() {
+                if r["id"] == id {
+                    return r.clone();
+                }
+            }
+        }
+        panic!("message {id} not stored: {stored}")
+    };
+    let m = find(root.as_str());
+    let content = m["body"]["content"].as_str().unwrap();
+    assert!(content.contains("<b>Sam Slack</b>"), "{content}");
+    assert!(content.contains("hello, edited"), "{content}");
+    let r = find(reply.reference.message.as_str());
+    assert!(
+        r["body"]["content"]
+            .as_str()
+            .unwrap()
+            .contains("reply, edited")
+    );
+
+    conn.delete(&reply.reference).await.unwrap();
+    conn.delete(&posted.reference).await.unwrap();
+    // deleting again is fine
+    conn.delete(&posted.reference).await.unwrap();
+    let stored = env.control_get(&path).await;
+    let list = stored["value"]
+        .as_array()
+        .or(stored.as_array())
+        .cloned()
+        .unwrap_or_default();
+    let m = list.iter().find(|m| m["id"] == root.as_str()).unwrap();
+    assert!(!m["deletedDateTime"].is_null(), "{m}");
+    let _ = MessageRef { ..posted.reference };
+}
+
+fn urlencode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// Answers the validation handshake with the helper; accepts notifications with 202.
+struct Receiver;
+
+impl wiremock::Respond for Receiver {
+    fn respond(&self, req: &wiremock::Request) -> ResponseTemplate {
+        match validation_response(req.url.query().unwrap_or("")) {
+            Some(token) => ResponseTemplate::new(200).set_body_raw(token, "text/plain"),
+            None => ResponseTemplate::new(202),
+        }
+    }
+}
+
+#[tokio::test]
+async fn subscription_with_validation_handshake_delivers_notifications() {
+    let env = Env::start(Seed::Small, SCALE).await;
+    let conn = env.service_connection(SCALE).await;
+    let (_, channel) = seeded_channel(&env).await;
+    let hooks = MockServer::start().await;
+    Mock::given(wiremock::matchers::method("POST"))
+        .respond_with(Receiver)
+        .mount(&hooks)
+        .await;
+    let spec = SubscriptionSpec {
+        notification_url: url::Url::parse(&format!(
+            "{}/webhooks/msteams/notifications",
+            hooks.uri()
+        ))
+        .unwrap(),
+        lifecycle_url: Some(
+            url::Url::parse(&format!("{}/webhooks/msteams/lifecycle", hooks.uri())).unwrap(),
+        ),
+        lifetime: Some(Duration::from_secs(3 * 3600)),
+    };
+    let sub = conn.subscribe_channel(&channel, &spec).await.unwrap();
+    // the handshake happened before the subscription was created
+    let validations = hooks
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.url.query().is_some_and(|q| q.contains("validationToken")))
+        .count();
+    assert!(validations >= 1);
+
+    let expires = conn
+        .renew_subscription(&sub.id, Duration::from_secs(2 * 3600), true)
+        .await
+        .unwrap();
+    assert!(expires > time::OffsetDateTime::now_utc() + time::Duration::minutes(100));
+
+    // a seeded user posts: a notification carrying our clientState arrives
+    let seed = env.control_get("/seed").await;
+    let user = seed["msteams"]["users"][0]["userPrincipalName"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let posted = env
+        .control_post(
+            "/msteams/messages",
+            json!({"user": user, "team": channel.team.as_str(), "channel": channel.channel.as_str(), "html": "<p>hi from <b>Teams</b></p>"}),
+        )
+        .await;
+    let id = posted["id"]
+        .as_str()
+        .map(str::to_owned)
+        .unwrap_or_else(|| posted["id"].to_string());
+    let mut notification = None;
+    for _ in 0..100 {
+        for r in hooks.received_requests().await.unwrap() {
+            if r.url.path().ends_with("/notifications")
+                && !r.url.query().is_some_and(|q| q.contains("validationToken"))
+            {
+                if let Ok(batch) = parse_notifications(&r.body) {
+                    notification = batch.items.into_iter().find(|n| n.resource.contains(&id));
+                }
+            }
+        }
+        if notification.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let n = notification.expect("a change notification arrived");
+    assert_eq!(n.subscription_id, sub.id);
+    assert!(n.client_state_matches(&sub.client_state));
+    assert!(!n.client_state_matches(&SecretString::from("forged")));
+    let ev = conn
+        .event_for_notification(&channel, &n)
+        .await
+        .unwrap()
+        .unwrap();
+    let EventKind::Posted { content, .. } = ev.kind else {
+        panic!("{ev:?}")
+    };
+    assert_eq!(content.text.to_plain_text(), "hi from Teams");
+
+    conn.delete_subscription(&sub.id).await.unwrap();
+}
+
+#[tokio::test]
+async fn delta_catches_up_after_downtime() {
+    let env = Env::start(Seed::Small, SCALE).await;
+    let conn = env.service_connection(SCALE).await;
+    let (_, channel) = seeded_channel(&env).await;
+    let baseline = conn.channel_delta(&channel, None).await.unwrap();
+    assert!(!baseline.delta_link.is_empty());
+    // "downtime": a user posts twice and edits
+    let seed = env.control_get("/seed").await;
+    let user = seed["msteams"]["users"][0]["userPrincipalName"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut ids = Vec::new();
+    for text in ["first while away", "second while away"] {
+        let r = env
+            .control_post(
+                "/msteams/messages",
+                json!({"user": user, "team": channel.team.as_str(), "channel": channel.channel.as_str(), "html": format!("<p>{text}</p>")}),
+            )
+            .await;
+        ids.push(
+            r["id"]
+                .as_str()
+                .map(str::to_owned)
+                .unwrap_or_else(|| r["id"].to_string()),
+        );
+    }
+    let caught = conn
+        .channel_delta(&channel, Some(&baseline.delta_link))
+        .await
+        .unwrap();
+    assert!(!caught.restarted);
+    let posted: Vec<String> = caught
+        .events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::Posted { message, .. } => Some(message.to_string()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(posted, ids, "{:#?}", caught.events);
+    // nothing new: an empty round
+    let again = conn
+        .channel_delta(&channel, Some(&caught.delta_link))
+        .await
+        .unwrap();
+    assert!(again.events.is_empty(), "{:#?}", again.events);
+}
+
+#[tokio::test]
+async fn expired_tokens_refresh_silently_and_revoked_grants_need_reauth() {
+    let env = Env::start(Seed::Small, SCALE).await;
+    let conn = env.service_connection(SCALE).await;
+    let before = conn.tokens().credentials().await.access_token;
+    env.control_post(
+        "/msteams/tokens/expire",
+        json!({"token": before.expose_secret()}),
+    )
+    .await;
+    // Graph answers 401; the client refreshes once and retries
+    conn.list_teams().await.unwrap();
+    assert_ne!(
+        conn.tokens()
+            .credentials()
+            .await
+            .access_token
+            .expose_secret(),
+        before.expose_secret()
+    );
+    env.control_post(
+        "/msteams/tokens/revoke",
+        json!({"user": env.ms("service_account_upn")}),
+    )
+    .await;
+    let e = conn.refresh_credentials().await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NeedsReauth);
+    assert!(conn.tokens().needs_reauth().await);
+    assert_eq!(conn.health().await.unwrap(), ConnectionHealth::NeedsReauth);
+}
