@@ -1,0 +1,143 @@
+//! The `switchboard` command line: argument parsing and the subcommands, thin over the
+//! libraries.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use switchboard_sandbox::{Sandbox, SandboxConfig, Seed};
+
+/// Switchboard: bridges Microsoft Teams and Slack through universal channels.
+#[derive(Debug, Parser)]
+#[command(name = "switchboard", version, about)]
+pub struct Cli {
+    /// Global options.
+    #[command(flatten)]
+    pub global: GlobalOpts,
+    /// The subcommand.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every subcommand accepts.
+#[derive(Debug, Args)]
+pub struct GlobalOpts {
+    /// Configuration file (switchboard.toml).
+    #[arg(long, global = true, env = "SWITCHBOARD_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Data directory: the SQLite file and the key file.
+    #[arg(
+        long,
+        global = true,
+        env = "SWITCHBOARD_DATA_DIR",
+        default_value = "./switchboard-data"
+    )]
+    pub data_dir: PathBuf,
+    /// Machine-readable JSON output.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the emulated Slack and Microsoft platforms alone.
+    Sandbox(SandboxArgs),
+}
+
+/// `switchboard sandbox`.
+#[derive(Debug, Args)]
+pub struct SandboxArgs {
+    /// Port to listen on (0: any free port).
+    #[arg(long, default_value_t = 0)]
+    pub port: u16,
+    /// Seeded world: `small` or `large`.
+    #[arg(long, default_value = "small")]
+    pub seed: Seed,
+    /// Multiplies every documented rate limit by K (0 turns limits off).
+    #[arg(long = "time-scale", default_value_t = 1.0)]
+    pub time_scale: f64,
+    /// Also write the ready JSON line to this file.
+    #[arg(long = "ready-file")]
+    pub ready_file: Option<PathBuf>,
+}
+
+/// Runs the parsed command line; returns the process exit code.
+pub fn main(cli: Cli) -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SWITCHBOARD_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Sandbox(args) => run_sandbox(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run_sandbox(args: SandboxArgs) -> Result<(), String> {
+    if !(args.time_scale >= 0.0 && args.time_scale.is_finite()) {
+        return Err("--time-scale must be a non-negative number".into());
+    }
+    let sandbox = Sandbox::start(SandboxConfig {
+        seed: args.seed,
+        time_scale: args.time_scale,
+        port: args.port,
+        ..SandboxConfig::default()
+    })
+    .await
+    .map_err(|e| format!("cannot start the sandbox on port {}: {e}", args.port))?;
+    let line = sandbox.ready_info().to_string();
+    if let Some(path) = &args.ready_file {
+        std::fs::write(path, format!("{line}\n"))
+            .map_err(|e| format!("cannot write the ready file {}: {e}", path.display()))?;
+    }
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{line}").map_err(|e| e.to_string())?;
+        out.flush().map_err(|e| e.to_string())?;
+    }
+    shutdown_signal().await;
+    sandbox.shutdown().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
