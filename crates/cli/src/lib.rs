@@ -1,6 +1,8 @@
 //! The `switchboard` command line: argument parsing and the subcommands, thin over the
 //! libraries.
 
+#![warn(missing_docs)]
+
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -8,6 +8,8 @@
 //! Adapters (`switchboard-msteams`, `switchboard-slack`) and storage implement these traits;
 //! the relay and the server consume them through trait objects.
 
+#![warn(missing_docs)]
+
 pub mod error;
 pub mod ids;
 pub mod message;
