@@ -1,4 +1,4 @@
-//! `cargo xtask ci | bench | demo`: project automation with no dependencies.
+//! `cargo xtask ci | bench`: project automation with no dependencies.
 
 use std::process::{Command, ExitCode};
 
@@ -38,13 +38,8 @@ fn main() -> ExitCode {
             a.extend(rest.iter().copied());
             run("cargo", &a)
         }
-        Some("demo") => {
-            let mut a = vec!["run", "--release", "-p", "switchboard-cli", "--", "demo"];
-            a.extend(rest.iter().copied());
-            run("cargo", &a)
-        }
         _ => {
-            eprintln!("usage: cargo xtask <ci | bench [ARGS] | demo [ARGS]>");
+            eprintln!("usage: cargo xtask <ci | bench [ARGS]>");
             false
         }
     };
