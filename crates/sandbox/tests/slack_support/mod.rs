@@ -167,13 +167,10 @@ fn spec() -> &'static Value {
     SPEC.get_or_init(|| {
         let path = concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../../../shared/specs/slack/web_api_openapi_v2.json"
+            "/../../specs/slack/web_api_openapi_v2.json"
         );
-        let text = std::fs::read_to_string(path)
-            .or_else(|_| {
-                std::fs::read_to_string("/work/shared/specs/slack/web_api_openapi_v2.json")
-            })
-            .expect("web_api_openapi_v2.json is readable");
+        let text =
+            std::fs::read_to_string(path).expect("specs/slack/web_api_openapi_v2.json is readable");
         serde_json::from_str(&text).expect("the spec is JSON")
     })
 }
