@@ -36,26 +36,7 @@ impl RateLimiter {
     /// Takes one token from bucket `key`. `Err(wait)` when the bucket is empty: `wait` is how
     /// long until a token is available (what a `Retry-After` should say).
     pub fn check(&self, key: &str, limit: u32, per: Duration) -> Result<(), Duration> {
-        if !self.enabled() {
-            return Ok(());
-        }
-        let capacity = (f64::from(limit) * self.scale).max(1.0);
-        let rate = capacity / per.as_secs_f64();
-        let now = Instant::now();
-        let mut buckets = self.buckets.lock();
-        let bucket = buckets.entry(key.to_owned()).or_insert(Bucket {
-            tokens: capacity,
-            last: now,
-        });
-        let elapsed = now.duration_since(bucket.last).as_secs_f64();
-        bucket.tokens = (bucket.tokens + elapsed * rate).min(capacity);
-        bucket.last = now;
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
-            Ok(())
-        } else {
-            Err(Duration::from_secs_f64((1.0 - bucket.tokens) / rate))
-        }
+        self.check_all(&[(key, limit, per)])
     }
 
     /// Checks several buckets at once: takes a token from each only when all have one.
@@ -67,17 +48,8 @@ impl RateLimiter {
         let mut buckets = self.buckets.lock();
         let mut worst = Duration::ZERO;
         for (key, limit, per) in rules {
-            let capacity = (f64::from(*limit) * self.scale).max(1.0);
-            let rate = capacity / per.as_secs_f64();
-            let bucket = buckets.entry((*key).to_owned()).or_insert(Bucket {
-                tokens: capacity,
-                last: now,
-            });
-            let elapsed = now.duration_since(bucket.last).as_secs_f64();
-            bucket.tokens = (bucket.tokens + elapsed * rate).min(capacity);
-            bucket.last = now;
-            if bucket.tokens < 1.0 {
-                worst = worst.max(Duration::from_secs_f64((1.0 - bucket.tokens) / rate));
+            if let Some(wait) = self.refilled(&mut buckets, key, *limit, *per, now) {
+                worst = worst.max(wait);
             }
         }
         if worst > Duration::ZERO {
@@ -89,6 +61,27 @@ impl RateLimiter {
             }
         }
         Ok(())
+    }
+
+    /// Refills bucket `key` up to `now`; `Some(wait)` when it holds less than one token.
+    fn refilled(
+        &self,
+        buckets: &mut HashMap<String, Bucket>,
+        key: &str,
+        limit: u32,
+        per: Duration,
+        now: Instant,
+    ) -> Option<Duration> {
+        let capacity = (f64::from(limit) * self.scale).max(1.0);
+        let rate = capacity / per.as_secs_f64();
+        let bucket = buckets.entry(key.to_owned()).or_insert(Bucket {
+            tokens: capacity,
+            last: now,
+        });
+        let elapsed = now.duration_since(bucket.last).as_secs_f64();
+        bucket.tokens = (bucket.tokens + elapsed * rate).min(capacity);
+        bucket.last = now;
+        (bucket.tokens < 1.0).then(|| Duration::from_secs_f64((1.0 - bucket.tokens) / rate))
     }
 }
 
