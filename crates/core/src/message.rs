@@ -112,8 +112,12 @@ pub enum Mention {
         /// The name shown.
         display_name: String,
     },
-    /// Everyone in the channel (`@channel`, `@everyone`, `@here`).
+    /// Everyone in the channel (Slack `<!channel>` / `<!everyone>`, Teams channel or team
+    /// mention).
     Everyone,
+    /// The members of the channel who are active now (Slack `<!here>`). Platforms without
+    /// the notion render it as plain text, never as a mass mention.
+    Here,
 }
 
 /// An emoji: a Unicode character sequence or a custom (workspace) emoji by name.
@@ -289,6 +293,7 @@ fn plain_inlines(inlines: &[Inline], out: &mut String) {
                     out.push_str(display_name);
                 }
                 Mention::Everyone => out.push_str("@everyone"),
+                Mention::Here => out.push_str("@here"),
             },
             Inline::Emoji { emoji } => match emoji {
                 Emoji::Unicode { value, .. } => out.push_str(value),

@@ -883,6 +883,7 @@ impl Writer {
                     self.html.push_str(&escape(display_name));
                 }
                 Mention::Everyone => self.html.push_str("@everyone"),
+                Mention::Here => self.html.push_str("@here"),
             },
             Inline::Emoji { emoji } => match emoji {
                 Emoji::Unicode { value, .. } => self.html.push_str(&escape(value)),

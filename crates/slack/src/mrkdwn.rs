@@ -179,6 +179,7 @@ fn render_inline(inline: &Inline, out: &mut String) {
                 out.push('>');
             }
             Mention::Everyone => out.push_str("<!channel>"),
+            Mention::Here => out.push_str("<!here>"),
         },
         Inline::Emoji { emoji } => match emoji {
             Emoji::Unicode { value, name } => {
@@ -566,7 +567,10 @@ fn parse_angle(inner: &str) -> Inline {
         }
     } else if let Some(cmd) = target.strip_prefix('!') {
         return match cmd {
-            "here" | "channel" | "everyone" => Inline::Mention {
+            "here" => Inline::Mention {
+                mention: Mention::Here,
+            },
+            "channel" | "everyone" => Inline::Mention {
                 mention: Mention::Everyone,
             },
             c if c.starts_with("subteam^") => Inline::Text {
