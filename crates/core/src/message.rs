@@ -38,6 +38,9 @@ pub enum Block {
     List {
         /// Numbered when `true`.
         ordered: bool,
+        /// The number of the first item of a numbered list, when it is not 1.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        start: Option<u64>,
         /// The items.
         items: Vec<Vec<Block>>,
     },
@@ -241,13 +244,18 @@ fn plain_block(b: &Block, out: &mut String) {
                 out.push_str(line);
             }
         }
-        Block::List { ordered, items } => {
+        Block::List {
+            ordered,
+            start,
+            items,
+        } => {
+            let first = start.unwrap_or(1);
             for (i, item) in items.iter().enumerate() {
                 if i > 0 {
                     out.push('\n');
                 }
                 if *ordered {
-                    out.push_str(&format!("{}. ", i + 1));
+                    out.push_str(&format!("{}. ", first.saturating_add(i as u64)));
                 } else {
                     out.push_str("• ");
                 }
@@ -448,6 +456,7 @@ mod tests {
                 },
                 Block::List {
                     ordered: true,
+                    start: None,
                     items: vec![
                         vec![Block::Paragraph {
                             inlines: vec![Inline::Code { code: "x".into() }],

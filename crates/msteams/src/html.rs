@@ -247,6 +247,7 @@ impl Reader<'_> {
                     if !items.is_empty() {
                         out.push(Block::List {
                             ordered: name == "ol",
+                            start: None,
                             items,
                         });
                     }
@@ -785,7 +786,7 @@ impl Writer {
                 }
                 self.html.push_str("</blockquote>");
             }
-            Block::List { ordered, items } => {
+            Block::List { ordered, items, .. } => {
                 self.html.push_str(if *ordered { "<ol>" } else { "<ul>" });
                 for item in items {
                     self.html.push_str("<li>");
@@ -974,6 +975,7 @@ mod tests {
                 ]),
                 Block::List {
                     ordered: false,
+                    start: None,
                     items: vec![vec![para(vec![t("one")])], vec![para(vec![t("two")])]]
                 },
                 Block::Quote {
@@ -1153,6 +1155,7 @@ mod tests {
                 ]),
                 Block::List {
                     ordered: true,
+                    start: None,
                     items: vec![
                         vec![para(vec![t("1")])],
                         vec![para(vec![Inline::Code { code: "<c>".into() }])],

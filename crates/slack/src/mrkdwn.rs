@@ -87,7 +87,7 @@ fn render_block(block: &Block, out: &mut String) {
                 }
             }
         }
-        Block::List { ordered, items } => {
+        Block::List { ordered, items, .. } => {
             for (i, item) in items.iter().enumerate() {
                 if i > 0 {
                     out.push('\n');
@@ -352,7 +352,11 @@ fn parse_lines(text: &str, blocks: &mut Vec<Block>, depth: usize) {
                     _ => break,
                 }
             }
-            blocks.push(Block::List { ordered, items });
+            blocks.push(Block::List {
+                ordered,
+                start: None,
+                items,
+            });
             continue;
         }
         if line.trim().is_empty() {
@@ -733,10 +737,12 @@ mod tests {
                 },
                 Block::List {
                     ordered: false,
+                    start: None,
                     items: vec![vec![para(vec![t("one")])], vec![para(vec![t("two")])]]
                 },
                 Block::List {
                     ordered: true,
+                    start: None,
                     items: vec![vec![para(vec![t("first")])], vec![para(vec![t("second")])]]
                 },
             ]
@@ -878,10 +884,12 @@ mod tests {
                     },
                     Block::List {
                         ordered: true,
+                        start: None,
                         items: vec![vec![para(vec![t("x")])], vec![para(vec![t("y")])]],
                     },
                     Block::List {
                         ordered: false,
+                        start: None,
                         items: vec![vec![para(vec![Inline::Italic {
                             inlines: vec![t("z")],
                         }])]],
