@@ -145,6 +145,11 @@ string_id!(
     "message id"
 );
 string_id!(
+    /// A change-notification subscription of a platform (Graph subscription id).
+    SubscriptionId,
+    "subscription id"
+);
+string_id!(
     /// A Microsoft tenant id or a Slack workspace/enterprise id that a connection belongs to.
     TenantId,
     "tenant id"

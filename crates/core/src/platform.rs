@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
 use crate::ids::*;
-use crate::message::{Emoji, PortableMessage};
+use crate::message::{Attachment, Emoji, PortableMessage};
 use crate::model::*;
 
 /// Where a message lives, with what is needed to address it on its platform.
@@ -39,14 +39,107 @@ pub struct Capabilities {
     pub sender_attribution: bool,
 }
 
+/// Which identity posted (or is to post) a message copy. Recorded with every copy, so edits
+/// and deletes go out as the identity that posted it (platforms let only the sender change a
+/// message).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "as", rename_all = "snake_case")]
+pub enum PostingIdentity {
+    /// The connection's service account (Teams) or its bot (Slack).
+    ServiceAccount,
+    /// A linked user's own delegated token: the copy appears as that user. `user` is the
+    /// user's id on the target platform.
+    LinkedUser {
+        /// The user on the target platform.
+        user: UserId,
+    },
+}
+
+/// A file to carry with an outgoing message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutgoingFile {
+    /// The file as it was on the origin.
+    pub attachment: Attachment,
+    /// Its bytes, when they were fetched from the origin and may be uploaded; `None` to post
+    /// a link to [`Attachment::url`] instead (too large, upload not allowed, fetch refused).
+    pub content: Option<FileContent>,
+}
+
+/// The bytes of a file fetched from its origin.
+#[derive(Clone, PartialEq, Eq)]
+pub struct FileContent {
+    /// File name.
+    pub name: String,
+    /// MIME type, when known.
+    pub mime_type: Option<String>,
+    /// The bytes.
+    pub bytes: Vec<u8>,
+}
+
+impl std::fmt::Debug for FileContent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileContent")
+            .field("name", &self.name)
+            .field("mime_type", &self.mime_type)
+            .field("len", &self.bytes.len())
+            .finish()
+    }
+}
+
+/// The largest file the relay fetches into memory to re-upload; larger files are linked.
+pub const MAX_UPLOAD_BYTES: u64 = 100 * 1024 * 1024;
+
 /// A message Switchboard posts, with the attribution to show.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutgoingMessage {
     /// The content, sender included; mentions already mapped to the target platform's IDs.
+    /// Its `thread_root` is the *origin's* and is not used for addressing: see `reply_to`.
     pub content: PortableMessage,
+    /// The thread root on the *target* platform to reply under, when this is a reply there.
+    pub reply_to: Option<MessageId>,
+    /// Slack "also send to channel": a reply that also shows in the channel.
+    pub broadcast: bool,
     /// An opaque marker the adapter embeds where the platform allows (Slack `metadata`),
-    /// so our own posts are recognised when they come back (loop prevention).
+    /// so our own posts are recognised when they come back (loop prevention) and found again
+    /// in history after a crash.
     pub marker: Option<String>,
+    /// Who posts it.
+    pub post_as: PostingIdentity,
+    /// Files to carry: uploaded where `content` is present and the platform allows it,
+    /// otherwise linked. Never dropped.
+    pub files: Vec<OutgoingFile>,
+}
+
+impl OutgoingMessage {
+    /// A top-level post of `content` by the service account, without marker or files.
+    pub fn new(content: PortableMessage) -> Self {
+        OutgoingMessage {
+            content,
+            reply_to: None,
+            broadcast: false,
+            marker: None,
+            post_as: PostingIdentity::ServiceAccount,
+            files: Vec::new(),
+        }
+    }
+
+    /// Replies under `root` on the target.
+    pub fn in_thread(mut self, root: MessageId) -> Self {
+        self.reply_to = Some(root);
+        self
+    }
+
+    /// Embeds `marker`.
+    pub fn with_marker(mut self, marker: impl Into<String>) -> Self {
+        self.marker = Some(marker.into());
+        self
+    }
+
+    /// Posts as `identity`.
+    pub fn posted_as(mut self, identity: PostingIdentity) -> Self {
+        self.post_as = identity;
+        self
+    }
 }
 
 /// What a successful post returns.
@@ -54,13 +147,31 @@ pub struct OutgoingMessage {
 pub struct PostedMessage {
     /// The new message, addressable for later edits, deletes and reactions.
     pub reference: MessageRef,
+    /// Further messages the post needed (parts of a split message, Slack file shares), in
+    /// order; edits and deletes of the origin reach them too.
+    pub extra_parts: Vec<MessageRef>,
+    /// Who actually posted it (a linked user's post may fall back to the service account).
+    pub posted_by: PostingIdentity,
+}
+
+/// Adding or removing a reaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReactionChange {
+    /// Add it.
+    Add,
+    /// Take it back.
+    Remove,
 }
 
 /// Posting and managing messages on one connected platform instance.
 ///
 /// Contract:
-/// - Calls act as the connection's service account (or bot); adapters may post as a linked
-///   user's own delegated token when they have one.
+/// - Calls act as the connection's service account (or bot), or as a linked user's own
+///   delegated token when asked to ([`PostingIdentity::LinkedUser`]) and one is available.
+/// - Edits and deletes are made as the identity that posted the copy (`posted_by`, recorded
+///   with the copy); when that identity can no longer act (a token that is gone), the error is
+///   `Forbidden` with words saying so, never a silent success.
 /// - Errors carry an [`ErrorKind`](crate::ErrorKind): `RateLimited` with the platform's
 ///   `Retry-After`, `NeedsReauth` when the grant is dead (never retried), `Forbidden` when the
 ///   account lost access to the team or channel (e.g. removed from a team: the caller may
@@ -74,21 +185,55 @@ pub trait Platform: Send + Sync + std::fmt::Debug {
     fn capabilities(&self) -> Capabilities;
     /// Who the connection acts as.
     async fn identity(&self) -> Result<AccountIdentity>;
-    /// Posts a new top-level message, or a reply when `content.thread_root` is set.
+    /// Posts a new message, or a reply under [`OutgoingMessage::reply_to`].
     async fn post(&self, channel: &ChannelRef, message: &OutgoingMessage) -> Result<PostedMessage>;
-    /// Replaces the content of a message we posted.
-    async fn edit(&self, message: &MessageRef, content: &OutgoingMessage) -> Result<()>;
-    /// Deletes a message we posted.
-    async fn delete(&self, message: &MessageRef) -> Result<()>;
-    /// Adds (`add = true`) or removes a reaction. `Unsupported` when the platform has none.
-    async fn react(&self, message: &MessageRef, emoji: &Emoji, add: bool) -> Result<()>;
+    /// Replaces the content of a message we posted, as `posted_by`.
+    async fn edit(
+        &self,
+        message: &MessageRef,
+        content: &OutgoingMessage,
+        posted_by: &PostingIdentity,
+    ) -> Result<()>;
+    /// Deletes a message we posted, as `posted_by`.
+    async fn delete(&self, message: &MessageRef, posted_by: &PostingIdentity) -> Result<()>;
+    /// Adds or removes a reaction as `identity`. `Unsupported` when the platform has none.
+    async fn react(
+        &self,
+        message: &MessageRef,
+        emoji: &Emoji,
+        change: ReactionChange,
+        identity: &PostingIdentity,
+    ) -> Result<()>;
+    /// Downloads an attachment of a message received on this platform, with this
+    /// connection's credentials, refusing more than `max_bytes` (`InvalidInput`).
+    async fn fetch_attachment(
+        &self,
+        attachment: &Attachment,
+        max_bytes: u64,
+    ) -> Result<FileContent>;
     /// Checks that the credentials work (refreshing them if needed) and returns the health.
     async fn health(&self) -> Result<ConnectionHealth>;
+}
+
+/// What an [`AccessCheck`] is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckKind {
+    /// A directory role (Teams Administrator, …).
+    Role,
+    /// An OAuth scope / permission.
+    Scope,
+    /// Membership of a team or channel.
+    Membership,
+    /// The credentials themselves (valid, refreshable).
+    Token,
 }
 
 /// One check of an account's privileges.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccessCheck {
+    /// What kind of requirement it is.
+    pub kind: CheckKind,
     /// What was checked ("Teams Administrator role", "scope chat:write").
     pub name: String,
     /// Whether it is satisfied.
@@ -121,7 +266,7 @@ impl AccessReport {
     pub fn health(&self) -> ConnectionHealth {
         if self.is_ok() {
             ConnectionHealth::Ok
-        } else if self.problems().any(|c| c.name.contains("role")) {
+        } else if self.problems().any(|c| c.kind == CheckKind::Role) {
             ConnectionHealth::MissingRoles
         } else {
             ConnectionHealth::MissingScopes
@@ -264,8 +409,9 @@ mod tests {
     ) {
     }
 
-    fn check(name: &str, ok: bool) -> AccessCheck {
+    fn check(kind: CheckKind, name: &str, ok: bool) -> AccessCheck {
         AccessCheck {
+            kind,
             name: name.into(),
             ok,
             fix: (!ok).then(|| format!("grant {name}")),
@@ -282,8 +428,8 @@ mod tests {
         let mut report = AccessReport {
             account,
             checks: vec![
-                check("Teams Administrator role", true),
-                check("scope chat:write", true),
+                check(CheckKind::Role, "Teams Administrator", true),
+                check(CheckKind::Scope, "chat:write", true),
             ],
         };
         assert!(report.is_ok());

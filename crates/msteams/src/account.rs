@@ -7,8 +7,8 @@ use base64::Engine as _;
 use reqwest::Method;
 use secrecy::ExposeSecret;
 use switchboard_core::{
-    AccessCheck, AccessReport, ChannelRef, Credentials, Error, ErrorKind, MembershipOutcome,
-    Platform, Result, ServiceAccount, TeamId, VerifyOptions,
+    AccessCheck, AccessReport, ChannelRef, CheckKind, Credentials, Error, ErrorKind,
+    MembershipOutcome, Platform, Result, ServiceAccount, TeamId, VerifyOptions,
 };
 
 use crate::connection::MsTeamsConnection;
@@ -104,6 +104,7 @@ pub fn role_checks(
                 ))
             };
             AccessCheck {
+                kind: CheckKind::Role,
                 name: format!("{} role", r.name),
                 ok,
                 fix,
@@ -122,6 +123,7 @@ pub fn scope_checks(granted: &[String], guest_sync: bool) -> Vec<AccessCheck> {
                 .iter()
                 .any(|g| short_scope(g).eq_ignore_ascii_case(p));
             AccessCheck {
+                kind: CheckKind::Scope,
                 name: format!("scope {p}"),
                 ok,
                 fix: (!ok).then(|| {

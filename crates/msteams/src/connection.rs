@@ -10,9 +10,9 @@ use async_trait::async_trait;
 use parking_lot::{Mutex, RwLock};
 use reqwest::Method;
 use switchboard_core::{
-    AccountIdentity, Capabilities, ChannelRef, ConnectionHealth, Credentials, Emoji, Error,
-    ErrorKind, MessageId, MessageRef, OutgoingMessage, Platform, PlatformKind, PostedMessage,
-    Result, UserId,
+    AccountIdentity, Attachment, Capabilities, ChannelRef, ConnectionHealth, Credentials, Emoji,
+    Error, ErrorKind, FileContent, MessageId, MessageRef, OutgoingMessage, Platform, PlatformKind,
+    PostedMessage, PostingIdentity, ReactionChange, Result, UserId,
 };
 use tokio::sync::OnceCell;
 use url::Url;
@@ -277,7 +277,7 @@ impl Platform for MsTeamsConnection {
                 && message.content.sender.user.as_str() == m.id
         });
         let rendered = render_outgoing(message, user_tokens.is_none() && !is_self)?;
-        let root = message.content.thread_root.as_ref();
+        let root = message.reply_to.as_ref();
         let url = self.message_url(channel, root, None, &[]);
         let req = GraphRequest::new(Method::POST, url).json(message_body(&rendered));
         let resp = match &user_tokens {
@@ -288,19 +288,30 @@ impl Platform for MsTeamsConnection {
         let posted: ChatMessage = resp.json("POST channel message")?;
         let id = MessageId::new(posted.id)
             .map_err(|e| Error::upstream(format!("Graph returned an unusable message id: {e}")))?;
-        if let Some(t) = user_tokens {
-            self.remember_user_post(&id, t);
-        }
+        let posted_by = match user_tokens {
+            Some(t) => {
+                self.remember_user_post(&id, t);
+                message.post_as.clone()
+            }
+            None => PostingIdentity::ServiceAccount,
+        };
         Ok(PostedMessage {
             reference: MessageRef {
                 channel: channel.clone(),
                 message: id,
                 thread_root: root.cloned(),
             },
+            extra_parts: Vec::new(),
+            posted_by,
         })
     }
 
-    async fn edit(&self, message: &MessageRef, content: &OutgoingMessage) -> Result<()> {
+    async fn edit(
+        &self,
+        message: &MessageRef,
+        content: &OutgoingMessage,
+        _posted_by: &PostingIdentity,
+    ) -> Result<()> {
         Self::check_channel(&message.channel)?;
         let user_tokens = self.linked_tokens(content);
         let is_self = match &user_tokens {
@@ -327,7 +338,7 @@ impl Platform for MsTeamsConnection {
         Ok(())
     }
 
-    async fn delete(&self, message: &MessageRef) -> Result<()> {
+    async fn delete(&self, message: &MessageRef, _posted_by: &PostingIdentity) -> Result<()> {
         Self::check_channel(&message.channel)?;
         let url = self.message_url(
             &message.channel,
@@ -349,7 +360,14 @@ impl Platform for MsTeamsConnection {
         }
     }
 
-    async fn react(&self, message: &MessageRef, emoji: &Emoji, add: bool) -> Result<()> {
+    async fn react(
+        &self,
+        message: &MessageRef,
+        emoji: &Emoji,
+        change: ReactionChange,
+        _identity: &PostingIdentity,
+    ) -> Result<()> {
+        let add = change == ReactionChange::Add;
         Self::check_channel(&message.channel)?;
         let value = match emoji {
             Emoji::Unicode { value, .. } if !value.trim().is_empty() => value.trim(),
@@ -381,6 +399,20 @@ impl Platform for MsTeamsConnection {
             Err(f) if !add && f.status == Some(404) => Ok(()),
             Err(f) => Err(self.team_error(message.channel.team.as_str(), f.into())),
         }
+    }
+
+    async fn fetch_attachment(
+        &self,
+        attachment: &Attachment,
+        _max_bytes: u64,
+    ) -> Result<FileContent> {
+        Err(Error::new(
+            ErrorKind::Unsupported,
+            format!(
+                "fetching Teams file {:?} is not implemented yet; it is linked instead",
+                attachment.name
+            ),
+        ))
     }
 
     async fn health(&self) -> Result<ConnectionHealth> {

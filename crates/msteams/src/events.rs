@@ -342,6 +342,10 @@ mod tests {
                 thread_root: None,
             },
             marker: None,
+            reply_to: None,
+            broadcast: false,
+            post_as: switchboard_core::PostingIdentity::ServiceAccount,
+            files: vec![],
         };
         let r = render_outgoing(&out, true).unwrap();
         assert_eq!(

@@ -47,6 +47,10 @@ fn outgoing() -> OutgoingMessage {
             thread_root: None,
         },
         marker: None,
+        reply_to: None,
+        broadcast: false,
+        post_as: switchboard_core::PostingIdentity::ServiceAccount,
+        files: vec![],
     }
 }
 
@@ -98,12 +102,29 @@ fn operations() -> Vec<(&'static str, Op, bool)> {
         ),
         (
             "edit",
-            |c| Box::pin(async move { c.edit(&message_ref(), &outgoing()).await }),
+            |c| {
+                Box::pin(async move {
+                    c.edit(
+                        &message_ref(),
+                        &outgoing(),
+                        &switchboard_core::PostingIdentity::ServiceAccount,
+                    )
+                    .await
+                })
+            },
             false,
         ),
         (
             "delete",
-            |c| Box::pin(async move { c.delete(&message_ref()).await }),
+            |c| {
+                Box::pin(async move {
+                    c.delete(
+                        &message_ref(),
+                        &switchboard_core::PostingIdentity::ServiceAccount,
+                    )
+                    .await
+                })
+            },
             false,
         ),
         (
@@ -116,7 +137,8 @@ fn operations() -> Vec<(&'static str, Op, bool)> {
                             value: "👍".into(),
                             name: None,
                         },
-                        true,
+                        switchboard_core::ReactionChange::Add,
+                        &switchboard_core::PostingIdentity::ServiceAccount,
                     )
                     .await
                 })

@@ -40,6 +40,10 @@ fn outgoing(sender: Sender, text: RichText, root: Option<&str>) -> OutgoingMessa
             thread_root: root.map(|r| MessageId::new(r).unwrap()),
         },
         marker: Some("sb:1".into()),
+        reply_to: root.map(|r| MessageId::new(r).unwrap()),
+        broadcast: false,
+        post_as: switchboard_core::PostingIdentity::ServiceAccount,
+        files: vec![],
     }
 }
 
@@ -198,29 +202,63 @@ async fn replies_edits_deletes_and_reactions_use_the_right_paths() {
     conn.edit(
         &root_ref,
         &outgoing(me, RichText::plain("edited by me"), None),
+        &switchboard_core::PostingIdentity::ServiceAccount,
     )
     .await
     .unwrap();
     conn.edit(
         &reply.reference,
         &outgoing(slack_sender(), RichText::plain("x"), Some(root)),
+        &switchboard_core::PostingIdentity::ServiceAccount,
     )
     .await
     .unwrap();
-    conn.delete(&root_ref).await.unwrap();
+    conn.delete(
+        &root_ref,
+        &switchboard_core::PostingIdentity::ServiceAccount,
+    )
+    .await
+    .unwrap();
     // an already deleted reply: success
-    conn.delete(&reply.reference).await.unwrap();
+    conn.delete(
+        &reply.reference,
+        &switchboard_core::PostingIdentity::ServiceAccount,
+    )
+    .await
+    .unwrap();
     let thumbs = Emoji::Unicode {
         value: "👍".into(),
         name: Some("thumbsup".into()),
     };
-    conn.react(&root_ref, &thumbs, true).await.unwrap();
+    conn.react(
+        &root_ref,
+        &thumbs,
+        switchboard_core::ReactionChange::Add,
+        &switchboard_core::PostingIdentity::ServiceAccount,
+    )
+    .await
+    .unwrap();
     // removing an absent reaction: success
-    conn.react(&root_ref, &thumbs, false).await.unwrap();
+    conn.react(
+        &root_ref,
+        &thumbs,
+        switchboard_core::ReactionChange::Remove,
+        &switchboard_core::PostingIdentity::ServiceAccount,
+    )
+    .await
+    .unwrap();
     let custom = Emoji::Custom {
         name: "partyparrot".into(),
     };
-    let e = conn.react(&root_ref, &custom, true).await.unwrap_err();
+    let e = conn
+        .react(
+            &root_ref,
+            &custom,
+            switchboard_core::ReactionChange::Add,
+            &switchboard_core::PostingIdentity::ServiceAccount,
+        )
+        .await
+        .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Unsupported);
     assert!(e.message().contains("partyparrot"));
     let caps = conn.capabilities();
@@ -261,7 +299,12 @@ async fn a_linked_user_posts_with_their_own_token() {
         )
         .await
         .unwrap();
-    conn.delete(&posted.reference).await.unwrap();
+    conn.delete(
+        &posted.reference,
+        &switchboard_core::PostingIdentity::ServiceAccount,
+    )
+    .await
+    .unwrap();
     conn.unlink_user_token(PlatformKind::Slack, &UserId::new("U123").unwrap());
     assert!(!format!("{conn:?}").contains("user-token-jane"));
 }

@@ -94,6 +94,10 @@ fn slack_message(text: &str, root: Option<&switchboard_core::MessageId>) -> Outg
             thread_root: root.cloned(),
         },
         marker: None,
+        reply_to: root.cloned(),
+        broadcast: false,
+        post_as: switchboard_core::PostingIdentity::ServiceAccount,
+        files: vec![],
     }
 }
 
@@ -299,12 +303,17 @@ async fn post_reply_edit_delete_round_trip() {
         .await
         .unwrap();
     assert_eq!(reply.reference.thread_root.as_ref(), Some(&root));
-    conn.edit(&posted.reference, &slack_message("hello, edited", None))
-        .await
-        .unwrap();
+    conn.edit(
+        &posted.reference,
+        &slack_message("hello, edited", None),
+        &switchboard_core::PostingIdentity::ServiceAccount,
+    )
+    .await
+    .unwrap();
     conn.edit(
         &reply.reference,
         &slack_message("reply, edited", Some(&root)),
+        &switchboard_core::PostingIdentity::ServiceAccount,
     )
     .await
     .unwrap();
@@ -314,7 +323,8 @@ async fn post_reply_edit_delete_round_trip() {
             value: "👍".into(),
             name: None,
         },
-        true,
+        switchboard_core::ReactionChange::Add,
+        &switchboard_core::PostingIdentity::ServiceAccount,
     )
     .await
     .unwrap();
@@ -355,10 +365,25 @@ async fn post_reply_edit_delete_round_trip() {
             .contains("reply, edited")
     );
 
-    conn.delete(&reply.reference).await.unwrap();
-    conn.delete(&posted.reference).await.unwrap();
+    conn.delete(
+        &reply.reference,
+        &switchboard_core::PostingIdentity::ServiceAccount,
+    )
+    .await
+    .unwrap();
+    conn.delete(
+        &posted.reference,
+        &switchboard_core::PostingIdentity::ServiceAccount,
+    )
+    .await
+    .unwrap();
     // deleting again is fine
-    conn.delete(&posted.reference).await.unwrap();
+    conn.delete(
+        &posted.reference,
+        &switchboard_core::PostingIdentity::ServiceAccount,
+    )
+    .await
+    .unwrap();
     let stored = env.control_get(&path).await;
     let list = stored["value"]
         .as_array()

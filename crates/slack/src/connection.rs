@@ -10,10 +10,10 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use switchboard_core::{
     AccessCheck, AccessReport, AccountIdentity, Attachment, Capabilities, Channel, ChannelId,
-    ChannelKind, ChannelRef, ConnectionHealth, Credentials, Emoji, ImportCounts, ImportPhase,
-    ImportSink, Membership, MembershipOutcome, MessageRef, OutgoingMessage, Platform, PlatformKind,
-    PostedMessage, Progress, ServiceAccount, Team, TeamId, TeamImport, TeamListSource, TeamListing,
-    TenantId, User, UserId, VerifyOptions,
+    ChannelKind, ChannelRef, CheckKind, ConnectionHealth, Credentials, Emoji, ImportCounts,
+    ImportPhase, ImportSink, Membership, MembershipOutcome, MessageRef, OutgoingMessage, Platform,
+    PlatformKind, PostedMessage, PostingIdentity, Progress, ReactionChange, ServiceAccount, Team,
+    TeamId, TeamImport, TeamListSource, TeamListing, TenantId, User, UserId, VerifyOptions,
 };
 use tokio::sync::OnceCell;
 
@@ -609,7 +609,7 @@ impl Platform for SlackConnection {
         }
         let ts = self.post_text(channel, &text, message).await?;
         if upload && let Some(fetcher) = &self.fetcher {
-            let thread = message.content.thread_root.as_ref().map(|r| r.as_str());
+            let thread = message.reply_to.as_ref().map(|r| r.as_str());
             for a in attachments {
                 let uploaded = match fetcher.fetch(a).await {
                     Ok(bytes) => self
@@ -627,7 +627,8 @@ impl Platform for SlackConnection {
                             text: switchboard_core::RichText::default(),
                             ..message.content.clone()
                         },
-                        marker: message.marker.clone(),
+                        files: Vec::new(),
+                        ..message.clone()
                     };
                     self.post_text(channel, &attachment_link(a), &link).await?;
                 }
@@ -639,12 +640,19 @@ impl Platform for SlackConnection {
                 message: switchboard_core::MessageId::new(ts).map_err(|e| {
                     Error::upstream(format!("chat.postMessage returned a bad ts: {e}"))
                 })?,
-                thread_root: message.content.thread_root.clone(),
+                thread_root: message.reply_to.clone(),
             },
+            extra_parts: Vec::new(),
+            posted_by: PostingIdentity::ServiceAccount,
         })
     }
 
-    async fn edit(&self, message: &MessageRef, content: &OutgoingMessage) -> Result<()> {
+    async fn edit(
+        &self,
+        message: &MessageRef,
+        content: &OutgoingMessage,
+        _posted_by: &PostingIdentity,
+    ) -> Result<()> {
         self.check_channel(&message.channel)?;
         let text = self.outgoing_text(content, self.fetcher.is_none());
         if text.trim().is_empty() {
@@ -661,7 +669,7 @@ impl Platform for SlackConnection {
             .map(|_| ())
     }
 
-    async fn delete(&self, message: &MessageRef) -> Result<()> {
+    async fn delete(&self, message: &MessageRef, _posted_by: &PostingIdentity) -> Result<()> {
         self.check_channel(&message.channel)?;
         let body = json!({
             "channel": message.channel.channel.as_str(),
@@ -674,7 +682,14 @@ impl Platform for SlackConnection {
         )
     }
 
-    async fn react(&self, message: &MessageRef, emoji: &Emoji, add: bool) -> Result<()> {
+    async fn react(
+        &self,
+        message: &MessageRef,
+        emoji: &Emoji,
+        change: ReactionChange,
+        _identity: &PostingIdentity,
+    ) -> Result<()> {
+        let add = change == ReactionChange::Add;
         self.check_channel(&message.channel)?;
         let name = emoji::to_slack_name(emoji)?;
         let body = json!({
@@ -695,6 +710,32 @@ impl Platform for SlackConnection {
                 &["no_reaction"],
             )
         }
+    }
+
+    async fn fetch_attachment(
+        &self,
+        attachment: &switchboard_core::Attachment,
+        max_bytes: u64,
+    ) -> Result<switchboard_core::FileContent> {
+        let fetcher = self.fetcher.as_ref().ok_or_else(|| {
+            Error::new(
+                ErrorKind::Unsupported,
+                "no attachment fetcher is configured for this Slack connection",
+            )
+        })?;
+        let bytes = fetcher.fetch(attachment).await?;
+        if bytes.len() as u64 > max_bytes {
+            return Err(Error::invalid(format!(
+                "{:?} is {} bytes, more than the {max_bytes} allowed",
+                attachment.name,
+                bytes.len()
+            )));
+        }
+        Ok(switchboard_core::FileContent {
+            name: attachment.name.clone(),
+            mime_type: attachment.mime_type.clone(),
+            bytes,
+        })
     }
 
     async fn health(&self) -> Result<ConnectionHealth> {
@@ -737,6 +778,7 @@ impl ServiceAccount for SlackConnection {
             None => (self.tokens.credentials().await.scopes, "the OAuth grant"),
         };
         let mut checks = vec![AccessCheck {
+            kind: CheckKind::Token,
             name: "bot token".into(),
             ok: identity.bot_id.is_some(),
             fix: identity.bot_id.is_none().then(|| {
@@ -746,6 +788,7 @@ impl ServiceAccount for SlackConnection {
         for scope in &self.options.required_scopes {
             let ok = granted.iter().any(|g| g == scope);
             checks.push(AccessCheck {
+                kind: CheckKind::Scope,
                 name: format!("scope {scope}"),
                 ok,
                 fix: (!ok).then(|| {

@@ -163,6 +163,10 @@ fn from_teams(text: &str, thread_root: Option<&str>) -> OutgoingMessage {
             thread_root: thread_root.map(|t| MessageId::new(t).unwrap()),
         },
         marker: Some("um-42".into()),
+        reply_to: thread_root.map(|t| MessageId::new(t).unwrap()),
+        broadcast: false,
+        post_as: switchboard_core::PostingIdentity::ServiceAccount,
+        files: vec![],
     }
 }
 
@@ -383,25 +387,60 @@ async fn post_reply_edit_react_delete_round_trip() {
     assert_eq!(r["thread_ts"], root.as_str());
     assert_eq!(r["username"], "Megan Bowen");
 
-    conn.edit(&posted.reference, &from_teams("Hello again", None))
-        .await
-        .unwrap();
+    conn.edit(
+        &posted.reference,
+        &from_teams("Hello again", None),
+        &switchboard_core::PostingIdentity::ServiceAccount,
+    )
+    .await
+    .unwrap();
     let thumbs = Emoji::Unicode {
         value: "👍".into(),
         name: None,
     };
-    conn.react(&posted.reference, &thumbs, true).await.unwrap();
-    conn.react(&posted.reference, &thumbs, true)
-        .await
-        .expect("reacting twice is fine");
+    conn.react(
+        &posted.reference,
+        &thumbs,
+        switchboard_core::ReactionChange::Add,
+        &switchboard_core::PostingIdentity::ServiceAccount,
+    )
+    .await
+    .unwrap();
+    conn.react(
+        &posted.reference,
+        &thumbs,
+        switchboard_core::ReactionChange::Add,
+        &switchboard_core::PostingIdentity::ServiceAccount,
+    )
+    .await
+    .expect("reacting twice is fine");
     let party = Emoji::Custom {
         name: "tada".into(),
     };
-    conn.react(&posted.reference, &party, true).await.unwrap();
-    conn.react(&posted.reference, &party, false).await.unwrap();
-    conn.react(&posted.reference, &party, false)
-        .await
-        .expect("removing twice is fine");
+    conn.react(
+        &posted.reference,
+        &party,
+        switchboard_core::ReactionChange::Add,
+        &switchboard_core::PostingIdentity::ServiceAccount,
+    )
+    .await
+    .unwrap();
+    conn.react(
+        &posted.reference,
+        &party,
+        switchboard_core::ReactionChange::Remove,
+        &switchboard_core::PostingIdentity::ServiceAccount,
+    )
+    .await
+    .unwrap();
+    conn.react(
+        &posted.reference,
+        &party,
+        switchboard_core::ReactionChange::Remove,
+        &switchboard_core::PostingIdentity::ServiceAccount,
+    )
+    .await
+    .expect("removing twice is fine");
     let m = find(&env.stored(&general).await, root.as_str());
     assert_eq!(m["text"], "Hello again");
     assert!(m["edited"].is_object(), "{m}");
@@ -414,11 +453,24 @@ async fn post_reply_edit_react_delete_round_trip() {
         thread_root: Some(root.clone()),
         ..reply.reference.clone()
     };
-    conn.delete(&reply_ref).await.unwrap();
-    conn.delete(&posted.reference).await.unwrap();
-    conn.delete(&posted.reference)
-        .await
-        .expect("deleting twice is fine");
+    conn.delete(
+        &reply_ref,
+        &switchboard_core::PostingIdentity::ServiceAccount,
+    )
+    .await
+    .unwrap();
+    conn.delete(
+        &posted.reference,
+        &switchboard_core::PostingIdentity::ServiceAccount,
+    )
+    .await
+    .unwrap();
+    conn.delete(
+        &posted.reference,
+        &switchboard_core::PostingIdentity::ServiceAccount,
+    )
+    .await
+    .expect("deleting twice is fine");
     let after = env.stored(&general).await;
     let gone = |ts: &str| {
         after

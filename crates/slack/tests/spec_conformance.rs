@@ -169,6 +169,10 @@ async fn exercise_everything(server: &MockServer) {
             thread_root: Some(MessageId::new("1.0").unwrap()),
         },
         marker: Some("m".into()),
+        reply_to: Some(MessageId::new("1.0").unwrap()),
+        broadcast: false,
+        post_as: switchboard_core::PostingIdentity::ServiceAccount,
+        files: vec![],
     };
     let posted = slack.post(&channel, &message).await.unwrap();
     let r = MessageRef {
@@ -176,13 +180,39 @@ async fn exercise_everything(server: &MockServer) {
         message: posted.reference.message.clone(),
         thread_root: None,
     };
-    slack.edit(&r, &message).await.unwrap();
+    slack
+        .edit(
+            &r,
+            &message,
+            &switchboard_core::PostingIdentity::ServiceAccount,
+        )
+        .await
+        .unwrap();
     let emoji = Emoji::Custom {
         name: "tada".into(),
     };
-    slack.react(&r, &emoji, true).await.unwrap();
-    slack.react(&r, &emoji, false).await.unwrap();
-    slack.delete(&r).await.unwrap();
+    slack
+        .react(
+            &r,
+            &emoji,
+            switchboard_core::ReactionChange::Add,
+            &switchboard_core::PostingIdentity::ServiceAccount,
+        )
+        .await
+        .unwrap();
+    slack
+        .react(
+            &r,
+            &emoji,
+            switchboard_core::ReactionChange::Remove,
+            &switchboard_core::PostingIdentity::ServiceAccount,
+        )
+        .await
+        .unwrap();
+    slack
+        .delete(&r, &switchboard_core::PostingIdentity::ServiceAccount)
+        .await
+        .unwrap();
     let socket = SocketModeClient::new(client, SecretString::from("xapp-1"));
     socket.open_url().await.unwrap();
 }

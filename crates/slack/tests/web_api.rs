@@ -50,6 +50,10 @@ fn outgoing(text: &str) -> OutgoingMessage {
             thread_root: None,
         },
         marker: Some("um-123".into()),
+        reply_to: None,
+        broadcast: false,
+        post_as: switchboard_core::PostingIdentity::ServiceAccount,
+        files: vec![],
     }
 }
 
@@ -396,7 +400,11 @@ async fn ok_false_errors_map_to_kinds() {
     assert_eq!(e.kind(), ErrorKind::Forbidden);
     assert!(e.message().contains("invite"), "{e}");
     let e = slack
-        .edit(&msg_ref("1.1"), &outgoing("x"))
+        .edit(
+            &msg_ref("1.1"),
+            &outgoing("x"),
+            &switchboard_core::PostingIdentity::ServiceAccount,
+        )
         .await
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Forbidden);
@@ -706,7 +714,11 @@ async fn edit_delete_and_react() {
         .await;
     let slack = connection(&server);
     slack
-        .edit(&msg_ref("1.1"), &outgoing("new *text*"))
+        .edit(
+            &msg_ref("1.1"),
+            &outgoing("new *text*"),
+            &switchboard_core::PostingIdentity::ServiceAccount,
+        )
         .await
         .unwrap();
     let body = json_body(&requests_for(&server, "chat.update").await[0]);
@@ -715,13 +727,29 @@ async fn edit_delete_and_react() {
         json!({"channel":"C1","ts":"1.1","text":"new *text*",
                "metadata":{"event_type":"switchboard_relayed","event_payload":{"marker":"um-123"}}})
     );
-    slack.delete(&msg_ref("1.1")).await.unwrap();
     slack
-        .delete(&msg_ref("2.2"))
+        .delete(
+            &msg_ref("1.1"),
+            &switchboard_core::PostingIdentity::ServiceAccount,
+        )
+        .await
+        .unwrap();
+    slack
+        .delete(
+            &msg_ref("2.2"),
+            &switchboard_core::PostingIdentity::ServiceAccount,
+        )
         .await
         .expect("already deleted is success");
     assert_eq!(
-        slack.delete(&msg_ref("3.3")).await.unwrap_err().kind(),
+        slack
+            .delete(
+                &msg_ref("3.3"),
+                &switchboard_core::PostingIdentity::ServiceAccount
+            )
+            .await
+            .unwrap_err()
+            .kind(),
         ErrorKind::Forbidden
     );
 
@@ -729,7 +757,15 @@ async fn edit_delete_and_react() {
         value: "👍".into(),
         name: Some("like".into()),
     };
-    slack.react(&msg_ref("1.1"), &thumbs, true).await.unwrap();
+    slack
+        .react(
+            &msg_ref("1.1"),
+            &thumbs,
+            switchboard_core::ReactionChange::Add,
+            &switchboard_core::PostingIdentity::ServiceAccount,
+        )
+        .await
+        .unwrap();
     let body = json_body(&requests_for(&server, "reactions.add").await[0]);
     assert_eq!(body["channel"], "C1");
     assert_eq!(body["timestamp"], "1.1");
@@ -741,11 +777,21 @@ async fn edit_delete_and_react() {
         name: "partyparrot".into(),
     };
     slack
-        .react(&msg_ref("1.1"), &parrot, true)
+        .react(
+            &msg_ref("1.1"),
+            &parrot,
+            switchboard_core::ReactionChange::Add,
+            &switchboard_core::PostingIdentity::ServiceAccount,
+        )
         .await
         .expect("already reacted is success");
     slack
-        .react(&msg_ref("1.1"), &parrot, false)
+        .react(
+            &msg_ref("1.1"),
+            &parrot,
+            switchboard_core::ReactionChange::Remove,
+            &switchboard_core::PostingIdentity::ServiceAccount,
+        )
         .await
         .expect("absent reaction removed is success");
     let body = json_body(&requests_for(&server, "reactions.remove").await[0]);
