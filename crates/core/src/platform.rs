@@ -339,6 +339,8 @@ pub enum ImportPhase {
     Members,
     /// Users of the tenant/workspace.
     Users,
+    /// Members of one channel.
+    ChannelMembers,
 }
 
 /// Progress of an import phase.
@@ -362,6 +364,12 @@ pub trait ImportSink: Send {
     async fn members(&mut self, team: &TeamId, page: Vec<Membership>) -> Result<()>;
     /// A page of users.
     async fn users(&mut self, page: Vec<User>) -> Result<()>;
+    /// A page of the members of one channel ([`TeamImport::import_channel_members`]). Sinks
+    /// that do not keep channel membership ignore it.
+    async fn channel_members(&mut self, channel: &ChannelRef, page: Vec<UserId>) -> Result<()> {
+        let _ = (channel, page);
+        Ok(())
+    }
     /// Progress after each page.
     async fn progress(&mut self, progress: Progress) -> Result<()> {
         let _ = progress;
@@ -389,8 +397,24 @@ pub struct ImportCounts {
 pub trait TeamImport: Send + Sync + std::fmt::Debug {
     /// The teams (Slack: the workspace) the account can see.
     async fn list_teams(&self) -> Result<TeamListing>;
-    /// Streams the channels and members of `team` into `sink`.
+    /// Streams the channels of `team` into `sink`, with the team's members where the platform
+    /// lists them in one cheap call (Teams: `/teams/{id}/members`). Channel membership that
+    /// costs a call per channel (Slack `conversations.members`) is left to
+    /// [`TeamImport::import_channel_members`], for the channels that get linked.
     async fn import_team(&self, team: &TeamId, sink: &mut dyn ImportSink) -> Result<ImportCounts>;
+    /// Streams the members of one channel into `sink` (as memberships of the channel's team
+    /// scoped to the channel where the platform has channel membership).
+    async fn import_channel_members(
+        &self,
+        channel: &ChannelRef,
+        sink: &mut dyn ImportSink,
+    ) -> Result<ImportCounts> {
+        let _ = sink;
+        Err(crate::Error::new(
+            crate::ErrorKind::Unsupported,
+            format!("{} does not list channel members", channel.platform),
+        ))
+    }
     /// Streams the tenant's or workspace's users into `sink`.
     async fn import_users(&self, sink: &mut dyn ImportSink) -> Result<ImportCounts>;
 }
