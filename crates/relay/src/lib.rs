@@ -1,0 +1,26 @@
+//! # switchboard-relay
+//!
+//! The universal-channel engine, written against `switchboard-core`'s traits only (no adapter,
+//! no storage crate). This first part holds the pure building blocks the delivery pipeline is
+//! made of, each without I/O and tested on its own:
+//!
+//! - [`marker`]: the marker embedded in every copy we post (loop prevention, crash
+//!   reconciliation through history).
+//! - [`translate`]: mentions through the identity map (matched → real mention, unmatched →
+//!   the display name, never a raw id) and the attribution line of a relayed message.
+//! - [`split`]: a message longer than the target allows becomes several parts, cut at block,
+//!   line and word boundaries, all mapped to the one origin.
+//! - [`reactions`]: where a platform allows one reaction per identity, reactions relayed
+//!   through one account are counted per emoji and removed only when the last reactor leaves.
+//! - [`batch`]: combining queued posts of several senders into one post (each name kept) when
+//!   a target channel's backlog grows past its rate limit.
+//! - [`order`]: origin order per channel (Slack delivers out of order: order by `ts`).
+
+#![warn(missing_docs)]
+
+pub mod batch;
+pub mod marker;
+pub mod order;
+pub mod reactions;
+pub mod split;
+pub mod translate;
