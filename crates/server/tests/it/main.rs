@@ -1,0 +1,6 @@
+//! In-process tests of the server's router (`tower::ServiceExt::oneshot`), on a real SQLite
+//! store in a temporary directory.
+
+mod api;
+mod support;
+mod webhooks;
