@@ -11,15 +11,18 @@
 //! `/webhooks/msteams/lifecycle`) wired through core's receiving seam into the inbox, and
 //! `/healthz`, `/readyz`, `/metrics`. The console, OAuth flows and relay workers follow.
 //!
-//! **Architecture invariant:** only this crate (and the sandbox's own emulator) knows axum;
-//! it sees platforms and storage only through `switchboard-core`'s traits.
+//! **Architecture invariant:** only this crate (and the sandbox's own emulator) knows axum.
+//! Route handlers see platforms and storage only through `switchboard-core`'s traits; the
+//! composition root ([`serve`]) is the one place that names a concrete store.
 
 #![warn(missing_docs)]
 
 pub mod api;
 pub mod auth;
+pub mod config;
 pub mod error;
 pub mod metrics;
+pub mod serve;
 pub mod webhooks;
 
 use std::sync::Arc;
