@@ -110,6 +110,7 @@ mod tests {
     use secrecy::ExposeSecret;
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail API
     fn files_and_environment_layer_over_defaults() {
         figment::Jail::expect_with(|jail| {
             jail.create_file(
