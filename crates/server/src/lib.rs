@@ -23,6 +23,7 @@ pub mod config;
 pub mod error;
 pub mod metrics;
 pub mod serve;
+pub mod session;
 pub mod webhooks;
 
 use std::sync::Arc;
