@@ -20,6 +20,7 @@
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod console;
 pub mod error;
 pub mod metrics;
 pub mod serve;
@@ -34,7 +35,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
-use switchboard_core::{Store, WebhookReceiver};
+use switchboard_core::{Authorizer, Connector, PlatformKind, Store, WebhookReceiver};
 
 pub use error::AppError;
 pub use metrics::Metrics;
@@ -67,6 +68,16 @@ pub struct AppState {
     pub receivers: Receivers,
     /// Metrics.
     pub metrics: Arc<Metrics>,
+    /// Console sessions and pending OAuth authorizations.
+    pub sessions: Arc<session::Sessions>,
+    /// The OAuth flows of the configured platforms.
+    pub authorizers: Vec<Arc<dyn Authorizer>>,
+    /// The connectors of the configured platforms.
+    pub connectors: Vec<Arc<dyn Connector>>,
+    /// The public base URL (OAuth redirects, webhook URLs); `http://` for loopback.
+    pub public_url: String,
+    /// The console's templates.
+    pub templates: Arc<minijinja::Environment<'static>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -78,13 +89,46 @@ impl std::fmt::Debug for AppState {
 }
 
 impl AppState {
-    /// State over `store` with `receivers` and fresh metrics.
+    /// State over `store` with `receivers`, fresh metrics and sessions, no platform
+    /// configured for connecting (see [`AppState::with_platform`]).
     pub fn new(store: Arc<dyn Store>, receivers: Receivers) -> Self {
         AppState {
             store,
             receivers,
             metrics: Arc::new(Metrics::new()),
+            sessions: Arc::new(session::Sessions::default()),
+            authorizers: Vec::new(),
+            connectors: Vec::new(),
+            public_url: "http://127.0.0.1".into(),
+            templates: Arc::new(console::templates()),
         }
+    }
+
+    /// Adds a platform's OAuth flow and connector.
+    pub fn with_platform(
+        mut self,
+        authorizer: Arc<dyn Authorizer>,
+        connector: Arc<dyn Connector>,
+    ) -> Self {
+        self.authorizers.push(authorizer);
+        self.connectors.push(connector);
+        self
+    }
+
+    /// Sets the public base URL.
+    pub fn with_public_url(mut self, url: impl Into<String>) -> Self {
+        self.public_url = url.into();
+        self
+    }
+
+    /// The OAuth flow of `platform`, when configured.
+    pub fn authorizer(&self, platform: PlatformKind) -> Option<&Arc<dyn Authorizer>> {
+        self.authorizers.iter().find(|a| a.platform() == platform)
+    }
+
+    /// The connector of `platform`, when configured.
+    pub fn connector(&self, platform: PlatformKind) -> Option<&Arc<dyn Connector>> {
+        self.connectors.iter().find(|c| c.platform() == platform)
     }
 }
 
@@ -177,12 +221,25 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/audit/verify", get(api::verify_audit))
         .route("/api/v1/openapi.json", get(api::openapi))
         .layer(DefaultBodyLimit::max(256 * 1024));
+    let console = Router::new()
+        .route("/", get(console::index))
+        .route("/static/console.css", get(console::stylesheet))
+        .route("/signin", get(console::signin_page).post(console::signin))
+        .route("/signout", post(console::signout))
+        .route("/connect", get(console::connect_page))
+        .route("/connect/{platform}/start", get(console::connect_start))
+        .route(
+            "/connect/{platform}/callback",
+            get(console::connect_callback),
+        )
+        .layer(DefaultBodyLimit::max(64 * 1024));
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
         .merge(webhooks)
         .merge(api)
+        .merge(console)
         .fallback(fallback)
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)

@@ -186,24 +186,46 @@ mod tests {
         let other = s.sign_in(admin(), None);
         let v = SecretString::from(random_token());
         let state = s.begin_auth(&sid, PlatformKind::Msteams, Some(v));
-        assert!(s.finish_auth(&state, Some(&other), PlatformKind::Msteams).is_none());
+        assert!(
+            s.finish_auth(&state, Some(&other), PlatformKind::Msteams)
+                .is_none()
+        );
         // the failed attempt consumed it
-        assert!(s.finish_auth(&state, Some(&sid), PlatformKind::Msteams).is_none());
+        assert!(
+            s.finish_auth(&state, Some(&sid), PlatformKind::Msteams)
+                .is_none()
+        );
 
         let state = s.begin_auth(&sid, PlatformKind::Msteams, None);
-        assert!(s.finish_auth(&state, Some(&sid), PlatformKind::Slack).is_none());
+        assert!(
+            s.finish_auth(&state, Some(&sid), PlatformKind::Slack)
+                .is_none()
+        );
         let state = s.begin_auth(&sid, PlatformKind::Slack, None);
         assert!(s.finish_auth(&state, None, PlatformKind::Slack).is_none());
         let state = s.begin_auth(&sid, PlatformKind::Slack, None);
-        assert!(s.finish_auth(&state, Some(&sid), PlatformKind::Slack).is_some());
-        assert!(s.finish_auth(&state, Some(&sid), PlatformKind::Slack).is_none(), "replayed");
-        assert!(s.finish_auth("made-up", Some(&sid), PlatformKind::Slack).is_none());
+        assert!(
+            s.finish_auth(&state, Some(&sid), PlatformKind::Slack)
+                .is_some()
+        );
+        assert!(
+            s.finish_auth(&state, Some(&sid), PlatformKind::Slack)
+                .is_none(),
+            "replayed"
+        );
+        assert!(
+            s.finish_auth("made-up", Some(&sid), PlatformKind::Slack)
+                .is_none()
+        );
     }
 
     #[test]
     fn pkce_challenge_matches_rfc_7636() {
         // RFC 7636 appendix B
         let v = SecretString::from("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk".to_owned());
-        assert_eq!(pkce_challenge(&v), "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM");
+        assert_eq!(
+            pkce_challenge(&v),
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+        );
     }
 }

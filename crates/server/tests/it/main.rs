@@ -2,5 +2,6 @@
 //! store in a temporary directory.
 
 mod api;
+mod console;
 mod support;
 mod webhooks;
