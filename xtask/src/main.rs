@@ -1,6 +1,12 @@
-//! `cargo xtask ci | bench`: project automation with no dependencies.
+//! `cargo xtask ci | bench`: project automation; the binary has no dependencies.
+//!
+//! `cargo test -p xtask` also runs the tidy test (`src/tidy.rs`): the architecture's dependency
+//! rules and the docs' file references (test-only, with the `toml` parser as a dev-dependency).
 
 use std::process::{Command, ExitCode};
+
+#[cfg(test)]
+mod tidy;
 
 fn run(program: &str, args: &[&str]) -> bool {
     eprintln!("$ {program} {}", args.join(" "));

@@ -1,5 +1,10 @@
 //! The `switchboard` command line: argument parsing and the subcommands, thin over the
 //! libraries.
+//!
+//! PRODUCT.md's global options (`--config`, `--data-dir`, `--json`) arrive with the commands
+//! that read a configuration, keep data or list things (`serve`, `demo`, `import`, …);
+//! `sandbox` needs none of them (its state is in memory and its ready line is JSON already),
+//! so they are not accepted yet rather than accepted and ignored.
 
 #![warn(missing_docs)]
 
@@ -14,31 +19,9 @@ use switchboard_sandbox::{Sandbox, SandboxConfig, Seed};
 #[derive(Debug, Parser)]
 #[command(name = "switchboard", version, about)]
 pub struct Cli {
-    /// Global options.
-    #[command(flatten)]
-    pub global: GlobalOpts,
     /// The subcommand.
     #[command(subcommand)]
     pub command: Command,
-}
-
-/// Options every subcommand accepts.
-#[derive(Debug, Args)]
-pub struct GlobalOpts {
-    /// Configuration file (switchboard.toml).
-    #[arg(long, global = true, env = "SWITCHBOARD_CONFIG")]
-    pub config: Option<PathBuf>,
-    /// Data directory: the SQLite file and the key file.
-    #[arg(
-        long,
-        global = true,
-        env = "SWITCHBOARD_DATA_DIR",
-        default_value = "./switchboard-data"
-    )]
-    pub data_dir: PathBuf,
-    /// Machine-readable JSON output.
-    #[arg(long, global = true)]
-    pub json: bool,
 }
 
 /// The subcommands.
@@ -60,7 +43,7 @@ pub struct SandboxArgs {
     /// Multiplies every documented rate limit by K (0 turns limits off).
     #[arg(long = "time-scale", default_value_t = 1.0)]
     pub time_scale: f64,
-    /// Also write the ready JSON line to this file.
+    /// Also write the ready JSON line to this file (it is printed to stdout either way).
     #[arg(long = "ready-file")]
     pub ready_file: Option<PathBuf>,
 }
@@ -107,7 +90,7 @@ async fn run_sandbox(args: SandboxArgs) -> Result<(), String> {
     })
     .await
     .map_err(|e| format!("cannot start the sandbox on port {}: {e}", args.port))?;
-    let line = sandbox.ready_info().to_string();
+    let line = serde_json::to_string(&sandbox.ready()).map_err(|e| e.to_string())?;
     if let Some(path) = &args.ready_file {
         std::fs::write(path, format!("{line}\n"))
             .map_err(|e| format!("cannot write the ready file {}: {e}", path.display()))?;

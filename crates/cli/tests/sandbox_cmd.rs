@@ -69,6 +69,17 @@ fn sandbox_prints_ready_line_and_serves() {
     });
     assert!(!seed["slack"]["users"].as_array().unwrap().is_empty());
 
+    // GET /_sandbox/ready is the ready line again, credentials included.
+    let again: serde_json::Value = rt.block_on(async {
+        reqwest::get(format!("{base}/_sandbox/ready"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    });
+    assert_eq!(again, ready);
+
     // SIGTERM stops it cleanly.
     let _ = Command::new("kill").arg(child.id().to_string()).status();
     let status = child.wait().unwrap();
@@ -81,13 +92,36 @@ fn sandbox_refuses_bad_arguments() {
     for args in [
         vec!["sandbox", "--seed", "huge"],
         vec!["sandbox", "--time-scale", "-1"],
+        // Not accepted until a command uses them (rather than accepted and ignored).
+        vec!["--json", "sandbox"],
+        vec!["sandbox", "--data-dir", "/tmp/x"],
+        vec!["sandbox", "--config", "switchboard.toml"],
     ] {
-        let out = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
             .args(&args)
             .stdin(Stdio::null())
-            .output()
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
             .unwrap();
-        assert!(!out.status.success(), "{args:?} accepted");
-        assert!(!String::from_utf8_lossy(&out.stderr).is_empty());
+        // A command line that is accepted starts a sandbox that serves until killed: give
+        // a refusal ample time, then stop the server and fail instead of hanging.
+        let mut status = None;
+        for _ in 0..600 {
+            if let Some(s) = child.try_wait().unwrap() {
+                status = Some(s);
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let Some(status) = status else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{args:?} accepted: the sandbox started");
+        };
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+        assert!(!status.success(), "{args:?} accepted");
+        assert!(!stderr.is_empty(), "{args:?}: no error message");
     }
 }

@@ -1,4 +1,4 @@
-//! The platform-neutral part of the control API: seed, faults, stats.
+//! The platform-neutral part of the control API: ready, seed, faults, stats.
 //! Platform-specific control routes live in `slack::control_routes` / `msteams::control_routes`.
 
 use axum::extract::State;
@@ -13,11 +13,18 @@ use crate::faults::FaultSpec;
 
 pub(crate) fn routes() -> Router<SharedWorld> {
     Router::new()
+        .route("/ready", get(ready))
         .route("/seed", get(seed))
         .route("/faults", post(add_fault).delete(clear_faults))
         .route("/stats", get(stats).delete(reset_stats))
         .nest("/slack", crate::slack::control_routes())
         .nest("/msteams", crate::msteams::control_routes())
+}
+
+/// `GET /_sandbox/ready`: the ready object, the same JSON as the ready line (credentials
+/// included; the sandbox listens on loopback only).
+async fn ready(State(world): State<SharedWorld>) -> Json<crate::ReadyInfo> {
+    Json(crate::ready_info(&world))
 }
 
 async fn seed(State(world): State<SharedWorld>) -> Json<serde_json::Value> {

@@ -16,13 +16,14 @@
 //! | `/slack/oauth/v2/authorize` | Slack OAuth consent page |
 //! | `/microsoft/{tenant}/oauth2/v2.0/{authorize,token}` | Microsoft identity platform |
 //! | `/graph/v1.0/...` | Microsoft Graph |
-//! | `/_sandbox/...` | the control API (act as users, inject faults, read state) |
+//! | `/_sandbox/...` | the control API (act as users, inject faults, read state); `GET /_sandbox/ready` is the ready object |
 //!
 //! ```no_run
 //! # async fn run() -> std::io::Result<()> {
 //! use switchboard_sandbox::{Sandbox, SandboxConfig, Seed};
 //! let sandbox = Sandbox::start(SandboxConfig { seed: Seed::Small, ..Default::default() }).await?;
-//! println!("{}", sandbox.ready_info());
+//! let ready = sandbox.ready();
+//! println!("Graph at {}, service account {}", ready.graph_api_url, ready.msteams.service_account_upn);
 //! sandbox.shutdown().await;
 //! # Ok(()) }
 //! ```
@@ -42,7 +43,8 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use axum::Router;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -78,6 +80,156 @@ impl std::fmt::Display for Seed {
             Seed::Small => "small",
             Seed::Large => "large",
         })
+    }
+}
+
+impl Serialize for Seed {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Seed {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(deserializer)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Prints `[redacted]` for a secret field in a hand-written `Debug`.
+struct Redacted;
+
+impl std::fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// The ready object: what `switchboard sandbox` prints as its ready line and what
+/// `GET /_sandbox/ready` returns — the URLs plus the seeded app registrations and
+/// credentials (PRODUCT.md, "ready line"). Serializes to exactly that JSON; `Debug` redacts
+/// the secrets.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReadyInfo {
+    /// Always `true`: the sandbox accepts connections.
+    pub ready: bool,
+    /// `http://127.0.0.1:P`, without a trailing slash.
+    pub base_url: String,
+    /// Slack Web API base, `{base}/slack/api/` (method names are appended).
+    pub slack_api_url: String,
+    /// Microsoft Graph base, `{base}/graph/v1.0` (no trailing slash).
+    pub graph_api_url: String,
+    /// Microsoft identity platform base, `{base}/microsoft` (`/{tenant}/oauth2/v2.0/…`).
+    pub microsoft_login_url: String,
+    /// The seeded world.
+    pub seed: Seed,
+    /// The rate-limit multiplier the sandbox runs with.
+    pub time_scale: f64,
+    /// The seeded Slack workspace and app.
+    pub slack: SlackReady,
+    /// The seeded Microsoft tenant and app registration.
+    pub msteams: MsTeamsReady,
+}
+
+impl std::fmt::Debug for ReadyInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReadyInfo")
+            .field("ready", &self.ready)
+            .field("base_url", &self.base_url)
+            .field("slack_api_url", &self.slack_api_url)
+            .field("graph_api_url", &self.graph_api_url)
+            .field("microsoft_login_url", &self.microsoft_login_url)
+            .field("seed", &self.seed)
+            .field("time_scale", &self.time_scale)
+            .field("slack", &self.slack)
+            .field("msteams", &self.msteams)
+            .finish()
+    }
+}
+
+/// The `slack` object of the ready line: the seeded workspace, its app and ready tokens.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlackReady {
+    /// Workspace id (`T…`).
+    pub team_id: String,
+    /// Workspace name.
+    pub team_name: String,
+    /// The app's OAuth client id.
+    pub client_id: String,
+    /// The app's OAuth client secret.
+    pub client_secret: String,
+    /// The signing secret of Events API deliveries.
+    pub signing_secret: String,
+    /// The legacy verification token.
+    pub verification_token: String,
+    /// A ready bot token (`xoxb-…`) with the app's bot scopes.
+    pub bot_token: String,
+    /// A ready app-level token (`xapp-…`, `connections:write`) for Socket Mode.
+    pub app_token: String,
+    /// The app id (`A…`).
+    pub app_id: String,
+    /// The bot user's id (`U…`).
+    pub bot_user_id: String,
+    /// The bot id (`B…`).
+    pub bot_id: String,
+}
+
+impl std::fmt::Debug for SlackReady {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SlackReady")
+            .field("team_id", &self.team_id)
+            .field("team_name", &self.team_name)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &Redacted)
+            .field("signing_secret", &Redacted)
+            .field("verification_token", &Redacted)
+            .field("bot_token", &Redacted)
+            .field("app_token", &Redacted)
+            .field("app_id", &self.app_id)
+            .field("bot_user_id", &self.bot_user_id)
+            .field("bot_id", &self.bot_id)
+            .finish()
+    }
+}
+
+/// The `msteams` object of the ready line: the seeded tenant, its app registration, the
+/// service account (with a ready delegated Graph token) and an underprivileged account.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MsTeamsReady {
+    /// Tenant id (a GUID).
+    pub tenant_id: String,
+    /// The tenant's verified domain.
+    pub tenant_domain: String,
+    /// The app registration's client id.
+    pub client_id: String,
+    /// The app registration's client secret.
+    pub client_secret: String,
+    /// The service account's user principal name (has the required roles).
+    pub service_account_upn: String,
+    /// The service account's password (for the sign-in page).
+    pub service_account_password: String,
+    /// A ready delegated Graph access token of the service account, with every permission
+    /// the Teams connection requests.
+    pub service_account_token: String,
+    /// An account without Teams Administrator (for `doctor`).
+    pub underprivileged_upn: String,
+    /// Its password.
+    pub underprivileged_password: String,
+}
+
+impl std::fmt::Debug for MsTeamsReady {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MsTeamsReady")
+            .field("tenant_id", &self.tenant_id)
+            .field("tenant_domain", &self.tenant_domain)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &Redacted)
+            .field("service_account_upn", &self.service_account_upn)
+            .field("service_account_password", &Redacted)
+            .field("service_account_token", &Redacted)
+            .field("underprivileged_upn", &self.underprivileged_upn)
+            .field("underprivileged_password", &Redacted)
+            .finish()
     }
 }
 
@@ -188,20 +340,15 @@ impl Sandbox {
         &self.world.base_url
     }
 
-    /// The ready JSON object of PRODUCT.md: URLs plus the seeded credentials and client ids.
+    /// The ready object of PRODUCT.md: URLs plus the seeded credentials and client ids (the
+    /// same as `GET /_sandbox/ready`).
+    pub fn ready(&self) -> ReadyInfo {
+        ready_info(&self.world)
+    }
+
+    /// [`Sandbox::ready`] as untyped JSON, for callers that index it by key.
     pub fn ready_info(&self) -> Value {
-        let base = &self.world.base_url;
-        json!({
-            "ready": true,
-            "base_url": base,
-            "slack_api_url": format!("{base}/slack/api/"),
-            "graph_api_url": format!("{base}/graph/v1.0"),
-            "microsoft_login_url": format!("{base}/microsoft"),
-            "seed": self.world.config.seed.to_string(),
-            "time_scale": self.world.config.time_scale,
-            "slack": self.world.slack.ready_info(),
-            "msteams": self.world.msteams.ready_info(),
-        })
+        serde_json::to_value(self.ready()).expect("the ready object serializes")
     }
 
     /// Stops serving and waits for the server task to finish.
@@ -223,6 +370,26 @@ impl Drop for Sandbox {
     }
 }
 
+/// The ready object of a running world. The platform modules describe their half as JSON;
+/// both are plain string maps built by this crate, so reading them back cannot fail unless
+/// a module and these types disagree, which the tests catch.
+pub(crate) fn ready_info(world: &World) -> ReadyInfo {
+    let base = &world.base_url;
+    ReadyInfo {
+        ready: true,
+        base_url: base.clone(),
+        slack_api_url: format!("{base}/slack/api/"),
+        graph_api_url: format!("{base}/graph/v1.0"),
+        microsoft_login_url: format!("{base}/microsoft"),
+        seed: world.config.seed,
+        time_scale: world.config.time_scale,
+        slack: serde_json::from_value(world.slack.ready_info())
+            .expect("the slack module's ready object matches SlackReady"),
+        msteams: serde_json::from_value(world.msteams.ready_info())
+            .expect("the msteams module's ready object matches MsTeamsReady"),
+    }
+}
+
 fn router(world: SharedWorld) -> Router {
     Router::new()
         .merge(slack::routes())
@@ -237,4 +404,99 @@ fn router(world: SharedWorld) -> Router {
             stats::middleware,
         ))
         .with_state(world)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_ready_route_returns_the_ready_object_with_credentials() {
+        let sandbox = Sandbox::start(SandboxConfig {
+            time_scale: 0.0,
+            ..SandboxConfig::default()
+        })
+        .await
+        .unwrap();
+        let ready = sandbox.ready();
+        let resp = reqwest::get(format!("{}/_sandbox/ready", sandbox.base_url()))
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        assert!(
+            resp.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("application/json")
+        );
+        let body: Value = resp.json().await.unwrap();
+        // The same JSON as the ready line, and it reads back into the typed object.
+        assert_eq!(body, sandbox.ready_info());
+        assert_eq!(
+            serde_json::from_value::<ReadyInfo>(body.clone()).unwrap(),
+            ready
+        );
+        assert_eq!(body["ready"], true);
+        assert_eq!(body["seed"], "small");
+        assert_eq!(body["time_scale"], 0.0);
+        assert_eq!(
+            body["graph_api_url"],
+            format!("{}/graph/v1.0", sandbox.base_url())
+        );
+        // Every key the module-side JSON has survives the typed round trip.
+        let slack = sandbox.world.slack.ready_info();
+        let msteams = sandbox.world.msteams.ready_info();
+        assert_eq!(body["slack"], slack);
+        assert_eq!(body["msteams"], msteams);
+        assert!(
+            ready.slack.bot_token.starts_with("xoxb-"),
+            "{}",
+            ready.slack.bot_token
+        );
+        assert!(!ready.msteams.service_account_token.is_empty());
+        // The credentials work: the service token reads Graph.
+        let me = reqwest::Client::new()
+            .get(format!("{}/me", ready.graph_api_url))
+            .bearer_auth(&ready.msteams.service_account_token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(me.status(), 200);
+        sandbox.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn debug_of_the_ready_object_redacts_every_secret() {
+        let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
+        let ready = sandbox.ready();
+        let debug = format!("{ready:?}");
+        for secret in [
+            &ready.slack.client_secret,
+            &ready.slack.signing_secret,
+            &ready.slack.verification_token,
+            &ready.slack.bot_token,
+            &ready.slack.app_token,
+            &ready.msteams.client_secret,
+            &ready.msteams.service_account_password,
+            &ready.msteams.service_account_token,
+            &ready.msteams.underprivileged_password,
+        ] {
+            assert!(!secret.is_empty());
+            assert!(!debug.contains(secret.as_str()), "{secret} in {debug}");
+        }
+        assert!(debug.contains(&ready.msteams.service_account_upn));
+        assert!(debug.contains("[redacted]"));
+        sandbox.shutdown().await;
+    }
+
+    #[test]
+    fn seed_serializes_as_its_name_and_refuses_unknown_names() {
+        assert_eq!(serde_json::to_value(Seed::Large).unwrap(), "large");
+        assert_eq!(
+            serde_json::from_value::<Seed>("small".into()).unwrap(),
+            Seed::Small
+        );
+        let err = serde_json::from_value::<Seed>("huge".into()).unwrap_err();
+        assert!(err.to_string().contains("huge"), "{err}");
+    }
 }

@@ -235,6 +235,8 @@ pub(crate) fn routes() -> Router<SharedWorld> {
         )
         .route(msg, get(m::list_messages).post(m::post_message))
         .route(&format!("{msg}/delta"), get(m::delta))
+        // Graph's SDKs call the delta function with its parentheses (Kiota: `…/delta()`).
+        .route(&format!("{msg}/delta()"), get(m::delta))
         .route(
             &format!("{msg}/{{message}}"),
             get(m::get_message).patch(m::patch_message),
