@@ -68,12 +68,14 @@ pub fn scopes(guest_sync: bool) -> Vec<String> {
 /// Strips the Graph resource prefix from a scope: `https://graph.microsoft.com/User.Read.All`
 /// → `User.Read.All`.
 pub fn short_scope(scope: &str) -> &str {
-    let lower = scope.len() >= GRAPH_RESOURCE.len()
-        && scope[..GRAPH_RESOURCE.len()].eq_ignore_ascii_case(GRAPH_RESOURCE);
-    if lower {
-        &scope[GRAPH_RESOURCE.len()..]
-    } else {
-        scope
+    // `get` (not indexing): a scope from outside may have a multi-byte character where the
+    // prefix would end, and must not panic.
+    match (
+        scope.get(..GRAPH_RESOURCE.len()),
+        scope.get(GRAPH_RESOURCE.len()..),
+    ) {
+        (Some(prefix), Some(rest)) if prefix.eq_ignore_ascii_case(GRAPH_RESOURCE) => rest,
+        _ => scope,
     }
 }
 
@@ -500,6 +502,20 @@ pub(crate) fn describe_reqwest(e: &reqwest::Error) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn short_scope_never_slices_inside_a_character() {
+        // 27 ASCII bytes then a two-byte character: byte 28 is inside "é".
+        let hostile = format!("{}é", "a".repeat(27));
+        assert_eq!(short_scope(&hostile), hostile);
+        assert_eq!(short_scope("é"), "é");
+        assert_eq!(
+            short_scope("HTTPS://GRAPH.MICROSOFT.COM/User.Read.All"),
+            "User.Read.All"
+        );
+        assert_eq!(short_scope("offline_access"), "offline_access");
+    }
+
     use super::*;
 
     #[test]
