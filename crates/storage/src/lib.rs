@@ -45,6 +45,8 @@ pub mod limits;
 mod migrate;
 mod seal;
 mod sql;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -56,12 +58,13 @@ use async_trait::async_trait;
 use secrecy::SecretString;
 use switchboard_core::{
     AccountIdentity, AdminPrincipal, AuditEntry, AuditStore, AuditVerification, Channel,
-    ChannelRef, Connection, ConnectionHealth, ConnectionId, ConnectionStore, Credentials, Delivery,
-    DirectoryStore, Error, ImportRun, InboxItem, InboxOutcome, Membership, MessageCopy, MessageId,
-    MessageMapStore, NewAuditEntry, NewDelivery, OrgId, OrgStore, Organization, PlatformEvent,
-    PlatformKind, QueueStore, Result, SecretStore, StoredChannel, StoredUser, Subscription,
-    SyncStateStore, Team, TeamId, UniversalChannel, UniversalChannelId, UniversalChannelStore,
-    UniversalMessageId, User, UserId,
+    ChannelRef, Connection, ConnectionHealth, ConnectionId, ConnectionStore, Credentials,
+    CursorKey, Delivery, DeliveryId, DirectoryStore, Error, ImportRun, Inbound, InboxId, InboxItem,
+    InboxOutcome, Membership, MessageCopy, MessageId, MessageMapStore, MessageSnapshot,
+    NewAuditEntry, NewDelivery, OrgId, OrgStore, Organization, PlatformKind, QueueStore, Result,
+    SecretStore, StoredChannel, StoredUser, Subscription, SubscriptionId, SyncStateStore, Team,
+    TeamId, UniversalChannel, UniversalChannelId, UniversalChannelStore, UniversalMessageId, User,
+    UserId, WorkerId,
 };
 use time::OffsetDateTime;
 
@@ -378,9 +381,21 @@ delegate!(DirectoryStore {
     fn finish_team_import(&self, org: &OrgId, connection: &ConnectionId, run: ImportRun, team: &TeamId) -> Result<()>;
     fn finish_user_import(&self, org: &OrgId, connection: &ConnectionId, run: ImportRun) -> Result<()>;
     fn list_teams(&self, org: &OrgId, connection: &ConnectionId) -> Result<Vec<Team>>;
-    fn list_channels(&self, org: &OrgId, connection: Option<&ConnectionId>) -> Result<Vec<StoredChannel>>;
+    fn list_channels(
+        &self,
+        org: &OrgId,
+        connection: Option<&ConnectionId>,
+        after: Option<&ChannelRef>,
+        limit: usize
+    ) -> Result<Vec<StoredChannel>>;
     fn get_channel(&self, org: &OrgId, reference: &ChannelRef) -> Result<Option<StoredChannel>>;
-    fn list_users(&self, org: &OrgId, connection: Option<&ConnectionId>) -> Result<Vec<StoredUser>>;
+    fn list_users(
+        &self,
+        org: &OrgId,
+        connection: Option<&ConnectionId>,
+        after: Option<(PlatformKind, &UserId)>,
+        limit: usize
+    ) -> Result<Vec<StoredUser>>;
     fn get_user(&self, org: &OrgId, platform: PlatformKind, user: &UserId) -> Result<Option<StoredUser>>;
     fn list_memberships(&self, org: &OrgId, connection: &ConnectionId, team: &TeamId) -> Result<Vec<Membership>>;
     fn counterpart(
@@ -416,23 +431,49 @@ delegate!(MessageMapStore {
 });
 
 delegate!(SyncStateStore {
-    fn put_cursor(&self, org: &OrgId, connection: &ConnectionId, key: &str, value: &str) -> Result<()>;
-    fn get_cursor(&self, org: &OrgId, connection: &ConnectionId, key: &str) -> Result<Option<String>>;
+    fn put_cursor(&self, org: &OrgId, connection: &ConnectionId, key: &CursorKey, value: &str) -> Result<()>;
+    fn get_cursor(&self, org: &OrgId, connection: &ConnectionId, key: &CursorKey) -> Result<Option<String>>;
     fn put_subscription(&self, org: &OrgId, subscription: &Subscription) -> Result<()>;
-    fn get_subscription(&self, id: &str) -> Result<Option<(OrgId, Subscription)>>;
+    fn get_subscription(&self, id: &SubscriptionId) -> Result<Option<(OrgId, Subscription)>>;
     fn list_subscriptions(&self, org: &OrgId) -> Result<Vec<Subscription>>;
-    fn delete_subscription(&self, org: &OrgId, id: &str) -> Result<()>;
+    fn delete_subscription(&self, org: &OrgId, id: &SubscriptionId) -> Result<()>;
+    fn put_message_snapshot(
+        &self,
+        org: &OrgId,
+        channel: &ChannelRef,
+        message: &MessageId,
+        snapshot: &MessageSnapshot
+    ) -> Result<()>;
+    fn get_message_snapshot(
+        &self,
+        org: &OrgId,
+        channel: &ChannelRef,
+        message: &MessageId
+    ) -> Result<Option<MessageSnapshot>>;
+    fn delete_message_snapshot(&self, org: &OrgId, channel: &ChannelRef, message: &MessageId) -> Result<()>;
 });
 
 delegate!(QueueStore {
-    fn inbox_accept(&self, org: &OrgId, connection: &ConnectionId, event: &PlatformEvent) -> Result<InboxOutcome>;
-    fn inbox_lease(&self, worker: &str, max: usize, lease: Duration) -> Result<Vec<InboxItem>>;
-    fn inbox_complete(&self, worker: &str, id: i64, deliveries: &[NewDelivery]) -> Result<()>;
+    fn inbox_accept(&self, org: &OrgId, connection: &ConnectionId, item: &Inbound) -> Result<InboxOutcome>;
+    fn inbox_accept_batch(
+        &self,
+        org: &OrgId,
+        connection: &ConnectionId,
+        items: &[Inbound]
+    ) -> Result<Vec<InboxOutcome>>;
+    fn inbox_lease(&self, worker: &WorkerId, max: usize, lease: Duration) -> Result<Vec<InboxItem>>;
+    fn inbox_complete(&self, worker: &WorkerId, id: InboxId, deliveries: &[NewDelivery]) -> Result<()>;
     fn outbox_enqueue(&self, deliveries: &[NewDelivery]) -> Result<()>;
-    fn outbox_lease(&self, worker: &str, max: usize, lease: Duration) -> Result<Vec<Delivery>>;
-    fn outbox_complete(&self, worker: &str, id: i64) -> Result<()>;
-    fn outbox_retry(&self, worker: &str, id: i64, next_attempt_at: OffsetDateTime, error: &str) -> Result<()>;
-    fn outbox_fail(&self, worker: &str, id: i64, error: &str) -> Result<()>;
+    fn outbox_lease(&self, worker: &WorkerId, max: usize, lease: Duration) -> Result<Vec<Delivery>>;
+    fn outbox_complete(&self, worker: &WorkerId, id: DeliveryId) -> Result<()>;
+    fn outbox_retry(
+        &self,
+        worker: &WorkerId,
+        id: DeliveryId,
+        next_attempt_at: OffsetDateTime,
+        error: &str
+    ) -> Result<()>;
+    fn outbox_fail(&self, worker: &WorkerId, id: DeliveryId, error: &str) -> Result<()>;
     fn outbox_pending(&self, org: &OrgId) -> Result<u64>;
 });
 

@@ -16,10 +16,12 @@ use sqlx::{QueryBuilder, Row as _, Transaction};
 use subtle::ConstantTimeEq as _;
 use switchboard_core::{
     AccountIdentity, Actor, AdminPrincipal, AuditEntry, AuditVerification, Channel, ChannelRef,
-    Connection, ConnectionHealth, ConnectionId, Credentials, Delivery, Endpoint, Error, ImportRun,
-    InboxItem, InboxOutcome, Membership, MessageCopy, MessageId, NewAuditEntry, NewDelivery, OrgId,
-    Organization, PlatformEvent, PlatformKind, Result, StoredChannel, StoredUser, Subscription,
-    Team, TeamId, UniversalChannel, UniversalChannelId, UniversalMessageId, User, UserId,
+    Connection, ConnectionHealth, ConnectionId, Credentials, CursorKey, Delivery, DeliveryId,
+    DeliveryJob, Endpoint, Error, ImportRun, InboxId, InboxItem, InboxOutcome, Inbound,
+    MAX_INBOX_BATCH, MAX_PAGE_SIZE, Membership, MessageCopy, MessageId, MessageSnapshot,
+    NewAuditEntry, NewDelivery, OrgId, Organization, PlatformKind, PostingIdentity, Result,
+    StoredChannel, StoredUser, Subscription, SubscriptionId, Team, TeamId, UniversalChannel,
+    UniversalChannelId, UniversalMessageId, User, UserId, WorkerId,
 };
 use time::OffsetDateTime;
 use zeroize::{Zeroize as _, Zeroizing};
@@ -145,16 +147,114 @@ fn validate_credentials(c: &Credentials) -> Result<Option<i64>> {
 }
 
 fn validate_delivery(d: &NewDelivery) -> Result<String> {
-    let payload = d.payload.to_string();
+    let payload = serde_json::to_string(&d.job)
+        .map_err(|e| Error::invalid(format!("the delivery job cannot be serialized: {e}")))?;
     if payload.len() > limits::MAX_PAYLOAD_BYTES {
         return Err(Error::invalid(format!(
-            "the delivery payload for {} is {} bytes; at most {} are allowed",
+            "the delivery job for {} is {} bytes; at most {} are allowed",
             d.target,
             payload.len(),
             limits::MAX_PAYLOAD_BYTES
         )));
     }
+    if let DeliveryJob::Notice { text } = &d.job {
+        limits::nonempty("notice text", text, limits::MAX_PAYLOAD_BYTES)?;
+    }
     Ok(payload)
+}
+
+/// Decodes a stored delivery job of `version`.
+fn decode_job(id: i64, version: i64, payload: &str) -> Result<DeliveryJob> {
+    let current = i64::from(DeliveryJob::FORMAT_VERSION);
+    if version == 0 {
+        return Err(storage(format!(
+            "delivery {id} holds an untyped payload written before delivery jobs were typed; it cannot be run"
+        )));
+    }
+    if version > current {
+        return Err(storage(format!(
+            "delivery {id} holds a job of format version {version}, written by a newer Switchboard (this one reads version {current})"
+        )));
+    }
+    parse_json("outbox.payload", payload)
+}
+
+/// Checks a page size.
+fn page_limit(limit: usize) -> Result<i64> {
+    if limit > MAX_PAGE_SIZE {
+        return Err(Error::invalid(format!(
+            "a page of {limit} was asked for; at most {MAX_PAGE_SIZE} are allowed"
+        )));
+    }
+    Ok(i64::try_from(limit).unwrap_or(i64::MAX))
+}
+
+/// A posting identity as stored: (`posted_as`, `posted_as_user`).
+fn posted_as_columns(p: Option<&PostingIdentity>) -> (Option<&'static str>, Option<&str>) {
+    match p {
+        None => (None, None),
+        Some(PostingIdentity::ServiceAccount) => (Some("service_account"), None),
+        Some(PostingIdentity::LinkedUser { user }) => (Some("linked_user"), Some(user.as_str())),
+    }
+}
+
+/// Reads a posting identity back.
+fn posted_as_from_row(row: &DbRow) -> Result<Option<PostingIdentity>> {
+    let kind: Option<String> = col(row, "posted_as")?;
+    let user: Option<String> = col(row, "posted_as_user")?;
+    match (kind.as_deref(), user) {
+        (None, _) => Ok(None),
+        (Some("service_account"), _) => Ok(Some(PostingIdentity::ServiceAccount)),
+        (Some("linked_user"), Some(u)) => Ok(Some(PostingIdentity::LinkedUser {
+            user: parse_stored("message_copies.posted_as_user", &u)?,
+        })),
+        (Some("linked_user"), None) => Err(storage(
+            "the database holds a linked-user copy without its user in message_copies.posted_as_user",
+        )),
+        (Some(other), _) => Err(storage(format!(
+            "the database holds a value this version does not understand in message_copies.posted_as: {other:?} (written by a newer Switchboard, or edited by hand?)"
+        ))),
+    }
+}
+
+/// An inbox item as stored: its dedupe key, its channel and its JSON.
+struct StoredInbound<'a> {
+    key: Option<&'a str>,
+    channel: Option<String>,
+    json: String,
+}
+
+fn validate_inbound<'a>(
+    item: &'a Inbound,
+    platform: PlatformKind,
+    connection: &ConnectionId,
+) -> Result<StoredInbound<'a>> {
+    let key = item.dedupe_key();
+    if let Some(k) = key {
+        limits::nonempty("event id", k, 1024)?;
+    }
+    if let Some(channel) = item.channel() {
+        if channel.platform != platform {
+            return Err(Error::invalid(format!(
+                "an item from {channel} arrived on {platform} connection {connection}"
+            )));
+        }
+    }
+    let json = serde_json::to_string(item)
+        .map_err(|e| Error::invalid(format!("the item cannot be serialized: {e}")))?;
+    if json.len() > limits::MAX_EVENT_BYTES {
+        return Err(Error::invalid(format!(
+            "item {} is {} bytes; at most {} are accepted",
+            key.unwrap_or("(a signal)"),
+            json.len(),
+            limits::MAX_EVENT_BYTES
+        )));
+    }
+    Ok(StoredInbound {
+        key,
+        channel: item.channel().map(ToString::to_string),
+        json,
+    })
 }
 
 fn validate_audit(entry: &NewAuditEntry) -> Result<String> {
@@ -260,12 +360,14 @@ fn copy_from_row(row: &DbRow) -> Result<MessageCopy> {
         ),
         message: parse_col(row, T, "message_id")?,
         thread_root: parse_opt_col(row, T, "thread_root")?,
-        posted_by_us: col(row, "posted_by_us")?,
+        posted_by: posted_as_from_row(row)?,
+        part: u32::try_from(col::<i64>(row, "part")?)
+            .map_err(|_| storage("message_copies.part is out of range"))?,
     })
 }
 
-const COPY_COLUMNS: &str =
-    "universal_id, platform, team_id, channel_id, message_id, thread_root, posted_by_us";
+const COPY_COLUMNS: &str = "universal_id, platform, team_id, channel_id, message_id, \
+     thread_root, posted_as, posted_as_user, part";
 
 fn audit_from_row(org: &OrgId, row: &DbRow) -> Result<AuditEntry> {
     let seq: i64 = col(row, "seq")?;
@@ -1245,13 +1347,25 @@ impl Backend {
         &self,
         org: &OrgId,
         connection: Option<&ConnectionId>,
+        after: Option<&ChannelRef>,
+        limit: usize,
     ) -> Result<Vec<StoredChannel>> {
+        let limit = page_limit(limit)?;
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
         let rows = sqlx::query(&format!(
             "SELECT {CHANNEL_COLUMNS} FROM channels WHERE org_id = $1 \
-             AND ($2 IS NULL OR connection_id = $2) ORDER BY platform, team_id, id"
+             AND ($2 IS NULL OR connection_id = $2) \
+             AND ($3 IS NULL OR (platform, team_id, id) > ($3, $4, $5)) \
+             ORDER BY platform, team_id, id LIMIT $6"
         ))
         .bind(org.as_str())
         .bind(connection.map(|c| c.as_str()))
+        .bind(after.map(|c| c.platform.as_str()))
+        .bind(after.map(|c| c.team.as_str()))
+        .bind(after.map(|c| c.channel.as_str()))
+        .bind(limit)
         .fetch_all(&self.read)
         .await
         .map_err(|e| db_err("listing channels", e))?;
@@ -1281,13 +1395,24 @@ impl Backend {
         &self,
         org: &OrgId,
         connection: Option<&ConnectionId>,
+        after: Option<(PlatformKind, &UserId)>,
+        limit: usize,
     ) -> Result<Vec<StoredUser>> {
+        let limit = page_limit(limit)?;
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
         let rows = sqlx::query(&format!(
             "SELECT {USER_COLUMNS} FROM users WHERE org_id = $1 \
-             AND ($2 IS NULL OR connection_id = $2) ORDER BY platform, id"
+             AND ($2 IS NULL OR connection_id = $2) \
+             AND ($3 IS NULL OR (platform, id) > ($3, $4)) \
+             ORDER BY platform, id LIMIT $5"
         ))
         .bind(org.as_str())
         .bind(connection.map(|c| c.as_str()))
+        .bind(after.map(|(p, _)| p.as_str()))
+        .bind(after.map(|(_, u)| u.as_str()))
+        .bind(limit)
         .fetch_all(&self.read)
         .await
         .map_err(|e| db_err("listing users", e))?;
@@ -1700,13 +1825,63 @@ impl Backend {
     // ----- message map --------------------------------------------------------------------
 
     pub(crate) async fn put_message_copy(&self, org: &OrgId, copy: &MessageCopy) -> Result<()> {
+        let (posted_as, posted_as_user) = posted_as_columns(copy.posted_by.as_ref());
         let mut tx = self.begin().await?;
         Self::require_org(&mut tx, org).await?;
-        let r = sqlx::query(
+        let existing = sqlx::query(
+            "SELECT universal_id, part FROM message_copies WHERE org_id = $1 AND platform = $2 \
+             AND team_id = $3 AND channel_id = $4 AND message_id = $5",
+        )
+        .bind(org.as_str())
+        .bind(copy.channel.platform.as_str())
+        .bind(copy.channel.team.as_str())
+        .bind(copy.channel.channel.as_str())
+        .bind(copy.message.as_str())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(|e| db_err("reading the message copy", e))?;
+        if let Some(row) = existing {
+            if col_str(&row, "universal_id")? != copy.universal.as_str() {
+                return Err(conflict(format!(
+                    "message {} in {} is already mapped to another universal message",
+                    copy.message, copy.channel
+                )));
+            }
+            let part: i64 = col(&row, "part")?;
+            if part != i64::from(copy.part) {
+                return Err(conflict(format!(
+                    "message {} in {} is already recorded as part {part}, not {}",
+                    copy.message, copy.channel, copy.part
+                )));
+            }
+            return Ok(());
+        }
+        let taken = sqlx::query(
+            "SELECT message_id FROM message_copies WHERE org_id = $1 AND universal_id = $2 \
+             AND platform = $3 AND team_id = $4 AND channel_id = $5 AND part = $6",
+        )
+        .bind(org.as_str())
+        .bind(copy.universal.as_str())
+        .bind(copy.channel.platform.as_str())
+        .bind(copy.channel.team.as_str())
+        .bind(copy.channel.channel.as_str())
+        .bind(i64::from(copy.part))
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(|e| db_err("reading the message copy", e))?;
+        if let Some(row) = taken {
+            return Err(conflict(format!(
+                "part {} of universal message {} in {} is already message {}",
+                copy.part,
+                copy.universal,
+                copy.channel,
+                col_str(&row, "message_id")?
+            )));
+        }
+        sqlx::query(
             "INSERT INTO message_copies (org_id, platform, team_id, channel_id, message_id, \
-             universal_id, thread_root, posted_by_us, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-             ON CONFLICT (org_id, platform, team_id, channel_id, message_id) DO NOTHING",
+             universal_id, thread_root, posted_as, posted_as_user, part, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(org.as_str())
         .bind(copy.channel.platform.as_str())
@@ -1715,31 +1890,13 @@ impl Backend {
         .bind(copy.message.as_str())
         .bind(copy.universal.as_str())
         .bind(copy.thread_root.as_ref().map(|t| t.as_str()))
-        .bind(copy.posted_by_us)
+        .bind(posted_as)
+        .bind(posted_as_user)
+        .bind(i64::from(copy.part))
         .bind(now_ns())
         .execute(&mut *tx)
         .await
         .map_err(|e| db_err("recording the message copy", e))?;
-        if r.rows_affected() == 0 {
-            let row = sqlx::query(
-                "SELECT universal_id FROM message_copies WHERE org_id = $1 AND platform = $2 \
-                 AND team_id = $3 AND channel_id = $4 AND message_id = $5",
-            )
-            .bind(org.as_str())
-            .bind(copy.channel.platform.as_str())
-            .bind(copy.channel.team.as_str())
-            .bind(copy.channel.channel.as_str())
-            .bind(copy.message.as_str())
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(|e| db_err("reading the message copy", e))?;
-            if col_str(&row, "universal_id")? != copy.universal.as_str() {
-                return Err(conflict(format!(
-                    "message {} in {} is already mapped to another universal message",
-                    copy.message, copy.channel
-                )));
-            }
-        }
         Self::commit(tx).await
     }
 
@@ -1771,7 +1928,8 @@ impl Backend {
     ) -> Result<Vec<MessageCopy>> {
         let rows = sqlx::query(&format!(
             "SELECT {COPY_COLUMNS} FROM message_copies WHERE org_id = $1 AND universal_id = $2 \
-             ORDER BY created_at, platform, team_id, channel_id, message_id"
+             ORDER BY CASE WHEN posted_as IS NULL THEN 0 ELSE 1 END, platform, team_id, \
+             channel_id, part"
         ))
         .bind(org.as_str())
         .bind(universal.as_str())
@@ -1834,13 +1992,20 @@ impl Backend {
         &self,
         org: &OrgId,
         connection: &ConnectionId,
-        key: &str,
+        key: &CursorKey,
         value: &str,
     ) -> Result<()> {
-        limits::key("cursor key", key)?;
+        let encoded = key.encode();
+        limits::key("cursor key", &encoded)?;
         limits::text("cursor value", value, limits::MAX_CURSOR_BYTES)?;
         let mut tx = self.begin().await?;
-        Self::require_connection(&mut tx, org, connection).await?;
+        let platform = Self::require_connection(&mut tx, org, connection).await?;
+        if key.channel().platform != platform {
+            return Err(Error::invalid(format!(
+                "cursor {key} is for a {} channel; connection {connection} is {platform}",
+                key.channel().platform
+            )));
+        }
         sqlx::query(
             "INSERT INTO cursors (org_id, connection_id, key, value, updated_at) \
              VALUES ($1, $2, $3, $4, $5) ON CONFLICT (org_id, connection_id, key) \
@@ -1848,7 +2013,7 @@ impl Backend {
         )
         .bind(org.as_str())
         .bind(connection.as_str())
-        .bind(key)
+        .bind(&encoded)
         .bind(value)
         .bind(now_ns())
         .execute(&mut *tx)
@@ -1861,14 +2026,14 @@ impl Backend {
         &self,
         org: &OrgId,
         connection: &ConnectionId,
-        key: &str,
+        key: &CursorKey,
     ) -> Result<Option<String>> {
         let row = sqlx::query(
             "SELECT value FROM cursors WHERE org_id = $1 AND connection_id = $2 AND key = $3",
         )
         .bind(org.as_str())
         .bind(connection.as_str())
-        .bind(key)
+        .bind(key.encode())
         .fetch_optional(&self.read)
         .await
         .map_err(|e| db_err("reading the cursor", e))?;
@@ -1878,14 +2043,14 @@ impl Backend {
     fn subscription_from_row(&self, row: &DbRow) -> Result<(OrgId, Subscription)> {
         const T: &str = "subscriptions";
         let org: OrgId = parse_col(row, T, "org_id")?;
-        let id = col_str(row, "id")?;
+        let id: SubscriptionId = parse_col(row, T, "id")?;
         let key_id = col_str(row, "key_id")?;
         let sealed: Vec<u8> = col(row, "sealed_client_state")?;
         let plain = seal::open(
             &self.keyring,
             Purpose::ClientState,
             org.as_str(),
-            &id,
+            id.as_str(),
             &key_id,
             &sealed,
         )?;
@@ -1904,7 +2069,7 @@ impl Backend {
     }
 
     pub(crate) async fn put_subscription(&self, org: &OrgId, s: &Subscription) -> Result<()> {
-        limits::key("subscription id", &s.id)?;
+        limits::key("subscription id", s.id.as_str())?;
         limits::nonempty(
             "subscription clientState",
             s.client_state.expose_secret(),
@@ -1915,7 +2080,7 @@ impl Backend {
             &self.keyring,
             Purpose::ClientState,
             org.as_str(),
-            &s.id,
+            s.id.as_str(),
             s.client_state.expose_secret().as_bytes(),
         )?;
         let mut tx = self.begin().await?;
@@ -1927,7 +2092,7 @@ impl Backend {
             )));
         }
         let owner = sqlx::query("SELECT org_id FROM subscriptions WHERE id = $1")
-            .bind(&s.id)
+            .bind(s.id.as_str())
             .fetch_optional(&mut *tx)
             .await
             .map_err(|e| db_err("reading the subscription", e))?;
@@ -1946,7 +2111,7 @@ impl Backend {
              channel = excluded.channel, key_id = excluded.key_id, \
              sealed_client_state = excluded.sealed_client_state, expires_at = excluded.expires_at",
         )
-        .bind(&s.id)
+        .bind(s.id.as_str())
         .bind(org.as_str())
         .bind(s.connection.as_str())
         .bind(s.channel.to_string())
@@ -1959,12 +2124,15 @@ impl Backend {
         Self::commit(tx).await
     }
 
-    pub(crate) async fn get_subscription(&self, id: &str) -> Result<Option<(OrgId, Subscription)>> {
+    pub(crate) async fn get_subscription(
+        &self,
+        id: &SubscriptionId,
+    ) -> Result<Option<(OrgId, Subscription)>> {
         let row = sqlx::query(
             "SELECT id, org_id, connection_id, channel, key_id, sealed_client_state, expires_at \
              FROM subscriptions WHERE id = $1",
         )
-        .bind(id)
+        .bind(id.as_str())
         .fetch_optional(&self.read)
         .await
         .map_err(|e| db_err("reading the subscription", e))?;
@@ -1985,13 +2153,95 @@ impl Backend {
             .collect()
     }
 
-    pub(crate) async fn delete_subscription(&self, org: &OrgId, id: &str) -> Result<()> {
+    pub(crate) async fn delete_subscription(&self, org: &OrgId, id: &SubscriptionId) -> Result<()> {
         sqlx::query("DELETE FROM subscriptions WHERE org_id = $1 AND id = $2")
             .bind(org.as_str())
-            .bind(id)
+            .bind(id.as_str())
             .execute(&self.write)
             .await
             .map_err(|e| db_err("deleting the subscription", e))?;
+        Ok(())
+    }
+
+    // ----- message snapshots --------------------------------------------------------------
+
+    pub(crate) async fn put_message_snapshot(
+        &self,
+        org: &OrgId,
+        channel: &ChannelRef,
+        message: &MessageId,
+        snapshot: &MessageSnapshot,
+    ) -> Result<()> {
+        let json = serde_json::to_string(snapshot)
+            .map_err(|e| Error::invalid(format!("the snapshot cannot be serialized: {e}")))?;
+        if json.len() > limits::MAX_EVENT_BYTES {
+            return Err(Error::invalid(format!(
+                "the snapshot of message {message} is {} bytes; at most {} are allowed",
+                json.len(),
+                limits::MAX_EVENT_BYTES
+            )));
+        }
+        let mut tx = self.begin().await?;
+        Self::require_org(&mut tx, org).await?;
+        sqlx::query(
+            "INSERT INTO message_snapshots (org_id, platform, team_id, channel_id, message_id, \
+             snapshot, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             ON CONFLICT (org_id, platform, team_id, channel_id, message_id) DO UPDATE SET \
+             snapshot = excluded.snapshot, updated_at = excluded.updated_at",
+        )
+        .bind(org.as_str())
+        .bind(channel.platform.as_str())
+        .bind(channel.team.as_str())
+        .bind(channel.channel.as_str())
+        .bind(message.as_str())
+        .bind(&json)
+        .bind(now_ns())
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| db_err("storing the message snapshot", e))?;
+        Self::commit(tx).await
+    }
+
+    pub(crate) async fn get_message_snapshot(
+        &self,
+        org: &OrgId,
+        channel: &ChannelRef,
+        message: &MessageId,
+    ) -> Result<Option<MessageSnapshot>> {
+        let row = sqlx::query(
+            "SELECT snapshot FROM message_snapshots WHERE org_id = $1 AND platform = $2 \
+             AND team_id = $3 AND channel_id = $4 AND message_id = $5",
+        )
+        .bind(org.as_str())
+        .bind(channel.platform.as_str())
+        .bind(channel.team.as_str())
+        .bind(channel.channel.as_str())
+        .bind(message.as_str())
+        .fetch_optional(&self.read)
+        .await
+        .map_err(|e| db_err("reading the message snapshot", e))?;
+        row.map(|r| parse_json("message_snapshots.snapshot", &col_str(&r, "snapshot")?))
+            .transpose()
+    }
+
+    pub(crate) async fn delete_message_snapshot(
+        &self,
+        org: &OrgId,
+        channel: &ChannelRef,
+        message: &MessageId,
+    ) -> Result<()> {
+        sqlx::query(
+            "DELETE FROM message_snapshots WHERE org_id = $1 AND platform = $2 \
+             AND team_id = $3 AND channel_id = $4 AND message_id = $5",
+        )
+        .bind(org.as_str())
+        .bind(channel.platform.as_str())
+        .bind(channel.team.as_str())
+        .bind(channel.channel.as_str())
+        .bind(message.as_str())
+        .execute(&self.write)
+        .await
+        .map_err(|e| db_err("deleting the message snapshot", e))?;
         Ok(())
     }
 
@@ -2001,56 +2251,70 @@ impl Backend {
         &self,
         org: &OrgId,
         connection: &ConnectionId,
-        event: &PlatformEvent,
+        item: &Inbound,
     ) -> Result<InboxOutcome> {
-        limits::nonempty("event id", &event.event_id, 1024)?;
-        let json = serde_json::to_string(event)
-            .map_err(|e| Error::invalid(format!("the event cannot be serialized: {e}")))?;
-        if json.len() > limits::MAX_EVENT_BYTES {
+        let mut out = self
+            .inbox_accept_batch(org, connection, std::slice::from_ref(item))
+            .await?;
+        out.pop()
+            .ok_or_else(|| storage("accepting one item returned no outcome"))
+    }
+
+    pub(crate) async fn inbox_accept_batch(
+        &self,
+        org: &OrgId,
+        connection: &ConnectionId,
+        items: &[Inbound],
+    ) -> Result<Vec<InboxOutcome>> {
+        if items.len() > MAX_INBOX_BATCH {
             return Err(Error::invalid(format!(
-                "event {} is {} bytes; at most {} are accepted",
-                event.event_id,
-                json.len(),
-                limits::MAX_EVENT_BYTES
+                "a batch of {} items was given; at most {MAX_INBOX_BATCH} are accepted at once",
+                items.len()
             )));
+        }
+        if items.is_empty() {
+            return Ok(Vec::new());
         }
         let mut tx = self.begin().await?;
         let platform = Self::require_connection(&mut tx, org, connection).await?;
-        if event.channel.platform != platform {
-            return Err(Error::invalid(format!(
-                "an event from {} arrived on {platform} connection {connection}",
-                event.channel
-            )));
+        let stored = items
+            .iter()
+            .map(|i| validate_inbound(i, platform, connection))
+            .collect::<Result<Vec<_>>>()?;
+        let now = now_ns();
+        let mut out = Vec::with_capacity(stored.len());
+        for item in &stored {
+            let r = sqlx::query(
+                "INSERT INTO inbox (org_id, connection_id, platform, event_id, channel, item, \
+                 received_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                 ON CONFLICT (org_id, platform, event_id) DO NOTHING",
+            )
+            .bind(org.as_str())
+            .bind(connection.as_str())
+            .bind(platform.as_str())
+            .bind(item.key)
+            .bind(item.channel.as_deref())
+            .bind(&item.json)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| db_err("storing the inbox item", e))?;
+            out.push(if r.rows_affected() == 1 {
+                InboxOutcome::Accepted
+            } else {
+                InboxOutcome::Duplicate
+            });
         }
-        let r = sqlx::query(
-            "INSERT INTO inbox (org_id, connection_id, platform, event_id, channel, event, received_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (org_id, platform, event_id) DO NOTHING",
-        )
-        .bind(org.as_str())
-        .bind(connection.as_str())
-        .bind(platform.as_str())
-        .bind(&event.event_id)
-        .bind(event.channel.to_string())
-        .bind(&json)
-        .bind(now_ns())
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| db_err("storing the event", e))?;
         Self::commit(tx).await?;
-        Ok(if r.rows_affected() == 1 {
-            InboxOutcome::Accepted
-        } else {
-            InboxOutcome::Duplicate
-        })
+        Ok(out)
     }
 
     pub(crate) async fn inbox_lease(
         &self,
-        worker: &str,
+        worker: &WorkerId,
         max: usize,
         lease: Duration,
     ) -> Result<Vec<InboxItem>> {
-        limits::key("worker name", worker)?;
         if max == 0 {
             return Ok(Vec::new());
         }
@@ -2073,9 +2337,9 @@ impl Backend {
                  AND e.channel = i.channel AND e.processed_at IS NULL AND e.id < i.id \
                  AND e.lease_until > $3) \
                ORDER BY i.id LIMIT $4) \
-             RETURNING id, org_id, connection_id, event",
+             RETURNING id, org_id, connection_id, item",
         )
-        .bind(worker)
+        .bind(worker.as_str())
         .bind(add_ns(now, lease))
         .bind(now)
         .bind(i64::try_from(max).unwrap_or(i64::MAX))
@@ -2088,10 +2352,10 @@ impl Backend {
             let id: i64 = col(row, "id")?;
             let decoded = (|| -> Result<InboxItem> {
                 Ok(InboxItem {
-                    id,
+                    id: InboxId(id),
                     org: parse_col(row, "inbox", "org_id")?,
                     connection: parse_col(row, "inbox", "connection_id")?,
-                    event: parse_json::<PlatformEvent>("inbox.event", &col_str(row, "event")?)?,
+                    item: parse_json::<Inbound>("inbox.item", &col_str(row, "item")?)?,
                 })
             })();
             match decoded {
@@ -2119,10 +2383,11 @@ impl Backend {
 
     pub(crate) async fn inbox_complete(
         &self,
-        worker: &str,
-        id: i64,
+        worker: &WorkerId,
+        id: InboxId,
         deliveries: &[NewDelivery],
     ) -> Result<()> {
+        let (worker, id) = (worker.as_str(), id.0);
         let payloads = deliveries
             .iter()
             .map(validate_delivery)
@@ -2199,14 +2464,15 @@ impl Backend {
             .collect();
         for chunk in rows.chunks(CHUNK) {
             let mut qb = QueryBuilder::<DB>::new(
-                "INSERT INTO outbox (org_id, connection_id, target, payload, state, attempts, \
-                 next_attempt_at, created_at) ",
+                "INSERT INTO outbox (org_id, connection_id, target, payload, job_version, state, \
+                 attempts, next_attempt_at, created_at) ",
             );
             qb.push_values(chunk, |mut b, (d, payload, target)| {
                 b.push_bind(d.org.as_str())
                     .push_bind(d.connection.as_str())
                     .push_bind(target.as_str())
                     .push_bind(payload.as_str())
+                    .push_bind(i64::from(DeliveryJob::FORMAT_VERSION))
                     .push_bind("pending")
                     .push_bind(0i64)
                     .push_bind(now)
@@ -2235,11 +2501,10 @@ impl Backend {
 
     pub(crate) async fn outbox_lease(
         &self,
-        worker: &str,
+        worker: &WorkerId,
         max: usize,
         lease: Duration,
     ) -> Result<Vec<Delivery>> {
-        limits::key("worker name", worker)?;
         if max == 0 {
             return Ok(Vec::new());
         }
@@ -2255,12 +2520,12 @@ impl Backend {
                AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.org_id = o.org_id \
                  AND p.target = o.target AND p.state = 'pending' AND p.id < o.id) \
                ORDER BY o.id LIMIT $4{}) \
-             RETURNING id, org_id, connection_id, target, payload, attempts",
+             RETURNING id, org_id, connection_id, target, payload, job_version, attempts",
             if PG { " FOR UPDATE SKIP LOCKED" } else { "" }
         );
         let mut tx = self.begin().await?;
         let rows = sqlx::query(&sql)
-            .bind(worker)
+            .bind(worker.as_str())
             .bind(add_ns(now, lease))
             .bind(now)
             .bind(i64::try_from(max).unwrap_or(i64::MAX))
@@ -2274,11 +2539,11 @@ impl Backend {
             let decoded = (|| -> Result<Delivery> {
                 let attempts: i64 = col(row, "attempts")?;
                 Ok(Delivery {
-                    id,
+                    id: DeliveryId(id),
                     org: parse_col(row, "outbox", "org_id")?,
                     connection: parse_col(row, "outbox", "connection_id")?,
                     target: parse_col(row, "outbox", "target")?,
-                    payload: parse_json("outbox.payload", &col_str(row, "payload")?)?,
+                    job: decode_job(id, col(row, "job_version")?, &col_str(row, "payload")?)?,
                     attempts: u32::try_from(attempts.saturating_sub(1).max(0)).unwrap_or(u32::MAX),
                 })
             })();
@@ -2324,7 +2589,8 @@ impl Backend {
         }
     }
 
-    pub(crate) async fn outbox_complete(&self, worker: &str, id: i64) -> Result<()> {
+    pub(crate) async fn outbox_complete(&self, worker: &WorkerId, id: DeliveryId) -> Result<()> {
+        let (worker, id) = (worker.as_str(), id.0);
         let r = sqlx::query(
             "UPDATE outbox SET state = 'done', finished_at = $1, lease_owner = NULL, \
              lease_until = NULL WHERE id = $2 AND state = 'pending' AND lease_owner = $3",
@@ -2343,11 +2609,12 @@ impl Backend {
 
     pub(crate) async fn outbox_retry(
         &self,
-        worker: &str,
-        id: i64,
+        worker: &WorkerId,
+        id: DeliveryId,
         next_attempt_at: OffsetDateTime,
         error: &str,
     ) -> Result<()> {
+        let (worker, id) = (worker.as_str(), id.0);
         let next = ts("next attempt time", next_attempt_at)?;
         let r = sqlx::query(
             "UPDATE outbox SET next_attempt_at = $1, last_error = $2, lease_owner = NULL, \
@@ -2366,7 +2633,13 @@ impl Backend {
         Ok(())
     }
 
-    pub(crate) async fn outbox_fail(&self, worker: &str, id: i64, error: &str) -> Result<()> {
+    pub(crate) async fn outbox_fail(
+        &self,
+        worker: &WorkerId,
+        id: DeliveryId,
+        error: &str,
+    ) -> Result<()> {
+        let (worker, id) = (worker.as_str(), id.0);
         let r = sqlx::query(
             "UPDATE outbox SET state = 'failed', finished_at = $1, last_error = $2, \
              lease_owner = NULL, lease_until = NULL \
