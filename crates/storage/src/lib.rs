@@ -25,9 +25,14 @@
 //! connections and their **sealed** credentials, named sealed secrets, the imported directory
 //! (teams, channels, users, memberships; imports are upserts and what disappeared upstream is
 //! marked removed), the identity map (manual links, then verified email), universal
-//! channels, the message map, sync cursors and subscriptions, the durable **inbox**
-//! (deduplicated per platform event id) and **outbox** (per-target order, attempts, leases),
-//! and the hash-chained **audit log**.
+//! channels, the message map (every copy with the identity that posted it and its part),
+//! sync cursors, subscriptions and message snapshots, the durable **inbox** of received
+//! items (events, change hints, signals; deduplicated per platform key) and **outbox** of
+//! typed delivery jobs (per-target order, attempts, leases), and the hash-chained **audit
+//! log**.
+//!
+//! With the `testing` feature, the `testing` module exports the conformance suite every
+//! [`Store`](switchboard_core::Store) backend runs (`store_conformance!`).
 //!
 //! Secrets are sealed with XChaCha20-Poly1305 under a [`MasterKey`]; each sealed value
 //! records its key id so a [`Keyring`] can rotate keys (see [`keys`]). The database alone
