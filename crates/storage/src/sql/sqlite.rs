@@ -5,12 +5,23 @@ use std::path::Path;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
+use std::sync::Arc;
+
+use switchboard_core::Result;
+
 use crate::StoreOptions;
+use crate::convert::{db_err, storage};
+use crate::keys::Keyring;
 
 type DB = sqlx::Sqlite;
 const PG: bool = false;
 
-include!("imp.rs");
+// The shared operations, compiled for this driver.
+#[allow(clippy::duplicate_mod)]
+#[path = "imp/mod.rs"]
+mod imp;
+
+pub(crate) use imp::Backend;
 
 /// Opens (creating on first run) the database file at `path` and applies migrations.
 pub(crate) async fn connect(
