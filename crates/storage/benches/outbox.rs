@@ -7,9 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
-use switchboard_core::{
-    ChannelRef, NewDelivery, PlatformKind, QueueStore, UniversalMessageId, WorkerId,
-};
+use switchboard_core::{ChannelRef, NewDelivery, PlatformKind, UniversalMessageId, WorkerId};
 use switchboard_storage::SqlStore;
 use switchboard_storage::testing::post_job;
 

@@ -71,7 +71,7 @@ async fn audit_log_refuses_edits_in_the_database(db: &TestDb) {
 
 async fn prune_removes_finished_rows_only(db: &TestDb) {
     let s = &db.store;
-    let f = fixture(s, "org").await;
+    let f = fixture(&*db.store, "org").await;
     s.outbox_enqueue(&[
         delivery(&f.org, &f.teams, TEAMS_C1, 1),
         delivery(&f.org, &f.teams, "msteams:team-1/19:two@thread.tacv2", 2),
@@ -115,7 +115,7 @@ async fn prune_removes_finished_rows_only(db: &TestDb) {
 
 async fn undecodable_jobs_and_items_are_set_aside(db: &TestDb) {
     let s = &db.store;
-    let f = fixture(s, "org").await;
+    let f = fixture(&*db.store, "org").await;
     let two = "msteams:team-1/19:two@thread.tacv2";
     let three = "msteams:team-1/19:three@thread.tacv2";
     s.outbox_enqueue(&[
@@ -183,7 +183,7 @@ async fn undecodable_jobs_and_items_are_set_aside(db: &TestDb) {
 
 async fn secrets_and_key_rotation(db: &TestDb) {
     let s = &db.store;
-    let f = fixture(s, "org").await;
+    let f = fixture(&*db.store, "org").await;
     let other = s.create_org("other").await.unwrap();
     let v1 = SecretString::from("signing-secret-1".to_owned());
     s.put_secret(&f.org, "slack.signing_secret", &v1)
@@ -426,7 +426,7 @@ async fn audit_verification_catches_tampering(db: &TestDb) {
     let actor = s.create_org("actor").await.unwrap().id;
     let intact = s.create_org("intact").await.unwrap().id;
     for org in [&edited, &deleted, &reordered, &truncated, &actor, &intact] {
-        fill_audit(s, org, 5).await;
+        fill_audit(&*db.store, org, 5).await;
         assert!(s.verify_audit(org).await.unwrap().is_ok());
     }
     db.allow_audit_tampering().await;
@@ -480,7 +480,7 @@ async fn audit_verification_catches_tampering(db: &TestDb) {
 
 async fn unreadable_rows_are_clear_errors(db: &TestDb) {
     let s = &db.store;
-    let f = fixture(s, "org").await;
+    let f = fixture(&*db.store, "org").await;
     // An enum value from a newer version.
     db.exec(&format!(
         "UPDATE connections SET health = 'exploded' WHERE id = '{}'",
@@ -608,12 +608,18 @@ async fn newer_schema_is_refused(db: &TestDb) {
 }
 
 async fn usable_as_dyn_store(db: &TestDb) {
-    let store: Arc<dyn Store> = Arc::new(db.store.clone());
+    // What the relay and the server hold.
+    let store: Arc<dyn Store> = db.store.shared();
     let org = store.create_org("dyn").await.unwrap();
-    assert_eq!(store.get_org(&org.id).await.unwrap(), Some(org));
-    let dbg = format!("{store:?}");
-    assert!(
-        dbg.contains("SqlStore") && !dbg.contains(db.key.to_base64().expose_secret()),
-        "{dbg}"
-    );
+    assert_eq!(store.get_org(&org.id).await.unwrap(), Some(org.clone()));
+    // The SqlStore itself is a `&dyn Store` too, over the same data.
+    let as_dyn: &dyn Store = &*db.store;
+    assert_eq!(as_dyn.get_org(&org.id).await.unwrap(), Some(org));
+    let key = db.key.to_base64();
+    for dbg in [format!("{store:?}"), format!("{:?}", db.store)] {
+        assert!(
+            dbg.contains("Sql") && !dbg.contains(key.expose_secret()),
+            "{dbg}"
+        );
+    }
 }

@@ -1,6 +1,5 @@
 //! SQLite-specific checks.
 
-use switchboard_core::OrgStore;
 use switchboard_storage::{DB_FILE_NAME, Keyring, SqlStore};
 
 #[tokio::test]

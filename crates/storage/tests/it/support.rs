@@ -233,11 +233,11 @@ pub fn postgres_url(database_url: Option<String>, ci: bool) -> Option<String> {
 #[async_trait::async_trait]
 impl Harness for TestDb {
     fn store(&self) -> &dyn Store {
-        &self.store
+        &*self.store
     }
 
     async fn reopen(&self) -> Arc<dyn Store> {
-        Arc::new(self.reopen(self.key.clone()).await.unwrap())
+        self.reopen(self.key.clone()).await.unwrap().shared()
     }
 
     async fn cleanup(&self) {

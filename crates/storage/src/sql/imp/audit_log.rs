@@ -83,12 +83,11 @@ impl Backend {
             hash,
         })
     }
+}
 
-    pub(crate) async fn append_audit(
-        &self,
-        org: &OrgId,
-        entry: NewAuditEntry,
-    ) -> Result<AuditEntry> {
+#[async_trait]
+impl AuditStore for Backend {
+    async fn append_audit(&self, org: &OrgId, entry: NewAuditEntry) -> Result<AuditEntry> {
         let details = validate_audit(&entry)?;
         let mut tx = self.begin().await?;
         let e = Self::append_audit_tx(&mut tx, org, entry, details).await?;
@@ -96,12 +95,7 @@ impl Backend {
         Ok(e)
     }
 
-    pub(crate) async fn list_audit(
-        &self,
-        org: &OrgId,
-        after: u64,
-        limit: usize,
-    ) -> Result<Vec<AuditEntry>> {
+    async fn list_audit(&self, org: &OrgId, after: u64, limit: usize) -> Result<Vec<AuditEntry>> {
         let rows = sqlx::query(&format!(
             "SELECT {AUDIT_COLUMNS} FROM audit_log WHERE org_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"
         ))
@@ -114,7 +108,7 @@ impl Backend {
         rows.iter().map(|r| audit_from_row(org, r)).collect()
     }
 
-    pub(crate) async fn verify_audit(&self, org: &OrgId) -> Result<AuditVerification> {
+    async fn verify_audit(&self, org: &OrgId) -> Result<AuditVerification> {
         const PAGE: i64 = 1000;
         // One snapshot for the chain and its head, so concurrent appends do not look like
         // tampering.

@@ -3,7 +3,61 @@
 use super::*;
 
 impl Backend {
-    pub(crate) async fn put_connection(&self, c: &Connection) -> Result<()> {
+    pub(super) fn seal_credentials(
+        &self,
+        org: &OrgId,
+        id: &ConnectionId,
+        c: &Credentials,
+        expires_at: Option<i64>,
+    ) -> Result<seal::Sealed> {
+        let plain = CredentialsPlain {
+            access_token: c.access_token.expose_secret().to_owned(),
+            refresh_token: c
+                .refresh_token
+                .as_ref()
+                .map(|r| r.expose_secret().to_owned()),
+            expires_at,
+            scopes: c.scopes.clone(),
+        };
+        let bytes = Zeroizing::new(
+            serde_json::to_vec(&plain)
+                .map_err(|e| storage(format!("serializing credentials: {e}")))?,
+        );
+        seal::seal(
+            &self.keyring,
+            Purpose::Credentials,
+            org.as_str(),
+            id.as_str(),
+            &bytes,
+        )
+    }
+
+    pub(super) async fn store_credentials(
+        tx: &mut Tx,
+        org: &OrgId,
+        id: &ConnectionId,
+        sealed: &seal::Sealed,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO credentials (org_id, connection_id, key_id, sealed, updated_at) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (org_id, connection_id) DO UPDATE SET \
+             key_id = excluded.key_id, sealed = excluded.sealed, updated_at = excluded.updated_at",
+        )
+        .bind(org.as_str())
+        .bind(id.as_str())
+        .bind(&sealed.key_id)
+        .bind(&sealed.bytes)
+        .bind(now_ns())
+        .execute(&mut **tx)
+        .await
+        .map_err(|e| db_err("storing credentials", e))?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ConnectionStore for Backend {
+    async fn put_connection(&self, c: &Connection) -> Result<()> {
         limits::text(
             "connection display name",
             &c.display_name,
@@ -60,11 +114,7 @@ impl Backend {
         Self::commit(tx).await
     }
 
-    pub(crate) async fn get_connection(
-        &self,
-        org: &OrgId,
-        id: &ConnectionId,
-    ) -> Result<Option<Connection>> {
+    async fn get_connection(&self, org: &OrgId, id: &ConnectionId) -> Result<Option<Connection>> {
         let row = sqlx::query(&format!(
             "SELECT {CONNECTION_COLUMNS} FROM connections WHERE org_id = $1 AND id = $2"
         ))
@@ -76,7 +126,7 @@ impl Backend {
         row.as_ref().map(connection_from_row).transpose()
     }
 
-    pub(crate) async fn list_connections(&self, org: &OrgId) -> Result<Vec<Connection>> {
+    async fn list_connections(&self, org: &OrgId) -> Result<Vec<Connection>> {
         let rows = sqlx::query(&format!(
             "SELECT {CONNECTION_COLUMNS} FROM connections WHERE org_id = $1 ORDER BY created_at, id"
         ))
@@ -87,7 +137,7 @@ impl Backend {
         rows.iter().map(connection_from_row).collect()
     }
 
-    pub(crate) async fn set_connection_health(
+    async fn set_connection_health(
         &self,
         org: &OrgId,
         id: &ConnectionId,
@@ -108,58 +158,7 @@ impl Backend {
         Ok(())
     }
 
-    pub(super) fn seal_credentials(
-        &self,
-        org: &OrgId,
-        id: &ConnectionId,
-        c: &Credentials,
-        expires_at: Option<i64>,
-    ) -> Result<seal::Sealed> {
-        let plain = CredentialsPlain {
-            access_token: c.access_token.expose_secret().to_owned(),
-            refresh_token: c
-                .refresh_token
-                .as_ref()
-                .map(|r| r.expose_secret().to_owned()),
-            expires_at,
-            scopes: c.scopes.clone(),
-        };
-        let bytes = Zeroizing::new(
-            serde_json::to_vec(&plain)
-                .map_err(|e| storage(format!("serializing credentials: {e}")))?,
-        );
-        seal::seal(
-            &self.keyring,
-            Purpose::Credentials,
-            org.as_str(),
-            id.as_str(),
-            &bytes,
-        )
-    }
-
-    pub(super) async fn store_credentials(
-        tx: &mut Tx,
-        org: &OrgId,
-        id: &ConnectionId,
-        sealed: &seal::Sealed,
-    ) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO credentials (org_id, connection_id, key_id, sealed, updated_at) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (org_id, connection_id) DO UPDATE SET \
-             key_id = excluded.key_id, sealed = excluded.sealed, updated_at = excluded.updated_at",
-        )
-        .bind(org.as_str())
-        .bind(id.as_str())
-        .bind(&sealed.key_id)
-        .bind(&sealed.bytes)
-        .bind(now_ns())
-        .execute(&mut **tx)
-        .await
-        .map_err(|e| db_err("storing credentials", e))?;
-        Ok(())
-    }
-
-    pub(crate) async fn put_credentials(
+    async fn put_credentials(
         &self,
         org: &OrgId,
         id: &ConnectionId,
@@ -173,11 +172,7 @@ impl Backend {
         Self::commit(tx).await
     }
 
-    pub(crate) async fn get_credentials(
-        &self,
-        org: &OrgId,
-        id: &ConnectionId,
-    ) -> Result<Option<Credentials>> {
+    async fn get_credentials(&self, org: &OrgId, id: &ConnectionId) -> Result<Option<Credentials>> {
         let row = sqlx::query(
             "SELECT key_id, sealed FROM credentials WHERE org_id = $1 AND connection_id = $2",
         )
@@ -212,7 +207,7 @@ impl Backend {
         }))
     }
 
-    pub(crate) async fn migrate_connection(
+    async fn migrate_connection(
         &self,
         org: &OrgId,
         id: &ConnectionId,
@@ -255,7 +250,7 @@ impl Backend {
         Ok(connection)
     }
 
-    pub(crate) async fn delete_connection(&self, org: &OrgId, id: &ConnectionId) -> Result<()> {
+    async fn delete_connection(&self, org: &OrgId, id: &ConnectionId) -> Result<()> {
         let mut tx = self.begin().await?;
         Self::require_connection(&mut tx, org, id).await?;
         let used = sqlx::query(

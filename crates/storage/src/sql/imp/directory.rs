@@ -3,27 +3,6 @@
 use super::*;
 
 impl Backend {
-    pub(crate) async fn begin_import(
-        &self,
-        org: &OrgId,
-        connection: &ConnectionId,
-    ) -> Result<ImportRun> {
-        let mut tx = self.begin().await?;
-        Self::require_connection(&mut tx, org, connection).await?;
-        let row = sqlx::query(
-            "INSERT INTO import_runs (org_id, connection_id, started_at) VALUES ($1, $2, $3) RETURNING id",
-        )
-        .bind(org.as_str())
-        .bind(connection.as_str())
-        .bind(now_ns())
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(|e| db_err("starting the import", e))?;
-        let id: i64 = col(&row, "id")?;
-        Self::commit(tx).await?;
-        Ok(ImportRun(id))
-    }
-
     pub(super) async fn require_run(
         tx: &mut Tx,
         org: &OrgId,
@@ -50,7 +29,68 @@ impl Backend {
         }
     }
 
-    pub(crate) async fn upsert_teams(
+    pub(super) async fn require_user(
+        tx: &mut Tx,
+        org: &OrgId,
+        platform: PlatformKind,
+        user: &UserId,
+    ) -> Result<()> {
+        let found =
+            sqlx::query("SELECT 1 FROM users WHERE org_id = $1 AND platform = $2 AND id = $3")
+                .bind(org.as_str())
+                .bind(platform.as_str())
+                .bind(user.as_str())
+                .fetch_optional(&mut **tx)
+                .await
+                .map_err(|e| db_err("reading the user", e))?;
+        match found {
+            Some(_) => Ok(()),
+            None => Err(Error::not_found(format!(
+                "{platform} user {user} is not in the directory of organization {org}; import it first"
+            ))),
+        }
+    }
+
+    pub(super) async fn delete_links_of(
+        tx: &mut Tx,
+        org: &OrgId,
+        platform: PlatformKind,
+        user: &UserId,
+    ) -> Result<u64> {
+        let r = sqlx::query(
+            "DELETE FROM identity_links WHERE org_id = $1 AND ((platform = $2 AND user_id = $3) \
+             OR (target_platform = $2 AND target_user_id = $3))",
+        )
+        .bind(org.as_str())
+        .bind(platform.as_str())
+        .bind(user.as_str())
+        .execute(&mut **tx)
+        .await
+        .map_err(|e| db_err("removing identity links", e))?;
+        Ok(r.rows_affected())
+    }
+}
+
+#[async_trait]
+impl DirectoryStore for Backend {
+    async fn begin_import(&self, org: &OrgId, connection: &ConnectionId) -> Result<ImportRun> {
+        let mut tx = self.begin().await?;
+        Self::require_connection(&mut tx, org, connection).await?;
+        let row = sqlx::query(
+            "INSERT INTO import_runs (org_id, connection_id, started_at) VALUES ($1, $2, $3) RETURNING id",
+        )
+        .bind(org.as_str())
+        .bind(connection.as_str())
+        .bind(now_ns())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| db_err("starting the import", e))?;
+        let id: i64 = col(&row, "id")?;
+        Self::commit(tx).await?;
+        Ok(ImportRun(id))
+    }
+
+    async fn upsert_teams(
         &self,
         org: &OrgId,
         connection: &ConnectionId,
@@ -93,7 +133,7 @@ impl Backend {
         Self::commit(tx).await
     }
 
-    pub(crate) async fn upsert_channels(
+    async fn upsert_channels(
         &self,
         org: &OrgId,
         connection: &ConnectionId,
@@ -143,7 +183,7 @@ impl Backend {
         Self::commit(tx).await
     }
 
-    pub(crate) async fn upsert_users(
+    async fn upsert_users(
         &self,
         org: &OrgId,
         connection: &ConnectionId,
@@ -213,7 +253,7 @@ impl Backend {
         Self::commit(tx).await
     }
 
-    pub(crate) async fn upsert_memberships(
+    async fn upsert_memberships(
         &self,
         org: &OrgId,
         connection: &ConnectionId,
@@ -251,7 +291,7 @@ impl Backend {
         Self::commit(tx).await
     }
 
-    pub(crate) async fn finish_team_import(
+    async fn finish_team_import(
         &self,
         org: &OrgId,
         connection: &ConnectionId,
@@ -276,7 +316,7 @@ impl Backend {
         Self::commit(tx).await
     }
 
-    pub(crate) async fn finish_user_import(
+    async fn finish_user_import(
         &self,
         org: &OrgId,
         connection: &ConnectionId,
@@ -297,11 +337,7 @@ impl Backend {
         Self::commit(tx).await
     }
 
-    pub(crate) async fn list_teams(
-        &self,
-        org: &OrgId,
-        connection: &ConnectionId,
-    ) -> Result<Vec<Team>> {
+    async fn list_teams(&self, org: &OrgId, connection: &ConnectionId) -> Result<Vec<Team>> {
         let rows = sqlx::query(
             "SELECT id, name, description FROM teams WHERE org_id = $1 AND connection_id = $2 ORDER BY id",
         )
@@ -321,7 +357,7 @@ impl Backend {
             .collect()
     }
 
-    pub(crate) async fn list_channels(
+    async fn list_channels(
         &self,
         org: &OrgId,
         connection: Option<&ConnectionId>,
@@ -350,7 +386,7 @@ impl Backend {
         rows.iter().map(channel_from_row).collect()
     }
 
-    pub(crate) async fn get_channel(
+    async fn get_channel(
         &self,
         org: &OrgId,
         reference: &ChannelRef,
@@ -369,7 +405,7 @@ impl Backend {
         row.as_ref().map(channel_from_row).transpose()
     }
 
-    pub(crate) async fn list_users(
+    async fn list_users(
         &self,
         org: &OrgId,
         connection: Option<&ConnectionId>,
@@ -397,7 +433,7 @@ impl Backend {
         rows.iter().map(user_from_row).collect()
     }
 
-    pub(crate) async fn get_user(
+    async fn get_user(
         &self,
         org: &OrgId,
         platform: PlatformKind,
@@ -415,7 +451,7 @@ impl Backend {
         row.as_ref().map(user_from_row).transpose()
     }
 
-    pub(crate) async fn list_memberships(
+    async fn list_memberships(
         &self,
         org: &OrgId,
         connection: &ConnectionId,
@@ -442,7 +478,7 @@ impl Backend {
             .collect()
     }
 
-    pub(crate) async fn counterpart(
+    async fn counterpart(
         &self,
         org: &OrgId,
         platform: PlatformKind,
@@ -487,48 +523,7 @@ impl Backend {
         row.map(|r| parse_col(&r, "users", "id")).transpose()
     }
 
-    pub(super) async fn require_user(
-        tx: &mut Tx,
-        org: &OrgId,
-        platform: PlatformKind,
-        user: &UserId,
-    ) -> Result<()> {
-        let found =
-            sqlx::query("SELECT 1 FROM users WHERE org_id = $1 AND platform = $2 AND id = $3")
-                .bind(org.as_str())
-                .bind(platform.as_str())
-                .bind(user.as_str())
-                .fetch_optional(&mut **tx)
-                .await
-                .map_err(|e| db_err("reading the user", e))?;
-        match found {
-            Some(_) => Ok(()),
-            None => Err(Error::not_found(format!(
-                "{platform} user {user} is not in the directory of organization {org}; import it first"
-            ))),
-        }
-    }
-
-    pub(super) async fn delete_links_of(
-        tx: &mut Tx,
-        org: &OrgId,
-        platform: PlatformKind,
-        user: &UserId,
-    ) -> Result<u64> {
-        let r = sqlx::query(
-            "DELETE FROM identity_links WHERE org_id = $1 AND ((platform = $2 AND user_id = $3) \
-             OR (target_platform = $2 AND target_user_id = $3))",
-        )
-        .bind(org.as_str())
-        .bind(platform.as_str())
-        .bind(user.as_str())
-        .execute(&mut **tx)
-        .await
-        .map_err(|e| db_err("removing identity links", e))?;
-        Ok(r.rows_affected())
-    }
-
-    pub(crate) async fn link_identities(
+    async fn link_identities(
         &self,
         org: &OrgId,
         a: (PlatformKind, &UserId),
@@ -578,11 +573,7 @@ impl Backend {
         Self::commit(tx).await
     }
 
-    pub(crate) async fn unlink_identity(
-        &self,
-        org: &OrgId,
-        user: (PlatformKind, &UserId),
-    ) -> Result<()> {
+    async fn unlink_identity(&self, org: &OrgId, user: (PlatformKind, &UserId)) -> Result<()> {
         let mut tx = self.begin().await?;
         let n = Self::delete_links_of(&mut tx, org, user.0, user.1).await?;
         if n == 0 {

@@ -2,8 +2,9 @@
 
 use super::*;
 
-impl Backend {
-    pub(crate) async fn put_message_copy(&self, org: &OrgId, copy: &MessageCopy) -> Result<()> {
+#[async_trait]
+impl MessageMapStore for Backend {
+    async fn put_message_copy(&self, org: &OrgId, copy: &MessageCopy) -> Result<()> {
         let (posted_as, posted_as_user) = posted_as_columns(copy.posted_by.as_ref());
         let mut tx = self.begin().await?;
         Self::require_org(&mut tx, org).await?;
@@ -79,7 +80,7 @@ impl Backend {
         Self::commit(tx).await
     }
 
-    pub(crate) async fn find_message_copy(
+    async fn find_message_copy(
         &self,
         org: &OrgId,
         channel: &ChannelRef,
@@ -100,7 +101,7 @@ impl Backend {
         row.as_ref().map(copy_from_row).transpose()
     }
 
-    pub(crate) async fn message_copies(
+    async fn message_copies(
         &self,
         org: &OrgId,
         universal: &UniversalMessageId,
@@ -118,7 +119,7 @@ impl Backend {
         rows.iter().map(copy_from_row).collect()
     }
 
-    pub(crate) async fn record_message_edit(
+    async fn record_message_edit(
         &self,
         org: &OrgId,
         channel: &ChannelRef,

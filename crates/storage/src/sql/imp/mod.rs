@@ -6,12 +6,10 @@
 mod audit_log;
 mod connections;
 mod directory;
-mod inbox;
 mod messages;
 mod orgs;
-mod outbox;
+mod queue;
 mod secrets;
-mod snapshots;
 mod sync;
 mod universal;
 
@@ -21,6 +19,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use base64::Engine as _;
 use rand::RngCore as _;
 use secrecy::{ExposeSecret as _, SecretString};
@@ -29,13 +28,15 @@ use sha2::{Digest as _, Sha256};
 use sqlx::{QueryBuilder, Row as _, Transaction};
 use subtle::ConstantTimeEq as _;
 use switchboard_core::{
-    AccountIdentity, Actor, AdminPrincipal, AuditEntry, AuditVerification, Channel, ChannelRef,
-    Connection, ConnectionHealth, ConnectionId, Credentials, CursorKey, Delivery, DeliveryId,
-    DeliveryJob, Endpoint, Error, ImportRun, Inbound, InboxId, InboxItem, InboxOutcome,
-    MAX_INBOX_BATCH, MAX_PAGE_SIZE, Membership, MessageCopy, MessageId, MessageSnapshot,
-    NewAuditEntry, NewDelivery, OrgId, Organization, PlatformKind, PostingIdentity, Result,
-    StoredChannel, StoredUser, Subscription, SubscriptionId, Team, TeamId, UniversalChannel,
-    UniversalChannelId, UniversalMessageId, User, UserId, WorkerId,
+    AccountIdentity, Actor, AdminPrincipal, AuditEntry, AuditStore, AuditVerification, Channel,
+    ChannelRef, Connection, ConnectionHealth, ConnectionId, ConnectionStore, Credentials,
+    CursorKey, Delivery, DeliveryId, DeliveryJob, DirectoryStore, Endpoint, Error, ImportRun,
+    Inbound, InboxId, InboxItem, InboxOutcome, MAX_INBOX_BATCH, MAX_PAGE_SIZE, Membership,
+    MessageCopy, MessageId, MessageMapStore, MessageSnapshot, NewAuditEntry, NewDelivery, OrgId,
+    OrgStore, Organization, PlatformKind, PostingIdentity, QueueStore, Result, SecretStore,
+    StoredChannel, StoredUser, Subscription, SubscriptionId, SyncStateStore, Team, TeamId,
+    UniversalChannel, UniversalChannelId, UniversalChannelStore, UniversalMessageId, User, UserId,
+    WorkerId,
 };
 use time::OffsetDateTime;
 use zeroize::{Zeroize as _, Zeroizing};
@@ -57,7 +58,7 @@ const CHUNK: usize = 500;
 /// The advisory lock that serializes inbox leasing on PostgreSQL.
 const INBOX_LEASE_LOCK: i64 = 0x5357_4254_494e_4258; // "SWBTINBX"
 
-/// One database's pools and the keyring.
+/// One database's pools and the keyring. Implements every store trait (one file each).
 pub(crate) struct Backend {
     /// Writes (on SQLite a single connection: SQLite has one writer at a time anyway).
     pub(crate) write: sqlx::Pool<DB>,
@@ -65,6 +66,15 @@ pub(crate) struct Backend {
     pub(crate) read: sqlx::Pool<DB>,
     /// The keys that seal and open secrets.
     pub(crate) keyring: Arc<Keyring>,
+}
+
+impl std::fmt::Debug for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqlBackend")
+            .field("database", &if PG { "postgres" } else { "sqlite" })
+            .field("key", self.keyring.current().id())
+            .finish()
+    }
 }
 
 fn col<'r, T>(row: &'r DbRow, name: &str) -> Result<T>

@@ -2,8 +2,9 @@
 
 use super::*;
 
-impl Backend {
-    pub(crate) async fn create_org(&self, name: &str) -> Result<Organization> {
+#[async_trait]
+impl OrgStore for Backend {
+    async fn create_org(&self, name: &str) -> Result<Organization> {
         limits::nonempty("organization name", name, limits::MAX_NAME_BYTES)?;
         let org = Organization {
             id: OrgId::generate(),
@@ -19,7 +20,7 @@ impl Backend {
         Ok(org)
     }
 
-    pub(crate) async fn get_org(&self, org: &OrgId) -> Result<Option<Organization>> {
+    async fn get_org(&self, org: &OrgId) -> Result<Option<Organization>> {
         let row = sqlx::query("SELECT id, name FROM orgs WHERE id = $1")
             .bind(org.as_str())
             .fetch_optional(&self.read)
@@ -34,7 +35,7 @@ impl Backend {
         .transpose()
     }
 
-    pub(crate) async fn list_orgs(&self) -> Result<Vec<Organization>> {
+    async fn list_orgs(&self) -> Result<Vec<Organization>> {
         let rows = sqlx::query("SELECT id, name FROM orgs ORDER BY created_at, id")
             .fetch_all(&self.read)
             .await
@@ -49,7 +50,7 @@ impl Backend {
             .collect()
     }
 
-    pub(crate) async fn create_admin_token(&self, org: &OrgId, name: &str) -> Result<SecretString> {
+    async fn create_admin_token(&self, org: &OrgId, name: &str) -> Result<SecretString> {
         limits::key("admin token name", name)?;
         let mut lookup = [0u8; 8];
         rand::rngs::OsRng.fill_bytes(&mut lookup);
@@ -78,7 +79,7 @@ impl Backend {
         Ok(SecretString::from(token.as_str().to_owned()))
     }
 
-    pub(crate) async fn authenticate_admin_token(
+    async fn authenticate_admin_token(
         &self,
         token: &SecretString,
     ) -> Result<Option<AdminPrincipal>> {
@@ -118,7 +119,7 @@ impl Backend {
         }))
     }
 
-    pub(crate) async fn revoke_admin_token(&self, org: &OrgId, name: &str) -> Result<()> {
+    async fn revoke_admin_token(&self, org: &OrgId, name: &str) -> Result<()> {
         let r = sqlx::query(
             "UPDATE admin_tokens SET revoked_at = $3 \
              WHERE org_id = $1 AND name = $2 AND revoked_at IS NULL",

@@ -3,12 +3,28 @@
 use super::*;
 
 impl Backend {
-    pub(crate) async fn put_secret(
-        &self,
-        org: &OrgId,
-        name: &str,
-        value: &SecretString,
-    ) -> Result<()> {
+    pub(crate) async fn sealed_key_usage(&self) -> Result<BTreeMap<KeyId, u64>> {
+        let rows = sqlx::query(
+            "SELECT key_id, COUNT(*) AS n FROM (\
+               SELECT key_id FROM credentials UNION ALL SELECT key_id FROM secrets \
+               UNION ALL SELECT key_id FROM subscriptions) k GROUP BY key_id",
+        )
+        .fetch_all(&self.read)
+        .await
+        .map_err(|e| db_err("counting sealed values", e))?;
+        let mut out = BTreeMap::new();
+        for row in rows {
+            let id = KeyId::parse(&col_str(&row, "key_id")?)
+                .map_err(|e| storage(format!("a stored key id is malformed: {}", e.message())))?;
+            out.insert(id, count(&row, "n")?);
+        }
+        Ok(out)
+    }
+}
+
+#[async_trait]
+impl SecretStore for Backend {
+    async fn put_secret(&self, org: &OrgId, name: &str, value: &SecretString) -> Result<()> {
         limits::key("secret name", name)?;
         limits::text(
             "secret value",
@@ -40,7 +56,7 @@ impl Backend {
         Self::commit(tx).await
     }
 
-    pub(crate) async fn get_secret(&self, org: &OrgId, name: &str) -> Result<Option<SecretString>> {
+    async fn get_secret(&self, org: &OrgId, name: &str) -> Result<Option<SecretString>> {
         let row = sqlx::query("SELECT key_id, sealed FROM secrets WHERE org_id = $1 AND name = $2")
             .bind(org.as_str())
             .bind(name)
@@ -65,7 +81,7 @@ impl Backend {
         Ok(Some(SecretString::from(text.to_owned())))
     }
 
-    pub(crate) async fn reseal_all(&self) -> Result<u64> {
+    async fn reseal_all(&self) -> Result<u64> {
         let current = self.keyring.current().id().as_str().to_owned();
         let mut tx = self.begin().await?;
         let mut n = 0u64;
@@ -117,23 +133,5 @@ impl Backend {
         }
         Self::commit(tx).await?;
         Ok(n)
-    }
-
-    pub(crate) async fn sealed_key_usage(&self) -> Result<BTreeMap<KeyId, u64>> {
-        let rows = sqlx::query(
-            "SELECT key_id, COUNT(*) AS n FROM (\
-               SELECT key_id FROM credentials UNION ALL SELECT key_id FROM secrets \
-               UNION ALL SELECT key_id FROM subscriptions) k GROUP BY key_id",
-        )
-        .fetch_all(&self.read)
-        .await
-        .map_err(|e| db_err("counting sealed values", e))?;
-        let mut out = BTreeMap::new();
-        for row in rows {
-            let id = KeyId::parse(&col_str(&row, "key_id")?)
-                .map_err(|e| storage(format!("a stored key id is malformed: {}", e.message())))?;
-            out.insert(id, count(&row, "n")?);
-        }
-        Ok(out)
     }
 }

@@ -1,9 +1,40 @@
-//! Cursors and subscriptions (`SyncStateStore`).
+//! Cursors, subscriptions and message snapshots (`SyncStateStore`).
 
 use super::*;
 
 impl Backend {
-    pub(crate) async fn put_cursor(
+    pub(super) fn subscription_from_row(&self, row: &DbRow) -> Result<(OrgId, Subscription)> {
+        const T: &str = "subscriptions";
+        let org: OrgId = parse_col(row, T, "org_id")?;
+        let id: SubscriptionId = parse_col(row, T, "id")?;
+        let key_id = col_str(row, "key_id")?;
+        let sealed: Vec<u8> = col(row, "sealed_client_state")?;
+        let plain = seal::open(
+            &self.keyring,
+            Purpose::ClientState,
+            org.as_str(),
+            id.as_str(),
+            &key_id,
+            &sealed,
+        )?;
+        let state = std::str::from_utf8(&plain)
+            .map_err(|_| storage(format!("the sealed clientState of {id:?} is not UTF-8")))?;
+        Ok((
+            org,
+            Subscription {
+                connection: parse_col(row, T, "connection_id")?,
+                channel: parse_col(row, T, "channel")?,
+                client_state: SecretString::from(state.to_owned()),
+                expires_at: from_ts("subscriptions.expires_at", col(row, "expires_at")?)?,
+                id,
+            },
+        ))
+    }
+}
+
+#[async_trait]
+impl SyncStateStore for Backend {
+    async fn put_cursor(
         &self,
         org: &OrgId,
         connection: &ConnectionId,
@@ -37,7 +68,7 @@ impl Backend {
         Self::commit(tx).await
     }
 
-    pub(crate) async fn get_cursor(
+    async fn get_cursor(
         &self,
         org: &OrgId,
         connection: &ConnectionId,
@@ -55,35 +86,7 @@ impl Backend {
         row.map(|r| col_str(&r, "value")).transpose()
     }
 
-    pub(super) fn subscription_from_row(&self, row: &DbRow) -> Result<(OrgId, Subscription)> {
-        const T: &str = "subscriptions";
-        let org: OrgId = parse_col(row, T, "org_id")?;
-        let id: SubscriptionId = parse_col(row, T, "id")?;
-        let key_id = col_str(row, "key_id")?;
-        let sealed: Vec<u8> = col(row, "sealed_client_state")?;
-        let plain = seal::open(
-            &self.keyring,
-            Purpose::ClientState,
-            org.as_str(),
-            id.as_str(),
-            &key_id,
-            &sealed,
-        )?;
-        let state = std::str::from_utf8(&plain)
-            .map_err(|_| storage(format!("the sealed clientState of {id:?} is not UTF-8")))?;
-        Ok((
-            org,
-            Subscription {
-                connection: parse_col(row, T, "connection_id")?,
-                channel: parse_col(row, T, "channel")?,
-                client_state: SecretString::from(state.to_owned()),
-                expires_at: from_ts("subscriptions.expires_at", col(row, "expires_at")?)?,
-                id,
-            },
-        ))
-    }
-
-    pub(crate) async fn put_subscription(&self, org: &OrgId, s: &Subscription) -> Result<()> {
+    async fn put_subscription(&self, org: &OrgId, s: &Subscription) -> Result<()> {
         limits::key("subscription id", s.id.as_str())?;
         limits::nonempty(
             "subscription clientState",
@@ -139,10 +142,7 @@ impl Backend {
         Self::commit(tx).await
     }
 
-    pub(crate) async fn get_subscription(
-        &self,
-        id: &SubscriptionId,
-    ) -> Result<Option<(OrgId, Subscription)>> {
+    async fn get_subscription(&self, id: &SubscriptionId) -> Result<Option<(OrgId, Subscription)>> {
         let row = sqlx::query(
             "SELECT id, org_id, connection_id, channel, key_id, sealed_client_state, expires_at \
              FROM subscriptions WHERE id = $1",
@@ -154,7 +154,7 @@ impl Backend {
         row.map(|r| self.subscription_from_row(&r)).transpose()
     }
 
-    pub(crate) async fn list_subscriptions(&self, org: &OrgId) -> Result<Vec<Subscription>> {
+    async fn list_subscriptions(&self, org: &OrgId) -> Result<Vec<Subscription>> {
         let rows = sqlx::query(
             "SELECT id, org_id, connection_id, channel, key_id, sealed_client_state, expires_at \
              FROM subscriptions WHERE org_id = $1 ORDER BY expires_at, id",
@@ -168,13 +168,93 @@ impl Backend {
             .collect()
     }
 
-    pub(crate) async fn delete_subscription(&self, org: &OrgId, id: &SubscriptionId) -> Result<()> {
+    async fn delete_subscription(&self, org: &OrgId, id: &SubscriptionId) -> Result<()> {
         sqlx::query("DELETE FROM subscriptions WHERE org_id = $1 AND id = $2")
             .bind(org.as_str())
             .bind(id.as_str())
             .execute(&self.write)
             .await
             .map_err(|e| db_err("deleting the subscription", e))?;
+        Ok(())
+    }
+
+    async fn put_message_snapshot(
+        &self,
+        org: &OrgId,
+        channel: &ChannelRef,
+        message: &MessageId,
+        snapshot: &MessageSnapshot,
+    ) -> Result<()> {
+        let json = serde_json::to_string(snapshot)
+            .map_err(|e| Error::invalid(format!("the snapshot cannot be serialized: {e}")))?;
+        if json.len() > limits::MAX_EVENT_BYTES {
+            return Err(Error::invalid(format!(
+                "the snapshot of message {message} is {} bytes; at most {} are allowed",
+                json.len(),
+                limits::MAX_EVENT_BYTES
+            )));
+        }
+        let mut tx = self.begin().await?;
+        Self::require_org(&mut tx, org).await?;
+        sqlx::query(
+            "INSERT INTO message_snapshots (org_id, platform, team_id, channel_id, message_id, \
+             snapshot, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             ON CONFLICT (org_id, platform, team_id, channel_id, message_id) DO UPDATE SET \
+             snapshot = excluded.snapshot, updated_at = excluded.updated_at",
+        )
+        .bind(org.as_str())
+        .bind(channel.platform.as_str())
+        .bind(channel.team.as_str())
+        .bind(channel.channel.as_str())
+        .bind(message.as_str())
+        .bind(&json)
+        .bind(now_ns())
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| db_err("storing the message snapshot", e))?;
+        Self::commit(tx).await
+    }
+
+    async fn get_message_snapshot(
+        &self,
+        org: &OrgId,
+        channel: &ChannelRef,
+        message: &MessageId,
+    ) -> Result<Option<MessageSnapshot>> {
+        let row = sqlx::query(
+            "SELECT snapshot FROM message_snapshots WHERE org_id = $1 AND platform = $2 \
+             AND team_id = $3 AND channel_id = $4 AND message_id = $5",
+        )
+        .bind(org.as_str())
+        .bind(channel.platform.as_str())
+        .bind(channel.team.as_str())
+        .bind(channel.channel.as_str())
+        .bind(message.as_str())
+        .fetch_optional(&self.read)
+        .await
+        .map_err(|e| db_err("reading the message snapshot", e))?;
+        row.map(|r| parse_json("message_snapshots.snapshot", &col_str(&r, "snapshot")?))
+            .transpose()
+    }
+
+    async fn delete_message_snapshot(
+        &self,
+        org: &OrgId,
+        channel: &ChannelRef,
+        message: &MessageId,
+    ) -> Result<()> {
+        sqlx::query(
+            "DELETE FROM message_snapshots WHERE org_id = $1 AND platform = $2 \
+             AND team_id = $3 AND channel_id = $4 AND message_id = $5",
+        )
+        .bind(org.as_str())
+        .bind(channel.platform.as_str())
+        .bind(channel.team.as_str())
+        .bind(channel.channel.as_str())
+        .bind(message.as_str())
+        .execute(&self.write)
+        .await
+        .map_err(|e| db_err("deleting the message snapshot", e))?;
         Ok(())
     }
 }

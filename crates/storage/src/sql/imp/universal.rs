@@ -2,8 +2,9 @@
 
 use super::*;
 
-impl Backend {
-    pub(crate) async fn create_universal_channel(&self, uc: &UniversalChannel) -> Result<()> {
+#[async_trait]
+impl UniversalChannelStore for Backend {
+    async fn create_universal_channel(&self, uc: &UniversalChannel) -> Result<()> {
         let org = uc.org();
         let mut tx = self.begin().await?;
         Self::require_org(&mut tx, org).await?;
@@ -77,7 +78,7 @@ impl Backend {
         Self::commit(tx).await
     }
 
-    pub(crate) async fn get_universal_channel(
+    async fn get_universal_channel(
         &self,
         org: &OrgId,
         id: &UniversalChannelId,
@@ -116,10 +117,7 @@ impl Backend {
         .map(Some)
     }
 
-    pub(crate) async fn list_universal_channels(
-        &self,
-        org: &OrgId,
-    ) -> Result<Vec<UniversalChannel>> {
+    async fn list_universal_channels(&self, org: &OrgId) -> Result<Vec<UniversalChannel>> {
         let rows = sqlx::query(
             "SELECT id, name, relay_membership_notices FROM universal_channels WHERE org_id = $1 \
              ORDER BY created_at, id",
@@ -156,7 +154,7 @@ impl Backend {
             .collect()
     }
 
-    pub(crate) async fn find_universal_channel(
+    async fn find_universal_channel(
         &self,
         org: &OrgId,
         channel: &ChannelRef,
@@ -181,11 +179,7 @@ impl Backend {
         }
     }
 
-    pub(crate) async fn delete_universal_channel(
-        &self,
-        org: &OrgId,
-        id: &UniversalChannelId,
-    ) -> Result<()> {
+    async fn delete_universal_channel(&self, org: &OrgId, id: &UniversalChannelId) -> Result<()> {
         let mut tx = self.begin().await?;
         sqlx::query("DELETE FROM universal_endpoints WHERE org_id = $1 AND universal_id = $2")
             .bind(org.as_str())
