@@ -8,17 +8,171 @@
 //!   touch the database; the database alone reveals none.
 //! - The audit log is append-only and hash-chained.
 
+use std::fmt;
+use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use secrecy::SecretString;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 use time::OffsetDateTime;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::ids::*;
-use crate::message::PlatformEvent;
+use crate::inbound::{Inbound, MessageSnapshot};
+use crate::message::{Attachment, Emoji, PortableMessage};
 use crate::model::*;
+use crate::platform::{MessageRef, PostingIdentity, ReactionChange};
+
+/// The longest page a paged listing hands out ([`DirectoryStore::list_users`],
+/// [`DirectoryStore::list_channels`]); a larger `limit` is refused with `InvalidInput`.
+pub const MAX_PAGE_SIZE: usize = 1000;
+
+/// The most items one [`QueueStore::inbox_accept_batch`] call takes.
+pub const MAX_INBOX_BATCH: usize = 1000;
+
+/// The id of an inbox row (increasing in acceptance order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct InboxId(pub i64);
+
+/// The id of an outbox row (increasing in enqueue order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct DeliveryId(pub i64);
+
+impl fmt::Display for InboxId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl fmt::Display for DeliveryId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// The longest [`WorkerId`], in bytes.
+pub const MAX_WORKER_ID_LEN: usize = 256;
+
+/// The name a worker leases queue rows under (e.g. `host-1/relay-3`): non-empty, at most
+/// [`MAX_WORKER_ID_LEN`] bytes, no control characters. Only the holder of a lease may
+/// complete, retry or fail the row.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct WorkerId(String);
+
+impl WorkerId {
+    /// Validates and wraps `name`.
+    pub fn new(name: impl Into<String>) -> Result<Self> {
+        let name = name.into();
+        if name.trim().is_empty() {
+            return Err(Error::invalid("worker id must not be empty"));
+        }
+        if name.len() > MAX_WORKER_ID_LEN {
+            return Err(Error::invalid(format!(
+                "worker id is {} bytes long; at most {MAX_WORKER_ID_LEN} are allowed",
+                name.len()
+            )));
+        }
+        if name.chars().any(char::is_control) {
+            return Err(Error::invalid(
+                "worker id must not contain control characters",
+            ));
+        }
+        Ok(WorkerId(name))
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for WorkerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for WorkerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "WorkerId({:?})", self.0)
+    }
+}
+
+impl FromStr for WorkerId {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        WorkerId::new(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for WorkerId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        WorkerId::new(String::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
+/// What a sync cursor is for. Stored under a stable string ([`CursorKey::encode`]:
+/// `delta:<channel ref>`, `history:<channel ref>`), so keys written now are found later.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum CursorKey {
+    /// The change-tracking link of a channel's messages (Graph `deltaLink`).
+    Delta {
+        /// The channel.
+        channel: ChannelRef,
+    },
+    /// Where catch-up through [`History`](crate::History) resumes for a channel (a
+    /// [`HistoryCursor`](crate::HistoryCursor), e.g. a Slack `ts`).
+    History {
+        /// The channel.
+        channel: ChannelRef,
+    },
+}
+
+impl CursorKey {
+    /// The channel the cursor belongs to.
+    pub fn channel(&self) -> &ChannelRef {
+        match self {
+            CursorKey::Delta { channel } | CursorKey::History { channel } => channel,
+        }
+    }
+
+    /// The stable string the key is stored under.
+    pub fn encode(&self) -> String {
+        match self {
+            CursorKey::Delta { channel } => format!("delta:{channel}"),
+            CursorKey::History { channel } => format!("history:{channel}"),
+        }
+    }
+}
+
+impl fmt::Display for CursorKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.encode())
+    }
+}
+
+impl FromStr for CursorKey {
+    type Err = Error;
+    /// Parses [`CursorKey::encode`]'s form; anything else is `InvalidInput`.
+    fn from_str(s: &str) -> Result<Self> {
+        let (kind, channel) = s
+            .split_once(':')
+            .ok_or_else(|| Error::invalid(format!("cursor key {s:?} has no kind prefix")))?;
+        let channel: ChannelRef = channel.parse()?;
+        match kind {
+            "delta" => Ok(CursorKey::Delta { channel }),
+            "history" => Ok(CursorKey::History { channel }),
+            other => Err(Error::invalid(format!(
+                "cursor key kind {other:?} is unknown (expected delta or history)"
+            ))),
+        }
+    }
+}
 
 /// An organization.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -196,11 +350,16 @@ pub trait DirectoryStore: Send + Sync {
     ) -> Result<()>;
     /// Teams of a connection.
     async fn list_teams(&self, org: &OrgId, connection: &ConnectionId) -> Result<Vec<Team>>;
-    /// Channels of the organization (optionally one connection), removed ones included.
+    /// One page of the organization's channels (optionally one connection's), removed ones
+    /// included, ordered by reference (platform, team, channel): at most `limit` (at most
+    /// [`MAX_PAGE_SIZE`], else `InvalidInput`), starting after `after` (the last reference of
+    /// the previous page). A page shorter than `limit` is the last.
     async fn list_channels(
         &self,
         org: &OrgId,
         connection: Option<&ConnectionId>,
+        after: Option<&ChannelRef>,
+        limit: usize,
     ) -> Result<Vec<StoredChannel>>;
     /// One channel by reference.
     async fn get_channel(
@@ -208,11 +367,16 @@ pub trait DirectoryStore: Send + Sync {
         org: &OrgId,
         reference: &ChannelRef,
     ) -> Result<Option<StoredChannel>>;
-    /// Users of the organization (optionally one connection), removed ones included.
+    /// One page of the organization's users (optionally one connection's), removed ones
+    /// included, ordered by (platform, user id): at most `limit` (at most [`MAX_PAGE_SIZE`],
+    /// else `InvalidInput`), starting after `after` (the last user of the previous page). A
+    /// page shorter than `limit` is the last.
     async fn list_users(
         &self,
         org: &OrgId,
         connection: Option<&ConnectionId>,
+        after: Option<(PlatformKind, &UserId)>,
+        limit: usize,
     ) -> Result<Vec<StoredUser>>;
     /// One user.
     async fn get_user(
@@ -272,10 +436,11 @@ pub trait UniversalChannelStore: Send + Sync {
     async fn delete_universal_channel(&self, org: &OrgId, id: &UniversalChannelId) -> Result<()>;
 }
 
-/// One platform copy of a relayed message.
+/// One platform message belonging to a universal message: the origin itself, or one part of
+/// a copy Switchboard posted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MessageCopy {
-    /// The universal message it is a copy of.
+    /// The universal message it belongs to.
     pub universal: UniversalMessageId,
     /// Where.
     pub channel: ChannelRef,
@@ -283,15 +448,21 @@ pub struct MessageCopy {
     pub message: MessageId,
     /// Its thread root on that platform, when a reply.
     pub thread_root: Option<MessageId>,
-    /// Whether Switchboard posted it (as opposed to the original).
-    pub posted_by_us: bool,
+    /// Which identity Switchboard posted it as; `None` for the origin message (a user's).
+    /// Edits, deletes and reactions of the copy go out as this identity.
+    pub posted_by: Option<PostingIdentity>,
+    /// Which part of the universal message it is in its channel: 0 for the first, 1, 2, …
+    /// for further parts (a split message, Slack file shares), in posting order.
+    pub part: u32,
 }
 
-/// The message map: universal message ↔ per-platform ids. Also the persisted layer of loop
-/// prevention (`posted_by_us`).
+/// The message map: universal message ↔ per-platform ids, with who posted each copy. Also the
+/// persisted layer of loop prevention (`posted_by`).
 #[async_trait]
 pub trait MessageMapStore: Send + Sync {
-    /// Records a copy. Idempotent for the same (channel, message).
+    /// Records a copy. Idempotent for the same (channel, message) with the same universal
+    /// message and part; `Conflict` when (channel, message) is recorded differently, or when
+    /// another message is already that part of the universal message in that channel.
     async fn put_message_copy(&self, org: &OrgId, copy: &MessageCopy) -> Result<()>;
     /// The copy of a platform message.
     async fn find_message_copy(
@@ -300,7 +471,8 @@ pub trait MessageMapStore: Send + Sync {
         channel: &ChannelRef,
         message: &MessageId,
     ) -> Result<Option<MessageCopy>>;
-    /// Every copy of a universal message.
+    /// Every message of a universal message: the origin first, then the copies by channel
+    /// (platform, team, channel), each channel's parts in order.
     async fn message_copies(
         &self,
         org: &OrgId,
@@ -319,15 +491,17 @@ pub trait MessageMapStore: Send + Sync {
     ) -> Result<bool>;
 }
 
-/// Per-connection sync state: delta links, cursors, subscriptions.
+/// Per-connection sync state: delta links, cursors, subscriptions, and the last-seen
+/// snapshot of messages (to tell what a Graph "updated" notification changed).
 #[async_trait]
 pub trait SyncStateStore: Send + Sync {
-    /// Stores a cursor (Graph deltaLink, Slack history `ts`) under `key`.
+    /// Stores a cursor (Graph deltaLink, Slack history `ts`) under `key`. `InvalidInput` when
+    /// the key's channel is not on the connection's platform.
     async fn put_cursor(
         &self,
         org: &OrgId,
         connection: &ConnectionId,
-        key: &str,
+        key: &CursorKey,
         value: &str,
     ) -> Result<()>;
     /// Reads it.
@@ -335,23 +509,48 @@ pub trait SyncStateStore: Send + Sync {
         &self,
         org: &OrgId,
         connection: &ConnectionId,
-        key: &str,
+        key: &CursorKey,
     ) -> Result<Option<String>>;
     /// Stores or replaces a change-notification subscription.
     async fn put_subscription(&self, org: &OrgId, subscription: &Subscription) -> Result<()>;
-    /// Finds a subscription by its platform id (for checking `clientState`).
-    async fn get_subscription(&self, id: &str) -> Result<Option<(OrgId, Subscription)>>;
+    /// Finds a subscription by its platform id (for checking `clientState`). Reads across
+    /// organizations by design: a notification names only the subscription.
+    async fn get_subscription(&self, id: &SubscriptionId) -> Result<Option<(OrgId, Subscription)>>;
     /// Subscriptions of an organization.
     async fn list_subscriptions(&self, org: &OrgId) -> Result<Vec<Subscription>>;
     /// Removes one (nothing happens when it is absent).
-    async fn delete_subscription(&self, org: &OrgId, id: &str) -> Result<()>;
+    async fn delete_subscription(&self, org: &OrgId, id: &SubscriptionId) -> Result<()>;
+    /// Remembers what was last seen of `message` in `channel` (replacing the previous
+    /// snapshot).
+    async fn put_message_snapshot(
+        &self,
+        org: &OrgId,
+        channel: &ChannelRef,
+        message: &MessageId,
+        snapshot: &MessageSnapshot,
+    ) -> Result<()>;
+    /// What was last seen of `message`, `None` when nothing was recorded.
+    async fn get_message_snapshot(
+        &self,
+        org: &OrgId,
+        channel: &ChannelRef,
+        message: &MessageId,
+    ) -> Result<Option<MessageSnapshot>>;
+    /// Forgets the snapshot of `message` (nothing happens when there is none), e.g. when the
+    /// resolver has nothing to keep for it.
+    async fn delete_message_snapshot(
+        &self,
+        org: &OrgId,
+        channel: &ChannelRef,
+        message: &MessageId,
+    ) -> Result<()>;
 }
 
 /// A Graph change-notification subscription. `client_state` is sealed at rest.
 #[derive(Debug, Clone)]
 pub struct Subscription {
     /// The platform's subscription id.
-    pub id: String,
+    pub id: SubscriptionId,
     /// The connection that owns it.
     pub connection: ConnectionId,
     /// The channel watched.
@@ -362,27 +561,104 @@ pub struct Subscription {
     pub expires_at: OffsetDateTime,
 }
 
-/// Whether [`QueueStore::inbox_accept`] stored the event.
+/// Whether [`QueueStore::inbox_accept`] stored an item.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum InboxOutcome {
     /// Stored now.
     Accepted,
-    /// Seen before (same platform and event id): not stored again.
+    /// Seen before (same platform and [`Inbound::dedupe_key`]), earlier or in the same batch:
+    /// not stored again.
     Duplicate,
 }
 
-/// An accepted event waiting to be processed.
+/// An accepted item waiting to be processed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InboxItem {
     /// Queue id.
-    pub id: i64,
+    pub id: InboxId,
     /// The organization.
     pub org: OrgId,
     /// The connection that received it.
     pub connection: ConnectionId,
-    /// The event.
-    pub event: PlatformEvent,
+    /// What was received.
+    pub item: Inbound,
+}
+
+/// What a delivery does on its target channel. Stored as JSON tagged by `job` under
+/// [`DeliveryJob::FORMAT_VERSION`]; a row this version cannot decode (a newer version's job,
+/// a corrupted row) is a clear `Storage` error and is set aside, never a panic.
+///
+/// Jobs name the universal message, not a platform message: the worker finds the target's
+/// copies (every part, with who posted it) in the [`MessageMapStore`] when it runs, so an
+/// edit queued before the post completed still reaches the copy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "job", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum DeliveryJob {
+    /// Post a copy of a message (recording every part posted as a [`MessageCopy`]).
+    Post {
+        /// The universal message it is a copy of.
+        universal: UniversalMessageId,
+        /// The origin message.
+        origin: MessageRef,
+        /// The content, mentions already mapped to the target platform.
+        content: PortableMessage,
+        /// The thread root on the target to reply under, when a reply there.
+        reply_to: Option<MessageId>,
+        /// Slack "also send to channel".
+        broadcast: bool,
+        /// Who to post as.
+        post_as: PostingIdentity,
+        /// Files of the origin to carry (fetched from the origin when the job runs).
+        files: Vec<Attachment>,
+    },
+    /// Replace the content of every part of the target's copy.
+    Edit {
+        /// The universal message.
+        universal: UniversalMessageId,
+        /// The new content.
+        content: PortableMessage,
+    },
+    /// Delete every part of the target's copy.
+    Delete {
+        /// The universal message.
+        universal: UniversalMessageId,
+    },
+    /// Add or remove a reaction on the target's copy (its first part).
+    React {
+        /// The universal message.
+        universal: UniversalMessageId,
+        /// The emoji.
+        emoji: Emoji,
+        /// Add or remove.
+        change: ReactionChange,
+        /// Who reacted, on the origin platform (mapped to a posting identity when run).
+        reactor: UserId,
+    },
+    /// Post a notice from Switchboard itself (membership changes, gaps in catch-up).
+    Notice {
+        /// The text.
+        text: String,
+    },
+}
+
+impl DeliveryJob {
+    /// The format version stores write jobs under. Raised when a change to the job's JSON
+    /// would not decode in an older version; stores refuse rows of a newer version with a
+    /// clear error.
+    pub const FORMAT_VERSION: u32 = 1;
+
+    /// The universal message the job is about (`None` for a notice).
+    pub fn universal(&self) -> Option<&UniversalMessageId> {
+        match self {
+            DeliveryJob::Post { universal, .. }
+            | DeliveryJob::Edit { universal, .. }
+            | DeliveryJob::Delete { universal }
+            | DeliveryJob::React { universal, .. } => Some(universal),
+            DeliveryJob::Notice { .. } => None,
+        }
+    }
 }
 
 /// A delivery to enqueue.
@@ -395,15 +671,15 @@ pub struct NewDelivery {
     /// The target channel: deliveries to one target are handed out in enqueue order, one at
     /// a time.
     pub target: ChannelRef,
-    /// What to do (the relay's own job description).
-    pub payload: serde_json::Value,
+    /// What to do.
+    pub job: DeliveryJob,
 }
 
 /// A leased delivery.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Delivery {
     /// Queue id (increasing in enqueue order).
-    pub id: i64,
+    pub id: DeliveryId,
     /// The organization.
     pub org: OrgId,
     /// The connection to post through.
@@ -411,60 +687,76 @@ pub struct Delivery {
     /// The target channel.
     pub target: ChannelRef,
     /// The job.
-    pub payload: serde_json::Value,
+    pub job: DeliveryJob,
     /// Attempts made before this lease.
     pub attempts: u32,
 }
 
-/// The durable inbox (accepted events, deduplicated) and outbox (per-target deliveries with
+/// The durable inbox (accepted items, deduplicated) and outbox (per-target deliveries with
 /// attempts, next-attempt time and leases).
 ///
 /// Leasing contract: a leased row is held by exactly one worker until completed, retried or
 /// the lease expires (a crashed worker's rows come back). For the outbox, only the oldest
 /// unfinished delivery of each target channel can be leased, so origin order is kept per
-/// channel.
+/// channel. Leasing reads across organizations by design (workers serve every org).
 #[async_trait]
 pub trait QueueStore: Send + Sync {
-    /// Durably stores an event before it is acknowledged to the platform.
+    /// Durably stores an item before it is acknowledged to the platform, deduplicating on
+    /// [`Inbound::dedupe_key`] per platform (signals are never duplicates). `InvalidInput`
+    /// when the item's channel is not on the connection's platform.
     async fn inbox_accept(
         &self,
         org: &OrgId,
         connection: &ConnectionId,
-        event: &PlatformEvent,
+        item: &Inbound,
     ) -> Result<InboxOutcome>;
-    /// Leases up to `max` unprocessed events, oldest first. Events of one channel are never
-    /// split across workers: while an earlier unprocessed event of a channel is leased, later
-    /// ones of that channel are not handed out (one lease may hold several, in order).
+    /// [`QueueStore::inbox_accept`] for a whole delivery (at most [`MAX_INBOX_BATCH`] items)
+    /// in one transaction: one outcome per item, in order; a later item with the key of an
+    /// earlier one is a `Duplicate`. Any invalid item refuses the batch and stores nothing.
+    async fn inbox_accept_batch(
+        &self,
+        org: &OrgId,
+        connection: &ConnectionId,
+        items: &[Inbound],
+    ) -> Result<Vec<InboxOutcome>>;
+    /// Leases up to `max` unprocessed items, oldest first. Items of one channel
+    /// ([`Inbound::channel`]) are never split across workers: while an earlier unprocessed
+    /// item of a channel is leased, later ones of that channel are not handed out (one lease
+    /// may hold several, in order). Items without a channel (signals) are leased on their own.
     async fn inbox_lease(
         &self,
-        worker: &str,
+        worker: &WorkerId,
         max: usize,
         lease: Duration,
     ) -> Result<Vec<InboxItem>>;
-    /// Marks an event processed and enqueues its deliveries in one transaction.
-    async fn inbox_complete(&self, worker: &str, id: i64, deliveries: &[NewDelivery])
-    -> Result<()>;
+    /// Marks an item processed and enqueues its deliveries in one transaction.
+    async fn inbox_complete(
+        &self,
+        worker: &WorkerId,
+        id: InboxId,
+        deliveries: &[NewDelivery],
+    ) -> Result<()>;
     /// Enqueues deliveries directly.
     async fn outbox_enqueue(&self, deliveries: &[NewDelivery]) -> Result<()>;
     /// Leases up to `max` due deliveries (at most one per target channel).
     async fn outbox_lease(
         &self,
-        worker: &str,
+        worker: &WorkerId,
         max: usize,
         lease: Duration,
     ) -> Result<Vec<Delivery>>;
     /// Marks a delivery done. `Conflict` when the lease was lost.
-    async fn outbox_complete(&self, worker: &str, id: i64) -> Result<()>;
+    async fn outbox_complete(&self, worker: &WorkerId, id: DeliveryId) -> Result<()>;
     /// Releases a delivery for another attempt at `next_attempt_at`, recording the error.
     async fn outbox_retry(
         &self,
-        worker: &str,
-        id: i64,
+        worker: &WorkerId,
+        id: DeliveryId,
         next_attempt_at: OffsetDateTime,
         error: &str,
     ) -> Result<()>;
     /// Gives up on a delivery (kept as failed for inspection); later ones of the target proceed.
-    async fn outbox_fail(&self, worker: &str, id: i64, error: &str) -> Result<()>;
+    async fn outbox_fail(&self, worker: &WorkerId, id: DeliveryId, error: &str) -> Result<()>;
     /// Deliveries not yet done, for one org.
     async fn outbox_pending(&self, org: &OrgId) -> Result<u64>;
 }
@@ -548,5 +840,77 @@ mod tests {
             reason: Some("hash mismatch".into()),
         };
         assert!(!bad.is_ok());
+    }
+
+    #[test]
+    fn worker_ids_are_validated() {
+        assert_eq!(
+            WorkerId::new("host-1/relay-3").unwrap().as_str(),
+            "host-1/relay-3"
+        );
+        for bad in ["", "  ", "a\nb", &"w".repeat(MAX_WORKER_ID_LEN + 1)] {
+            let e = WorkerId::new(bad).unwrap_err();
+            assert_eq!(e.kind(), crate::ErrorKind::InvalidInput, "{bad:?}");
+        }
+        assert!(serde_json::from_str::<WorkerId>("\"\"").is_err());
+        assert_eq!(
+            serde_json::from_str::<WorkerId>("\"w1\"").unwrap(),
+            WorkerId::new("w1").unwrap()
+        );
+    }
+
+    #[test]
+    fn cursor_keys_have_a_stable_encoding() {
+        let channel: ChannelRef = "msteams:t1/19:c1@thread.tacv2".parse().unwrap();
+        let delta = CursorKey::Delta {
+            channel: channel.clone(),
+        };
+        let history = CursorKey::History {
+            channel: "slack:T1/C1".parse().unwrap(),
+        };
+        // The stored form: changing it would orphan every stored cursor.
+        assert_eq!(delta.encode(), "delta:msteams:t1/19:c1@thread.tacv2");
+        assert_eq!(history.to_string(), "history:slack:T1/C1");
+        for key in [&delta, &history] {
+            assert_eq!(&key.encode().parse::<CursorKey>().unwrap(), key);
+        }
+        assert_eq!(delta.channel(), &channel);
+        for bad in ["", "delta", "later:slack:T1/C1", "delta:nowhere"] {
+            assert!(bad.parse::<CursorKey>().is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn delivery_jobs_are_tagged_and_round_trip() {
+        let universal = UniversalMessageId::new("u-1").unwrap();
+        let jobs = [
+            DeliveryJob::Delete {
+                universal: universal.clone(),
+            },
+            DeliveryJob::React {
+                universal: universal.clone(),
+                emoji: Emoji::Unicode {
+                    value: "👍".into(),
+                    name: Some("thumbsup".into()),
+                },
+                change: ReactionChange::Remove,
+                reactor: UserId::new("U1").unwrap(),
+            },
+            DeliveryJob::Notice {
+                text: "Alice joined".into(),
+            },
+        ];
+        for job in &jobs {
+            let json = serde_json::to_value(job).unwrap();
+            assert!(json["job"].is_string(), "{json}");
+            assert_eq!(&serde_json::from_value::<DeliveryJob>(json).unwrap(), job);
+        }
+        assert_eq!(
+            serde_json::to_value(&jobs[0]).unwrap(),
+            serde_json::json!({"job": "delete", "universal": "u-1"})
+        );
+        assert_eq!(jobs[0].universal(), Some(&universal));
+        assert_eq!(jobs[2].universal(), None);
+        assert!(serde_json::from_str::<DeliveryJob>(r#"{"job":"teleport"}"#).is_err());
     }
 }

@@ -7,7 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
-use switchboard_core::{DirectoryStore, PlatformKind, User, UserId};
+use switchboard_core::{PlatformKind, User, UserId};
 
 const USERS: usize = 20_000;
 

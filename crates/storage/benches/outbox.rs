@@ -7,9 +7,9 @@ mod common;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
-use serde_json::json;
-use switchboard_core::{ChannelRef, NewDelivery, PlatformKind, QueueStore};
+use switchboard_core::{ChannelRef, NewDelivery, PlatformKind, UniversalMessageId, WorkerId};
 use switchboard_storage::SqlStore;
+use switchboard_storage::testing::post_job;
 
 const DELIVERIES: u64 = 1_000;
 const TARGETS: u64 = 50;
@@ -25,7 +25,7 @@ async fn cycle(store: &SqlStore, batch: &[NewDelivery], workers: usize) {
         let store = store.clone();
         let org = org.clone();
         tasks.push(tokio::spawn(async move {
-            let worker = format!("bench-{w}");
+            let worker = WorkerId::new(format!("bench-{w}")).unwrap();
             loop {
                 let leased = store.outbox_lease(&worker, 25, LEASE).await.unwrap();
                 if leased.is_empty() {
@@ -66,7 +66,8 @@ fn outbox(c: &mut Criterion) {
                 target: format!("msteams:team-1/19:c{}@thread.tacv2", n % TARGETS)
                     .parse::<ChannelRef>()
                     .unwrap(),
-                payload: json!({"op": "post", "n": n, "html": "<p>hello from the benchmark</p>"}),
+                // A full post job (content, sender, a file), as the relay enqueues them.
+                job: post_job(&UniversalMessageId::generate()),
             })
             .collect();
         let mut g = c.benchmark_group(format!("outbox/{}", b.label));

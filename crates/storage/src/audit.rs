@@ -284,7 +284,7 @@ pub fn verify_jsonl(reader: impl BufRead) -> Result<AuditVerification> {
 /// Writes an organization's audit log as JSON lines (one [`AuditEntry`] per line, in order)
 /// and returns how many entries were written.
 pub async fn export_audit_jsonl(
-    store: &dyn AuditStore,
+    store: &(impl AuditStore + ?Sized),
     org: &OrgId,
     writer: &mut (dyn Write + Send),
 ) -> Result<u64> {

@@ -25,9 +25,14 @@
 //! connections and their **sealed** credentials, named sealed secrets, the imported directory
 //! (teams, channels, users, memberships; imports are upserts and what disappeared upstream is
 //! marked removed), the identity map (manual links, then verified email), universal
-//! channels, the message map, sync cursors and subscriptions, the durable **inbox**
-//! (deduplicated per platform event id) and **outbox** (per-target order, attempts, leases),
-//! and the hash-chained **audit log**.
+//! channels, the message map (every copy with the identity that posted it and its part),
+//! sync cursors, subscriptions and message snapshots, the durable **inbox** of received
+//! items (events, change hints, signals; deduplicated per platform key) and **outbox** of
+//! typed delivery jobs (per-target order, attempts, leases), and the hash-chained **audit
+//! log**.
+//!
+//! With the `testing` feature, the `testing` module exports the conformance suite every
+//! [`Store`](switchboard_core::Store) backend runs (`store_conformance!`).
 //!
 //! Secrets are sealed with XChaCha20-Poly1305 under a [`MasterKey`]; each sealed value
 //! records its key id so a [`Keyring`] can rotate keys (see [`keys`]). The database alone
@@ -45,6 +50,8 @@ pub mod limits;
 mod migrate;
 mod seal;
 mod sql;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -52,17 +59,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use secrecy::SecretString;
-use switchboard_core::{
-    AccountIdentity, AdminPrincipal, AuditEntry, AuditStore, AuditVerification, Channel,
-    ChannelRef, Connection, ConnectionHealth, ConnectionId, ConnectionStore, Credentials, Delivery,
-    DirectoryStore, Error, ImportRun, InboxItem, InboxOutcome, Membership, MessageCopy, MessageId,
-    MessageMapStore, NewAuditEntry, NewDelivery, OrgId, OrgStore, Organization, PlatformEvent,
-    PlatformKind, QueueStore, Result, SecretStore, StoredChannel, StoredUser, Subscription,
-    SyncStateStore, Team, TeamId, UniversalChannel, UniversalChannelId, UniversalChannelStore,
-    UniversalMessageId, User, UserId,
-};
+use switchboard_core::{Error, Result, Store};
 use time::OffsetDateTime;
 
 pub use audit::{export_audit_jsonl, verify_jsonl};
@@ -164,21 +161,32 @@ pub struct PruneReport {
     pub outbox: u64,
 }
 
-enum Db {
-    Sqlite(sql::sqlite::Backend),
-    Postgres(sql::postgres::Backend),
-}
-
 struct Inner {
-    db: Db,
+    /// The backend as the store traits see it.
+    store: Arc<dyn Store>,
+    /// The same backend, for what only SQL stores do.
+    sql: Arc<dyn sql::SqlBackend>,
+    kind: BackendKind,
     keyring: Arc<Keyring>,
 }
 
-/// The Switchboard store on SQLite or PostgreSQL. Cheap to clone (shares its pools);
-/// implements every core storage trait, hence [`Store`](switchboard_core::Store).
+/// The Switchboard store on SQLite or PostgreSQL. Cheap to clone (shares its pools).
+///
+/// It dereferences to `dyn` [`Store`] (the backend, which implements every core storage
+/// trait): the traits' methods are called on it directly (`store.create_org(…)`), `&*store`
+/// is a `&dyn Store`, and [`SqlStore::shared`] hands out an `Arc<dyn Store>` for the relay
+/// and the server. It is not itself a `Store` (no `impl Store for SqlStore`), so no
+/// signature is written out twice.
 #[derive(Clone)]
 pub struct SqlStore {
     inner: Arc<Inner>,
+}
+
+impl std::ops::Deref for SqlStore {
+    type Target = dyn Store;
+    fn deref(&self) -> &(dyn Store + 'static) {
+        &*self.inner.store
+    }
 }
 
 impl fmt::Debug for SqlStore {
@@ -225,14 +233,22 @@ impl SqlStore {
         options: StoreOptions,
     ) -> Result<SqlStore> {
         let keyring = Arc::new(keyring.into());
-        let db = if is_postgres_url(target) {
-            Db::Postgres(sql::postgres::connect(target, keyring.clone(), &options).await?)
-        } else {
-            let path = sqlite_path(target)?;
-            Db::Sqlite(sql::sqlite::connect(&path, keyring.clone(), &options).await?)
-        };
+        let (store, sql, kind): (Arc<dyn Store>, Arc<dyn sql::SqlBackend>, _) =
+            if is_postgres_url(target) {
+                let b = Arc::new(sql::postgres::connect(target, keyring.clone(), &options).await?);
+                (b.clone(), b, BackendKind::Postgres)
+            } else {
+                let path = sqlite_path(target)?;
+                let b = Arc::new(sql::sqlite::connect(&path, keyring.clone(), &options).await?);
+                (b.clone(), b, BackendKind::Sqlite)
+            };
         Ok(SqlStore {
-            inner: Arc::new(Inner { db, keyring }),
+            inner: Arc::new(Inner {
+                store,
+                sql,
+                kind,
+                keyring,
+            }),
         })
     }
 
@@ -264,10 +280,12 @@ impl SqlStore {
 
     /// Which database this is.
     pub fn backend(&self) -> BackendKind {
-        match self.inner.db {
-            Db::Sqlite(_) => BackendKind::Sqlite,
-            Db::Postgres(_) => BackendKind::Postgres,
-        }
+        self.inner.kind
+    }
+
+    /// The store as a shared trait object (what the relay and the server hold).
+    pub fn shared(&self) -> Arc<dyn Store> {
+        self.inner.store.clone()
     }
 
     /// The keyring sealing and opening secrets.
@@ -279,168 +297,21 @@ impl SqlStore {
     /// states). After [`SecretStore::reseal_all`] only the current key should appear; a
     /// retired key absent here can be deleted.
     pub async fn sealed_key_usage(&self) -> Result<BTreeMap<KeyId, u64>> {
-        match &self.inner.db {
-            Db::Sqlite(b) => b.sealed_key_usage().await,
-            Db::Postgres(b) => b.sealed_key_usage().await,
-        }
+        self.inner.sql.sealed_key_usage().await
     }
 
     /// Deletes processed inbox events and finished deliveries older than `before`. Keep at
     /// least as long as platforms redeliver events (a day is ample): pruned event ids no
     /// longer deduplicate.
     pub async fn prune_queues(&self, before: OffsetDateTime) -> Result<PruneReport> {
-        match &self.inner.db {
-            Db::Sqlite(b) => b.prune_queues(before).await,
-            Db::Postgres(b) => b.prune_queues(before).await,
-        }
+        self.inner.sql.prune_queues(before).await
     }
 
     /// Closes the pools (waits for connections in use to be returned).
     pub async fn close(&self) {
-        match &self.inner.db {
-            Db::Sqlite(b) => {
-                b.read.close().await;
-                b.write.close().await;
-            }
-            Db::Postgres(b) => b.write.close().await,
-        }
+        self.inner.sql.close().await;
     }
 }
-
-/// Implements a core trait for `SqlStore` by forwarding each method to the backend.
-macro_rules! delegate {
-    ($trait:ident { $( fn $name:ident(&self $(, $arg:ident : $ty:ty)* ) -> $ret:ty; )* }) => {
-        #[async_trait]
-        impl $trait for SqlStore {
-            $(
-                async fn $name(&self $(, $arg: $ty)*) -> $ret {
-                    match &self.inner.db {
-                        Db::Sqlite(b) => b.$name($($arg),*).await,
-                        Db::Postgres(b) => b.$name($($arg),*).await,
-                    }
-                }
-            )*
-        }
-    };
-}
-
-delegate!(OrgStore {
-    fn create_org(&self, name: &str) -> Result<Organization>;
-    fn get_org(&self, org: &OrgId) -> Result<Option<Organization>>;
-    fn list_orgs(&self) -> Result<Vec<Organization>>;
-    fn create_admin_token(&self, org: &OrgId, name: &str) -> Result<SecretString>;
-    fn authenticate_admin_token(&self, token: &SecretString) -> Result<Option<AdminPrincipal>>;
-    fn revoke_admin_token(&self, org: &OrgId, name: &str) -> Result<()>;
-});
-
-delegate!(ConnectionStore {
-    fn put_connection(&self, connection: &Connection) -> Result<()>;
-    fn get_connection(&self, org: &OrgId, id: &ConnectionId) -> Result<Option<Connection>>;
-    fn list_connections(&self, org: &OrgId) -> Result<Vec<Connection>>;
-    fn set_connection_health(&self, org: &OrgId, id: &ConnectionId, health: ConnectionHealth) -> Result<()>;
-    fn put_credentials(&self, org: &OrgId, id: &ConnectionId, credentials: &Credentials) -> Result<()>;
-    fn get_credentials(&self, org: &OrgId, id: &ConnectionId) -> Result<Option<Credentials>>;
-    fn migrate_connection(
-        &self,
-        org: &OrgId,
-        id: &ConnectionId,
-        account: &AccountIdentity,
-        credentials: &Credentials,
-        audit: NewAuditEntry
-    ) -> Result<Connection>;
-    fn delete_connection(&self, org: &OrgId, id: &ConnectionId) -> Result<()>;
-});
-
-delegate!(SecretStore {
-    fn put_secret(&self, org: &OrgId, name: &str, value: &SecretString) -> Result<()>;
-    fn get_secret(&self, org: &OrgId, name: &str) -> Result<Option<SecretString>>;
-    fn reseal_all(&self) -> Result<u64>;
-});
-
-delegate!(DirectoryStore {
-    fn begin_import(&self, org: &OrgId, connection: &ConnectionId) -> Result<ImportRun>;
-    fn upsert_teams(&self, org: &OrgId, connection: &ConnectionId, run: ImportRun, teams: &[Team]) -> Result<()>;
-    fn upsert_channels(
-        &self,
-        org: &OrgId,
-        connection: &ConnectionId,
-        run: ImportRun,
-        channels: &[Channel]
-    ) -> Result<()>;
-    fn upsert_users(&self, org: &OrgId, connection: &ConnectionId, run: ImportRun, users: &[User]) -> Result<()>;
-    fn upsert_memberships(
-        &self,
-        org: &OrgId,
-        connection: &ConnectionId,
-        run: ImportRun,
-        members: &[Membership]
-    ) -> Result<()>;
-    fn finish_team_import(&self, org: &OrgId, connection: &ConnectionId, run: ImportRun, team: &TeamId) -> Result<()>;
-    fn finish_user_import(&self, org: &OrgId, connection: &ConnectionId, run: ImportRun) -> Result<()>;
-    fn list_teams(&self, org: &OrgId, connection: &ConnectionId) -> Result<Vec<Team>>;
-    fn list_channels(&self, org: &OrgId, connection: Option<&ConnectionId>) -> Result<Vec<StoredChannel>>;
-    fn get_channel(&self, org: &OrgId, reference: &ChannelRef) -> Result<Option<StoredChannel>>;
-    fn list_users(&self, org: &OrgId, connection: Option<&ConnectionId>) -> Result<Vec<StoredUser>>;
-    fn get_user(&self, org: &OrgId, platform: PlatformKind, user: &UserId) -> Result<Option<StoredUser>>;
-    fn list_memberships(&self, org: &OrgId, connection: &ConnectionId, team: &TeamId) -> Result<Vec<Membership>>;
-    fn counterpart(
-        &self,
-        org: &OrgId,
-        platform: PlatformKind,
-        user: &UserId,
-        target: PlatformKind
-    ) -> Result<Option<UserId>>;
-    fn link_identities(&self, org: &OrgId, a: (PlatformKind, &UserId), b: (PlatformKind, &UserId)) -> Result<()>;
-    fn unlink_identity(&self, org: &OrgId, user: (PlatformKind, &UserId)) -> Result<()>;
-});
-
-delegate!(UniversalChannelStore {
-    fn create_universal_channel(&self, channel: &UniversalChannel) -> Result<()>;
-    fn get_universal_channel(&self, org: &OrgId, id: &UniversalChannelId) -> Result<Option<UniversalChannel>>;
-    fn list_universal_channels(&self, org: &OrgId) -> Result<Vec<UniversalChannel>>;
-    fn find_universal_channel(&self, org: &OrgId, channel: &ChannelRef) -> Result<Option<UniversalChannel>>;
-    fn delete_universal_channel(&self, org: &OrgId, id: &UniversalChannelId) -> Result<()>;
-});
-
-delegate!(MessageMapStore {
-    fn put_message_copy(&self, org: &OrgId, copy: &MessageCopy) -> Result<()>;
-    fn find_message_copy(&self, org: &OrgId, channel: &ChannelRef, message: &MessageId) -> Result<Option<MessageCopy>>;
-    fn message_copies(&self, org: &OrgId, universal: &UniversalMessageId) -> Result<Vec<MessageCopy>>;
-    fn record_message_edit(
-        &self,
-        org: &OrgId,
-        channel: &ChannelRef,
-        message: &MessageId,
-        edited_at: OffsetDateTime
-    ) -> Result<bool>;
-});
-
-delegate!(SyncStateStore {
-    fn put_cursor(&self, org: &OrgId, connection: &ConnectionId, key: &str, value: &str) -> Result<()>;
-    fn get_cursor(&self, org: &OrgId, connection: &ConnectionId, key: &str) -> Result<Option<String>>;
-    fn put_subscription(&self, org: &OrgId, subscription: &Subscription) -> Result<()>;
-    fn get_subscription(&self, id: &str) -> Result<Option<(OrgId, Subscription)>>;
-    fn list_subscriptions(&self, org: &OrgId) -> Result<Vec<Subscription>>;
-    fn delete_subscription(&self, org: &OrgId, id: &str) -> Result<()>;
-});
-
-delegate!(QueueStore {
-    fn inbox_accept(&self, org: &OrgId, connection: &ConnectionId, event: &PlatformEvent) -> Result<InboxOutcome>;
-    fn inbox_lease(&self, worker: &str, max: usize, lease: Duration) -> Result<Vec<InboxItem>>;
-    fn inbox_complete(&self, worker: &str, id: i64, deliveries: &[NewDelivery]) -> Result<()>;
-    fn outbox_enqueue(&self, deliveries: &[NewDelivery]) -> Result<()>;
-    fn outbox_lease(&self, worker: &str, max: usize, lease: Duration) -> Result<Vec<Delivery>>;
-    fn outbox_complete(&self, worker: &str, id: i64) -> Result<()>;
-    fn outbox_retry(&self, worker: &str, id: i64, next_attempt_at: OffsetDateTime, error: &str) -> Result<()>;
-    fn outbox_fail(&self, worker: &str, id: i64, error: &str) -> Result<()>;
-    fn outbox_pending(&self, org: &OrgId) -> Result<u64>;
-});
-
-delegate!(AuditStore {
-    fn append_audit(&self, org: &OrgId, entry: NewAuditEntry) -> Result<AuditEntry>;
-    fn list_audit(&self, org: &OrgId, after: u64, limit: usize) -> Result<Vec<AuditEntry>>;
-    fn verify_audit(&self, org: &OrgId) -> Result<AuditVerification>;
-});
 
 #[cfg(test)]
 mod tests {

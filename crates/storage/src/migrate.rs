@@ -13,18 +13,32 @@ use switchboard_core::{Error, ErrorKind, Result};
 pub(crate) type Embedded = &'static [(i64, &'static str, &'static str)];
 
 /// SQLite migrations.
-pub(crate) const SQLITE: Embedded = &[(
-    1,
-    "initial",
-    include_str!("../migrations/sqlite/0001_initial.sql"),
-)];
+pub(crate) const SQLITE: Embedded = &[
+    (
+        1,
+        "initial",
+        include_str!("../migrations/sqlite/0001_initial.sql"),
+    ),
+    (
+        2,
+        "typed edges",
+        include_str!("../migrations/sqlite/0002_typed_edges.sql"),
+    ),
+];
 
 /// PostgreSQL migrations.
-pub(crate) const POSTGRES: Embedded = &[(
-    1,
-    "initial",
-    include_str!("../migrations/postgres/0001_initial.sql"),
-)];
+pub(crate) const POSTGRES: Embedded = &[
+    (
+        1,
+        "initial",
+        include_str!("../migrations/postgres/0001_initial.sql"),
+    ),
+    (
+        2,
+        "typed edges",
+        include_str!("../migrations/postgres/0002_typed_edges.sql"),
+    ),
+];
 
 #[derive(Debug)]
 struct Source(Embedded);

@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use switchboard_core::{
-    AccountIdentity, Connection, ConnectionHealth, ConnectionId, ConnectionStore, OrgId, OrgStore,
-    PlatformKind, TenantId, UserId,
+    AccountIdentity, Connection, ConnectionHealth, ConnectionId, OrgId, PlatformKind, TenantId,
+    UserId,
 };
 use switchboard_storage::{MasterKey, SqlStore, StoreOptions};
 use time::OffsetDateTime;

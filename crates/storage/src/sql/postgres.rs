@@ -5,12 +5,39 @@ use std::str::FromStr;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
+use std::sync::Arc;
+
+use switchboard_core::{Error, Result};
+
 use crate::StoreOptions;
+use crate::convert::db_err;
+use crate::keys::Keyring;
 
 type DB = sqlx::Postgres;
 const PG: bool = true;
 
-include!("imp.rs");
+// The shared operations, compiled for this driver.
+#[allow(clippy::duplicate_mod)]
+#[path = "imp/mod.rs"]
+mod imp;
+
+pub(crate) use imp::Backend;
+
+#[async_trait::async_trait]
+impl super::SqlBackend for Backend {
+    async fn sealed_key_usage(&self) -> Result<std::collections::BTreeMap<crate::KeyId, u64>> {
+        Backend::sealed_key_usage(self).await
+    }
+
+    async fn prune_queues(&self, before: time::OffsetDateTime) -> Result<crate::PruneReport> {
+        Backend::prune_queues(self, before).await
+    }
+
+    async fn close(&self) {
+        // One pool serves reads and writes.
+        self.write.close().await;
+    }
+}
 
 /// Connects, creates the schema when one is configured, and applies migrations.
 pub(crate) async fn connect(url: &str, keyring: Arc<Keyring>, o: &StoreOptions) -> Result<Backend> {

@@ -5,12 +5,39 @@ use std::path::Path;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
+use std::sync::Arc;
+
+use switchboard_core::Result;
+
 use crate::StoreOptions;
+use crate::convert::{db_err, storage};
+use crate::keys::Keyring;
 
 type DB = sqlx::Sqlite;
 const PG: bool = false;
 
-include!("imp.rs");
+// The shared operations, compiled for this driver.
+#[allow(clippy::duplicate_mod)]
+#[path = "imp/mod.rs"]
+mod imp;
+
+pub(crate) use imp::Backend;
+
+#[async_trait::async_trait]
+impl super::SqlBackend for Backend {
+    async fn sealed_key_usage(&self) -> Result<std::collections::BTreeMap<crate::KeyId, u64>> {
+        Backend::sealed_key_usage(self).await
+    }
+
+    async fn prune_queues(&self, before: time::OffsetDateTime) -> Result<crate::PruneReport> {
+        Backend::prune_queues(self, before).await
+    }
+
+    async fn close(&self) {
+        self.read.close().await;
+        self.write.close().await;
+    }
+}
 
 /// Opens (creating on first run) the database file at `path` and applies migrations.
 pub(crate) async fn connect(

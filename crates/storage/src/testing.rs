@@ -1,265 +1,181 @@
-//! The conformance suite every backend runs (`tests/sqlite.rs` always, `tests/postgres.rs`
-//! when `DATABASE_URL` points at a PostgreSQL server). Each test gets its own database (a
-//! temporary SQLite file, or a fresh PostgreSQL schema), so tests run in parallel.
+//! The conformance suite every [`Store`] passes, reusable by any backend (the pattern of
+//! matrix-rust-sdk's `store_integration_tests!`). Enabled by the `testing` feature.
 //!
-//! `conformance_suite!(setup)` expands to one `#[tokio::test]` per check below; `setup` is an
-//! async fn returning `Option<TestDb>` (`None`: skipped).
+//! A backend provides a [`Harness`]: the store under test (fresh and empty for each check)
+//! and a way to open another handle on the same data, as a second process or replica would.
+//! [`store_conformance!`](crate::store_conformance) expands to one `#[tokio::test]` per
+//! check:
+//!
+//! ```ignore
+//! async fn setup() -> Option<MyHarness> { Some(MyHarness::new().await) } // None: skipped
+//! switchboard_storage::store_conformance!(setup);
+//! ```
+//!
+//! Every check talks to the store only through `&dyn Store`. Checks that need raw access to
+//! a database (plaintext scans, corrupted rows, schema versions) live with that backend's
+//! tests (`tests/it/sql.rs` for [`SqlStore`](crate::SqlStore)).
 
-#![allow(dead_code)]
+#![allow(clippy::too_many_lines)]
 
 use std::collections::{BTreeMap, HashSet};
-use std::path::PathBuf;
-use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use async_trait::async_trait;
 use serde_json::json;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 use switchboard_core::secrecy::{ExposeSecret, SecretString};
 use switchboard_core::*;
-use switchboard_storage::{Keyring, MasterKey, SqlStore, StoreOptions};
 use time::OffsetDateTime;
 
-// ----- harness ------------------------------------------------------------------------------
-
-/// Raw access to the database under the store, to corrupt rows and read bytes.
-pub enum Raw {
-    /// The SQLite file and a separate connection to it.
-    Sqlite {
-        path: PathBuf,
-        pool: sqlx::SqlitePool,
-    },
-    /// A separate pool on the test's schema.
-    Postgres { pool: sqlx::PgPool, schema: String },
+/// What a backend gives the suite.
+#[async_trait]
+pub trait Harness: Send + Sync {
+    /// The store under test: fresh and empty when the check starts.
+    fn store(&self) -> &dyn Store;
+    /// Another handle on the same data (another process or replica), for concurrency and
+    /// crash checks.
+    async fn reopen(&self) -> Arc<dyn Store>;
+    /// Called after the check passed (drop a test schema, close pools).
+    async fn cleanup(&self) {}
 }
 
-/// One test's database.
-pub struct TestDb {
-    pub store: SqlStore,
-    pub target: String,
-    pub options: StoreOptions,
-    pub key: MasterKey,
-    pub raw: Raw,
-    _dir: Option<tempfile::TempDir>,
-}
-
-impl TestDb {
-    /// A fresh SQLite file in a temporary directory.
-    pub async fn sqlite() -> Option<TestDb> {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("data").join("switchboard.db");
-        let key = MasterKey::generate();
-        let options = StoreOptions::default();
-        let target = path.to_str().unwrap().to_owned();
-        let store = SqlStore::open_with(&target, key.clone(), options.clone())
-            .await
-            .unwrap();
-        let pool = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(
-                SqliteConnectOptions::new()
-                    .filename(&path)
-                    .busy_timeout(Duration::from_secs(10)),
-            )
-            .await
-            .unwrap();
-        Some(TestDb {
-            store,
-            target,
-            options,
-            key,
-            raw: Raw::Sqlite { path, pool },
-            _dir: Some(dir),
-        })
-    }
-
-    /// A fresh schema in the PostgreSQL database of `DATABASE_URL`; `None` when unset.
-    pub async fn postgres() -> Option<TestDb> {
-        let Ok(url) = std::env::var("DATABASE_URL") else {
-            eprintln!(
-                "skipped: DATABASE_URL is not set (set it to a postgres:// URL to run this test)"
-            );
-            return None;
-        };
-        assert!(
-            url.starts_with("postgres://") || url.starts_with("postgresql://"),
-            "DATABASE_URL must be a postgres:// URL"
-        );
-        let schema = format!("sbt_{}", uuid::Uuid::new_v4().simple());
-        let key = MasterKey::generate();
-        let options = StoreOptions::default()
-            .with_max_connections(6)
-            .with_schema(schema.clone())
-            .unwrap();
-        let store = SqlStore::open_with(&url, key.clone(), options.clone())
-            .await
-            .unwrap();
-        let pool = PgPoolOptions::new()
-            .max_connections(2)
-            .connect_with(
-                PgConnectOptions::from_str(&url)
-                    .unwrap()
-                    .options([("search_path", schema.as_str())]),
-            )
-            .await
-            .unwrap();
-        Some(TestDb {
-            store,
-            target: url,
-            options,
-            key,
-            raw: Raw::Postgres { pool, schema },
-            _dir: None,
-        })
-    }
-
-    /// Another store on the same database (another process or replica).
-    pub async fn reopen(&self, keyring: impl Into<Keyring>) -> Result<SqlStore> {
-        SqlStore::open_with(&self.target, keyring, self.options.clone()).await
-    }
-
-    pub fn is_postgres(&self) -> bool {
-        matches!(self.raw, Raw::Postgres { .. })
-    }
-
-    /// Runs raw SQL; returns rows affected.
-    pub async fn try_exec(&self, sql: &str) -> std::result::Result<u64, sqlx::Error> {
-        match &self.raw {
-            Raw::Sqlite { pool, .. } => sqlx::query(sql)
-                .execute(pool)
-                .await
-                .map(|r| r.rows_affected()),
-            Raw::Postgres { pool, .. } => sqlx::query(sql)
-                .execute(pool)
-                .await
-                .map(|r| r.rows_affected()),
-        }
-    }
-
-    pub async fn exec(&self, sql: &str) -> u64 {
-        self.try_exec(sql)
-            .await
-            .unwrap_or_else(|e| panic!("{sql}: {e}"))
-    }
-
-    /// Removes the append-only triggers, as someone with raw database access could.
-    pub async fn allow_audit_tampering(&self) {
-        if self.is_postgres() {
-            self.exec("DROP TRIGGER audit_log_append_only ON audit_log")
-                .await;
-        } else {
-            self.exec("DROP TRIGGER audit_log_no_update").await;
-            self.exec("DROP TRIGGER audit_log_no_delete").await;
-        }
-    }
-
-    /// Every byte the database holds: the SQLite file and its WAL, or every row of every
-    /// table of the schema as text (bytea shown as hex).
-    pub async fn raw_bytes(&self) -> Vec<u8> {
-        match &self.raw {
-            Raw::Sqlite { path, .. } => {
-                let mut out = std::fs::read(path).unwrap();
-                for suffix in ["-wal", "-journal"] {
-                    let mut p = path.clone().into_os_string();
-                    p.push(suffix);
-                    if let Ok(b) = std::fs::read(PathBuf::from(p)) {
-                        out.extend(b);
-                    }
-                }
-                out
-            }
-            Raw::Postgres { pool, schema } => {
-                let tables: Vec<(String,)> = sqlx::query_as(
-                    "SELECT table_name::text FROM information_schema.tables WHERE table_schema = $1",
-                )
-                .bind(schema)
-                .fetch_all(pool)
-                .await
-                .unwrap();
-                assert!(tables.len() > 10, "{tables:?}");
-                let mut out = Vec::new();
-                for (t,) in tables {
-                    let rows: Vec<(String,)> =
-                        sqlx::query_as(&format!("SELECT t::text FROM \"{t}\" t"))
-                            .fetch_all(pool)
-                            .await
-                            .unwrap();
-                    for (r,) in rows {
-                        out.extend(r.into_bytes());
-                        out.push(b'\n');
-                    }
-                }
-                out
-            }
-        }
-    }
-
-    /// Drops the test's schema (PostgreSQL) or lets the directory go (SQLite).
-    pub async fn cleanup(self) {
-        self.store.close().await;
-        if let Raw::Postgres { pool, schema } = &self.raw {
-            let _ = sqlx::query(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
-                .execute(pool)
-                .await;
-            pool.close().await;
-        }
-    }
-}
-
-/// Expands to one test per conformance check.
+/// Expands to one `#[tokio::test]` per conformance check. `$setup` is an async fn returning
+/// `Option<impl Harness>`; `None` skips the check (e.g. no database configured).
 #[macro_export]
-macro_rules! conformance_suite {
+macro_rules! store_conformance {
     ($setup:path) => {
-        $crate::conformance_suite!(@tests $setup;
+        $crate::store_conformance!(@tests $setup;
             orgs_and_admin_tokens,
             connections_and_credentials,
             migrate_connection_is_atomic_and_audited,
             delete_connection_cascades_and_refuses_when_linked,
-            secrets_and_key_rotation,
-            database_holds_no_plaintext_secret,
             imports_are_idempotent_upserts,
             disappeared_rows_are_marked_removed,
+            directory_listings_are_paged,
             identity_map,
             universal_channels,
             message_map,
+            message_copies_keep_parts_and_posting_identity,
             sync_state,
+            message_snapshots,
             inbox_dedupes_and_leases_per_channel,
+            inbox_takes_hints_signals_and_batches,
+            delivery_jobs_round_trip,
             outbox_order_retry_and_fail,
             outbox_concurrent_workers_deliver_each_row_once,
             leases_expire_after_a_crash,
             audit_chain_appends_lists_exports,
-            audit_verification_catches_tampering,
             concurrent_audit_appends_keep_one_chain,
             org_isolation,
             bad_input_changes_nothing,
-            unreadable_rows_are_clear_errors,
-            newer_schema_is_refused,
-            usable_as_dyn_store,
         );
     };
     (@tests $setup:path; $($name:ident),* $(,)?) => {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $name() {
-                let Some(db) = $setup().await else { return };
-                conformance::$name(&db).await;
-                db.cleanup().await;
+                let Some(h) = $setup().await else { return };
+                $crate::testing::$name(&h).await;
+                $crate::testing::Harness::cleanup(&h).await;
             }
         )*
     };
 }
 
+// ----- helpers --------------------------------------------------------------------------------
+
+/// A worker id.
+pub fn w(name: &str) -> WorkerId {
+    WorkerId::new(name).unwrap()
+}
+
+/// A subscription id.
+pub fn sid(id: &str) -> SubscriptionId {
+    SubscriptionId::new(id).unwrap()
+}
+
+/// The delta cursor key of `channel`.
+pub fn delta_key(channel: &str) -> CursorKey {
+    CursorKey::Delta {
+        channel: ch(channel),
+    }
+}
+
+/// The history cursor key of `channel`.
+pub fn history_key(channel: &str) -> CursorKey {
+    CursorKey::History {
+        channel: ch(channel),
+    }
+}
+
+/// The number of a [`delivery`] fixture's job.
+pub fn job_n(job: &DeliveryJob) -> u64 {
+    match job {
+        DeliveryJob::Notice { text } => text
+            .strip_prefix("delivery ")
+            .and_then(|t| t.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("not a numbered delivery: {text:?}")),
+        other => panic!("not a numbered delivery: {other:?}"),
+    }
+}
+
+/// Every user of `org` (optionally one connection), read page by page (pages of 7, so
+/// every listing in the suite goes through paging).
+pub async fn all_users(
+    s: &dyn Store,
+    org: &OrgId,
+    connection: Option<&ConnectionId>,
+) -> Vec<StoredUser> {
+    let mut out: Vec<StoredUser> = Vec::new();
+    loop {
+        let after = out.last().map(|u| (u.platform, u.user.id.clone()));
+        let page = s
+            .list_users(org, connection, after.as_ref().map(|(p, u)| (*p, u)), 7)
+            .await
+            .unwrap();
+        let done = page.len() < 7;
+        out.extend(page);
+        if done {
+            return out;
+        }
+    }
+}
+
+/// Every channel of `org` (optionally one connection), read page by page (pages of 7).
+pub async fn all_channels(
+    s: &dyn Store,
+    org: &OrgId,
+    connection: Option<&ConnectionId>,
+) -> Vec<StoredChannel> {
+    let mut out: Vec<StoredChannel> = Vec::new();
+    loop {
+        let after = out.last().map(|c| c.reference.clone());
+        let page = s
+            .list_channels(org, connection, after.as_ref(), 7)
+            .await
+            .unwrap();
+        let done = page.len() < 7;
+        out.extend(page);
+        if done {
+            return out;
+        }
+    }
+}
+
 // ----- fixtures -----------------------------------------------------------------------------
 
+/// Parses a channel reference (`slack:T1/C1`).
 pub fn ch(s: &str) -> ChannelRef {
     s.parse().unwrap()
 }
 
+/// A user id.
 pub fn uid(s: &str) -> UserId {
     UserId::new(s).unwrap()
 }
 
+/// A healthy connection of `org` to `platform` in `tenant`, administered by a service account.
 pub fn connection(org: &OrgId, platform: PlatformKind, tenant: &str) -> Connection {
     Connection {
         id: ConnectionId::generate(),
@@ -278,6 +194,7 @@ pub fn connection(org: &OrgId, platform: PlatformKind, tenant: &str) -> Connecti
     }
 }
 
+/// Credentials with access token `token`, a refresh token and an expiry in an hour.
 pub fn creds(token: &str) -> Credentials {
     Credentials {
         access_token: SecretString::from(token.to_owned()),
@@ -287,16 +204,24 @@ pub fn creds(token: &str) -> Credentials {
     }
 }
 
+/// An organization with one Slack and one Teams connection.
+#[derive(Debug, Clone)]
 pub struct Fixture {
+    /// The organization.
     pub org: OrgId,
+    /// Its Slack connection (workspace `T1`).
     pub slack: Connection,
+    /// Its Teams connection (tenant `tenant-1`).
     pub teams: Connection,
 }
 
+/// A Slack channel of workspace `T1`.
 pub const SLACK_C1: &str = "slack:T1/C1";
+/// A Teams channel of team `team-1`.
 pub const TEAMS_C1: &str = "msteams:team-1/19:one@thread.tacv2";
 
-pub async fn fixture(store: &SqlStore, name: &str) -> Fixture {
+/// Creates an organization named `name` with its two connections.
+pub async fn fixture(store: &dyn Store, name: &str) -> Fixture {
     let org = store.create_org(name).await.unwrap();
     let slack = connection(&org.id, PlatformKind::Slack, "T1");
     let teams = connection(&org.id, PlatformKind::Msteams, "tenant-1");
@@ -309,6 +234,7 @@ pub async fn fixture(store: &SqlStore, name: &str) -> Fixture {
     }
 }
 
+/// A universal channel linking Slack channel `a` and Teams channel `b` of `f`.
 pub fn universal(f: &Fixture, a: &str, b: &str) -> UniversalChannel {
     UniversalChannel::new(
         UniversalChannelId::generate(),
@@ -328,7 +254,13 @@ pub fn universal(f: &Fixture, a: &str, b: &str) -> UniversalChannel {
     .unwrap()
 }
 
-pub fn event(id: &str, channel: &str, text: &str) -> PlatformEvent {
+/// An inbox item: a posted-message event `id` in `channel` with `text`.
+pub fn event(id: &str, channel: &str, text: &str) -> Inbound {
+    Inbound::Event(platform_event(id, channel, text))
+}
+
+/// A posted-message event `id` in `channel` with `text`.
+pub fn platform_event(id: &str, channel: &str, text: &str) -> PlatformEvent {
     let channel = ch(channel);
     PlatformEvent {
         event_id: id.into(),
@@ -352,15 +284,19 @@ pub fn event(id: &str, channel: &str, text: &str) -> PlatformEvent {
     }
 }
 
+/// A notice delivery numbered `n` (see [`job_n`]) to `target` through `conn`.
 pub fn delivery(org: &OrgId, conn: &Connection, target: &str, n: u64) -> NewDelivery {
     NewDelivery {
         org: org.clone(),
         connection: conn.id.clone(),
         target: ch(target),
-        payload: json!({"op": "post", "n": n, "target": target}),
+        job: DeliveryJob::Notice {
+            text: format!("delivery {n} to {target}"),
+        },
     }
 }
 
+/// A user.
 pub fn user(id: &str, name: &str, email: Option<&str>) -> User {
     User {
         id: uid(id),
@@ -373,6 +309,7 @@ pub fn user(id: &str, name: &str, email: Option<&str>) -> User {
     }
 }
 
+/// A team.
 pub fn team(id: &str) -> Team {
     Team {
         id: TeamId::new(id).unwrap(),
@@ -381,6 +318,7 @@ pub fn team(id: &str) -> Team {
     }
 }
 
+/// A standard channel of `team`.
 pub fn channel(team: &str, id: &str) -> Channel {
     Channel {
         id: ChannelId::new(id).unwrap(),
@@ -391,6 +329,7 @@ pub fn channel(team: &str, id: &str) -> Channel {
     }
 }
 
+/// A membership of `user` in `team`.
 pub fn member(team: &str, user: &str) -> Membership {
     Membership {
         team: TeamId::new(team).unwrap(),
@@ -399,6 +338,7 @@ pub fn member(team: &str, user: &str) -> Membership {
     }
 }
 
+/// An audit entry by the system.
 pub fn audit(action: &str, details: serde_json::Value) -> NewAuditEntry {
     NewAuditEntry {
         actor: Actor::System,
@@ -408,6 +348,7 @@ pub fn audit(action: &str, details: serde_json::Value) -> NewAuditEntry {
     }
 }
 
+/// Asserts `r` failed with `kind` and returns the error.
 #[track_caller]
 pub fn assert_kind<T: std::fmt::Debug>(r: Result<T>, kind: ErrorKind) -> Error {
     match r {
@@ -423,8 +364,9 @@ const LEASE: Duration = Duration::from_secs(30);
 
 // ----- organizations and tokens ---------------------------------------------------------------
 
-pub async fn orgs_and_admin_tokens(db: &TestDb) {
-    let s = &db.store;
+/// Check: orgs and admin tokens.
+pub async fn orgs_and_admin_tokens(h: &dyn Harness) {
+    let s = h.store();
     let a = s.create_org("  Contoso ").await.unwrap();
     assert_eq!(a.name, "Contoso");
     assert_eq!(s.get_org(&a.id).await.unwrap(), Some(a.clone()));
@@ -493,8 +435,9 @@ pub async fn orgs_and_admin_tokens(db: &TestDb) {
 
 // ----- connections ----------------------------------------------------------------------------
 
-pub async fn connections_and_credentials(db: &TestDb) {
-    let s = &db.store;
+/// Check: connections and credentials.
+pub async fn connections_and_credentials(h: &dyn Harness) {
+    let s = h.store();
     let f = fixture(s, "org").await;
     assert_eq!(
         s.get_connection(&f.org, &f.slack.id).await.unwrap(),
@@ -602,8 +545,9 @@ pub async fn connections_and_credentials(db: &TestDb) {
     );
 }
 
-pub async fn migrate_connection_is_atomic_and_audited(db: &TestDb) {
-    let s = &db.store;
+/// Check: migrate connection is atomic and audited.
+pub async fn migrate_connection_is_atomic_and_audited(h: &dyn Harness) {
+    let s = h.store();
     let f = fixture(s, "org").await;
     let mut personal = f.teams.clone();
     personal.account = AccountIdentity {
@@ -717,8 +661,9 @@ pub async fn migrate_connection_is_atomic_and_audited(db: &TestDb) {
     assert!(s.verify_audit(&f.org).await.unwrap().is_ok());
 }
 
-pub async fn delete_connection_cascades_and_refuses_when_linked(db: &TestDb) {
-    let s = &db.store;
+/// Check: delete connection cascades and refuses when linked.
+pub async fn delete_connection_cascades_and_refuses_when_linked(h: &dyn Harness) {
+    let s = h.store();
     let f = fixture(s, "org").await;
     s.put_credentials(&f.org, &f.slack.id, &creds("xoxb-del"))
         .await
@@ -733,9 +678,14 @@ pub async fn delete_connection_cascades_and_refuses_when_linked(db: &TestDb) {
     s.upsert_users(&f.org, &f.slack.id, run, &[user("U1", "Alice", None)])
         .await
         .unwrap();
-    s.put_cursor(&f.org, &f.slack.id, "history:C1", "1700000000.000100")
-        .await
-        .unwrap();
+    s.put_cursor(
+        &f.org,
+        &f.slack.id,
+        &history_key(SLACK_C1),
+        "1700000000.000100",
+    )
+    .await
+    .unwrap();
     s.outbox_enqueue(&[delivery(&f.org, &f.slack, SLACK_C1, 1)])
         .await
         .unwrap();
@@ -771,17 +721,17 @@ pub async fn delete_connection_cascades_and_refuses_when_linked(db: &TestDb) {
             .unwrap()
             .is_none()
     );
-    assert!(s.list_channels(&f.org, None).await.unwrap().is_empty());
-    assert!(s.list_users(&f.org, None).await.unwrap().is_empty());
+    assert!(all_channels(s, &f.org, None).await.is_empty());
+    assert!(all_users(s, &f.org, None).await.is_empty());
     assert!(s.list_teams(&f.org, &f.slack.id).await.unwrap().is_empty());
     assert!(
-        s.get_cursor(&f.org, &f.slack.id, "history:C1")
+        s.get_cursor(&f.org, &f.slack.id, &history_key(SLACK_C1))
             .await
             .unwrap()
             .is_none()
     );
     assert_eq!(s.outbox_pending(&f.org).await.unwrap(), 0);
-    assert!(s.inbox_lease("w", 10, LEASE).await.unwrap().is_empty());
+    assert!(s.inbox_lease(&w("w"), 10, LEASE).await.unwrap().is_empty());
     assert_kind(
         s.delete_connection(&f.org, &f.slack.id).await,
         ErrorKind::NotFound,
@@ -795,235 +745,6 @@ pub async fn delete_connection_cascades_and_refuses_when_linked(db: &TestDb) {
 
 // ----- secrets --------------------------------------------------------------------------------
 
-pub async fn secrets_and_key_rotation(db: &TestDb) {
-    let s = &db.store;
-    let f = fixture(s, "org").await;
-    let other = s.create_org("other").await.unwrap();
-    let v1 = SecretString::from("signing-secret-1".to_owned());
-    s.put_secret(&f.org, "slack.signing_secret", &v1)
-        .await
-        .unwrap();
-    assert_eq!(
-        s.get_secret(&f.org, "slack.signing_secret")
-            .await
-            .unwrap()
-            .unwrap()
-            .expose_secret(),
-        "signing-secret-1"
-    );
-    s.put_secret(
-        &f.org,
-        "slack.signing_secret",
-        &SecretString::from("v2".to_owned()),
-    )
-    .await
-    .unwrap();
-    assert_eq!(
-        s.get_secret(&f.org, "slack.signing_secret")
-            .await
-            .unwrap()
-            .unwrap()
-            .expose_secret(),
-        "v2"
-    );
-    assert!(s.get_secret(&f.org, "missing").await.unwrap().is_none());
-    assert!(
-        s.get_secret(&other.id, "slack.signing_secret")
-            .await
-            .unwrap()
-            .is_none()
-    );
-    assert_kind(s.put_secret(&f.org, "", &v1).await, ErrorKind::InvalidInput);
-    assert_kind(
-        s.put_secret(&f.org, "big", &SecretString::from("x".repeat(20_000)))
-            .await,
-        ErrorKind::InvalidInput,
-    );
-    assert_kind(
-        s.put_secret(&OrgId::generate(), "n", &v1).await,
-        ErrorKind::NotFound,
-    );
-    s.put_secret(
-        &f.org,
-        "msteams.client_secret",
-        &SecretString::from("cs".to_owned()),
-    )
-    .await
-    .unwrap();
-    s.put_credentials(&f.org, &f.slack.id, &creds("xoxb-rot"))
-        .await
-        .unwrap();
-    s.put_subscription(
-        &f.org,
-        &Subscription {
-            id: "sub-rot".into(),
-            connection: f.teams.id.clone(),
-            channel: ch(TEAMS_C1),
-            client_state: SecretString::from("state-rot".to_owned()),
-            expires_at: OffsetDateTime::now_utc(),
-        },
-    )
-    .await
-    .unwrap();
-
-    let old = db.key.clone();
-    let usage = s.sealed_key_usage().await.unwrap();
-    assert_eq!(usage, BTreeMap::from([(old.id().clone(), 4)]));
-
-    // Rotate: the new key seals, the old one still opens until everything is resealed.
-    let new = MasterKey::generate();
-    let rotated = db
-        .reopen(Keyring::new(new.clone()).with_previous(old.clone()))
-        .await
-        .unwrap();
-    assert_eq!(
-        rotated
-            .get_secret(&f.org, "slack.signing_secret")
-            .await
-            .unwrap()
-            .unwrap()
-            .expose_secret(),
-        "v2"
-    );
-    assert_eq!(rotated.reseal_all().await.unwrap(), 4);
-    assert_eq!(rotated.reseal_all().await.unwrap(), 0);
-    assert_eq!(
-        rotated.sealed_key_usage().await.unwrap(),
-        BTreeMap::from([(new.id().clone(), 4)])
-    );
-    // Only the new key is needed now.
-    let only_new = db.reopen(new.clone()).await.unwrap();
-    assert_eq!(
-        only_new
-            .get_credentials(&f.org, &f.slack.id)
-            .await
-            .unwrap()
-            .unwrap()
-            .access_token
-            .expose_secret(),
-        "xoxb-rot"
-    );
-    assert_eq!(
-        only_new
-            .get_subscription("sub-rot")
-            .await
-            .unwrap()
-            .unwrap()
-            .1
-            .client_state
-            .expose_secret(),
-        "state-rot"
-    );
-    assert_eq!(
-        only_new
-            .get_secret(&f.org, "msteams.client_secret")
-            .await
-            .unwrap()
-            .unwrap()
-            .expose_secret(),
-        "cs"
-    );
-    // The old key alone can no longer open anything, and says which key is missing.
-    let e = assert_kind(
-        s.get_secret(&f.org, "slack.signing_secret").await,
-        ErrorKind::Storage,
-    );
-    assert!(e.message().contains(new.id().as_str()), "{e}");
-    assert!(!e.to_string().contains("v2"));
-    only_new.close().await;
-    rotated.close().await;
-}
-
-pub async fn database_holds_no_plaintext_secret(db: &TestDb) {
-    let s = &db.store;
-    let tag = uuid::Uuid::new_v4().simple().to_string();
-    let canary = format!("canary-org-{tag}");
-    let org = s.create_org(&canary).await.unwrap().id;
-    let slack = connection(&org, PlatformKind::Slack, "T1");
-    let teams = connection(&org, PlatformKind::Msteams, "tenant");
-    s.put_connection(&slack).await.unwrap();
-    s.put_connection(&teams).await.unwrap();
-    let access = format!("xoxb-PLANTED-ACCESS-{tag}");
-    let refresh = format!("PLANTED-REFRESH-{tag}");
-    let signing = format!("PLANTED-SIGNING-{tag}");
-    let client_secret = format!("PLANTED-CLIENT-SECRET-{tag}");
-    let client_state = format!("PLANTED-CLIENTSTATE-{tag}");
-    s.put_credentials(
-        &org,
-        &slack.id,
-        &Credentials {
-            access_token: SecretString::from(access.clone()),
-            refresh_token: Some(SecretString::from(refresh.clone())),
-            expires_at: None,
-            scopes: vec![],
-        },
-    )
-    .await
-    .unwrap();
-    s.put_secret(
-        &org,
-        "slack.signing_secret",
-        &SecretString::from(signing.clone()),
-    )
-    .await
-    .unwrap();
-    s.put_secret(
-        &org,
-        "msteams.client_secret",
-        &SecretString::from(client_secret.clone()),
-    )
-    .await
-    .unwrap();
-    s.put_subscription(
-        &org,
-        &Subscription {
-            id: format!("sub-{tag}"),
-            connection: teams.id.clone(),
-            channel: ch(TEAMS_C1),
-            client_state: SecretString::from(client_state.clone()),
-            expires_at: OffsetDateTime::now_utc(),
-        },
-    )
-    .await
-    .unwrap();
-    let admin = s.create_admin_token(&org, "ci").await.unwrap();
-    // A careless audit entry: its secret-looking details are redacted before storage.
-    s.append_audit(
-        &org,
-        audit(
-            "connection.created",
-            json!({"client_secret": client_secret, "note": access}),
-        ),
-    )
-    .await
-    .unwrap();
-
-    let bytes = db.raw_bytes().await;
-    let contains = |needle: &str| {
-        let hexed = hex::encode(needle.as_bytes());
-        let found = |n: &[u8]| bytes.windows(n.len()).any(|w| w == n);
-        found(needle.as_bytes()) || found(hexed.as_bytes())
-    };
-    // Positive control: the search does find what is stored in the clear.
-    assert!(
-        contains(&canary),
-        "the byte search is broken: the canary is missing"
-    );
-    for planted in [
-        access.as_str(),
-        refresh.as_str(),
-        signing.as_str(),
-        client_secret.as_str(),
-        client_state.as_str(),
-        admin.expose_secret(),
-    ] {
-        assert!(!contains(planted), "plaintext secret found in the database");
-    }
-    // Only the random part of the admin token is secret; not even a hex dump shows it.
-    let admin_secret = admin.expose_secret().rsplit('_').next().unwrap().to_owned();
-    assert!(!contains(&admin_secret));
-}
-
 // ----- directory ------------------------------------------------------------------------------
 
 type Snapshot = (
@@ -1034,11 +755,11 @@ type Snapshot = (
     Vec<Membership>,
 );
 
-async fn snapshot(s: &SqlStore, org: &OrgId, conn: &ConnectionId) -> Snapshot {
+async fn snapshot(s: &dyn Store, org: &OrgId, conn: &ConnectionId) -> Snapshot {
     (
         s.list_teams(org, conn).await.unwrap(),
-        s.list_channels(org, Some(conn)).await.unwrap(),
-        s.list_users(org, Some(conn)).await.unwrap(),
+        all_channels(s, org, Some(conn)).await,
+        all_users(s, org, Some(conn)).await,
         s.list_memberships(org, conn, &TeamId::new("team-a").unwrap())
             .await
             .unwrap(),
@@ -1048,7 +769,7 @@ async fn snapshot(s: &SqlStore, org: &OrgId, conn: &ConnectionId) -> Snapshot {
     )
 }
 
-async fn import_teams(s: &SqlStore, f: &Fixture, dup: bool) {
+async fn import_teams(s: &dyn Store, f: &Fixture, dup: bool) {
     let conn = &f.teams.id;
     let run = s.begin_import(&f.org, conn).await.unwrap();
     s.upsert_teams(&f.org, conn, run, &[team("team-a"), team("team-b")])
@@ -1095,8 +816,9 @@ async fn import_teams(s: &SqlStore, f: &Fixture, dup: bool) {
     s.finish_user_import(&f.org, conn, run).await.unwrap();
 }
 
-pub async fn imports_are_idempotent_upserts(db: &TestDb) {
-    let s = &db.store;
+/// Check: imports are idempotent upserts.
+pub async fn imports_are_idempotent_upserts(h: &dyn Harness) {
+    let s = h.store();
     let f = fixture(s, "org").await;
     import_teams(s, &f, false).await;
     let first = snapshot(s, &f.org, &f.teams.id).await;
@@ -1187,15 +909,13 @@ pub async fn imports_are_idempotent_upserts(db: &TestDb) {
     s.upsert_users(&f.org, &f.slack.id, run, &many)
         .await
         .unwrap();
-    assert_eq!(
-        s.list_users(&f.org, Some(&f.slack.id)).await.unwrap().len(),
-        1234
-    );
-    assert_eq!(s.list_users(&f.org, None).await.unwrap().len(), 1234 + 3);
+    assert_eq!(all_users(s, &f.org, Some(&f.slack.id)).await.len(), 1234);
+    assert_eq!(all_users(s, &f.org, None).await.len(), 1234 + 3);
 }
 
-pub async fn disappeared_rows_are_marked_removed(db: &TestDb) {
-    let s = &db.store;
+/// Check: disappeared rows are marked removed.
+pub async fn disappeared_rows_are_marked_removed(h: &dyn Harness) {
+    let s = h.store();
     let f = fixture(s, "org").await;
     import_teams(s, &f, false).await;
     let conn = &f.teams.id;
@@ -1251,7 +971,7 @@ pub async fn disappeared_rows_are_marked_removed(db: &TestDb) {
     assert!(!a1.removed);
     assert!(a2.removed, "a channel gone upstream must be marked removed");
     assert!(!b1.removed, "a team not re-imported is left alone");
-    assert_eq!(s.list_channels(&f.org, Some(conn)).await.unwrap().len(), 3);
+    assert_eq!(all_channels(s, &f.org, Some(conn)).await.len(), 3);
     let u2 = s
         .get_user(&f.org, PlatformKind::Msteams, &uid("u2"))
         .await
@@ -1317,8 +1037,9 @@ pub async fn disappeared_rows_are_marked_removed(db: &TestDb) {
     );
 }
 
-pub async fn identity_map(db: &TestDb) {
-    let s = &db.store;
+/// Check: identity map.
+pub async fn identity_map(h: &dyn Harness) {
+    let s = h.store();
     let f = fixture(s, "org").await;
     let (slack, teams) = (PlatformKind::Slack, PlatformKind::Msteams);
     let run = s.begin_import(&f.org, &f.slack.id).await.unwrap();
@@ -1457,8 +1178,9 @@ pub async fn identity_map(db: &TestDb) {
 
 // ----- universal channels ---------------------------------------------------------------------
 
-pub async fn universal_channels(db: &TestDb) {
-    let s = &db.store;
+/// Check: universal channels.
+pub async fn universal_channels(h: &dyn Harness) {
+    let s = h.store();
     let f = fixture(s, "org").await;
     let mut uc = universal(&f, SLACK_C1, TEAMS_C1);
     uc.relay_membership_notices = true;
@@ -1594,8 +1316,9 @@ pub async fn universal_channels(db: &TestDb) {
 
 // ----- message map ----------------------------------------------------------------------------
 
-pub async fn message_map(db: &TestDb) {
-    let s = &db.store;
+/// Check: message map.
+pub async fn message_map(h: &dyn Harness) {
+    let s = h.store();
     let f = fixture(s, "org").await;
     let u = UniversalMessageId::generate();
     let original = MessageCopy {
@@ -1603,14 +1326,16 @@ pub async fn message_map(db: &TestDb) {
         channel: ch(SLACK_C1),
         message: MessageId::new("1700000000.000100").unwrap(),
         thread_root: None,
-        posted_by_us: false,
+        posted_by: None,
+        part: 0,
     };
     let copy = MessageCopy {
         universal: u.clone(),
         channel: ch(TEAMS_C1),
         message: MessageId::new("1700000001234").unwrap(),
         thread_root: Some(MessageId::new("1699999999999").unwrap()),
-        posted_by_us: true,
+        posted_by: Some(PostingIdentity::ServiceAccount),
+        part: 0,
     };
     s.put_message_copy(&f.org, &original).await.unwrap();
     s.put_message_copy(&f.org, &copy).await.unwrap();
@@ -1692,66 +1417,77 @@ pub async fn message_map(db: &TestDb) {
 
 // ----- sync state -----------------------------------------------------------------------------
 
-pub async fn sync_state(db: &TestDb) {
-    let s = &db.store;
+/// Check: sync state.
+pub async fn sync_state(h: &dyn Harness) {
+    let s = h.store();
     let f = fixture(s, "org").await;
     let delta =
         "https://graph.microsoft.com/v1.0/teams/x/channels/y/messages/delta?$deltatoken=abc";
-    s.put_cursor(&f.org, &f.teams.id, "delta:y", delta)
+    s.put_cursor(&f.org, &f.teams.id, &delta_key(TEAMS_C1), delta)
         .await
         .unwrap();
     assert_eq!(
-        s.get_cursor(&f.org, &f.teams.id, "delta:y")
+        s.get_cursor(&f.org, &f.teams.id, &delta_key(TEAMS_C1))
             .await
             .unwrap()
             .as_deref(),
         Some(delta)
     );
-    s.put_cursor(&f.org, &f.teams.id, "delta:y", "next")
+    s.put_cursor(&f.org, &f.teams.id, &delta_key(TEAMS_C1), "next")
         .await
         .unwrap();
     assert_eq!(
-        s.get_cursor(&f.org, &f.teams.id, "delta:y")
+        s.get_cursor(&f.org, &f.teams.id, &delta_key(TEAMS_C1))
             .await
             .unwrap()
             .as_deref(),
         Some("next")
     );
     assert_eq!(
-        s.get_cursor(&f.org, &f.slack.id, "delta:y").await.unwrap(),
+        s.get_cursor(&f.org, &f.slack.id, &delta_key(TEAMS_C1))
+            .await
+            .unwrap(),
         None
     );
     assert_eq!(
-        s.get_cursor(&f.org, &f.teams.id, "other").await.unwrap(),
+        s.get_cursor(&f.org, &f.teams.id, &history_key(TEAMS_C1))
+            .await
+            .unwrap(),
         None
     );
     assert_kind(
-        s.put_cursor(&f.org, &ConnectionId::generate(), "k", "v")
+        s.put_cursor(&f.org, &ConnectionId::generate(), &delta_key(TEAMS_C1), "v")
             .await,
         ErrorKind::NotFound,
     );
     assert_kind(
-        s.put_cursor(&f.org, &f.teams.id, "", "v").await,
+        s.put_cursor(&f.org, &f.teams.id, &history_key(SLACK_C1), "v")
+            .await,
         ErrorKind::InvalidInput,
     );
     assert_kind(
-        s.put_cursor(&f.org, &f.teams.id, "k", &"v".repeat(20_000))
-            .await,
+        s.put_cursor(
+            &f.org,
+            &f.teams.id,
+            &delta_key(TEAMS_C1),
+            &"v".repeat(20_000),
+        )
+        .await,
         ErrorKind::InvalidInput,
     );
 
     let expires = OffsetDateTime::now_utc() + time::Duration::hours(1);
     let sub = Subscription {
-        id: "sub-1".into(),
+        id: sid("sub-1"),
         connection: f.teams.id.clone(),
         channel: ch(TEAMS_C1),
         client_state: SecretString::from("cs-1".to_owned()),
         expires_at: expires,
     };
     s.put_subscription(&f.org, &sub).await.unwrap();
-    let (org, got) = s.get_subscription("sub-1").await.unwrap().unwrap();
+    let (org, got) = s.get_subscription(&sid("sub-1")).await.unwrap().unwrap();
     assert_eq!(org, f.org);
-    assert_eq!(got.id, "sub-1");
+    assert_eq!(got.id, sid("sub-1"));
     assert_eq!(got.connection, f.teams.id);
     assert_eq!(got.channel, ch(TEAMS_C1));
     assert_eq!(got.client_state.expose_secret(), "cs-1");
@@ -1776,25 +1512,28 @@ pub async fn sync_state(db: &TestDb) {
     assert!(s.list_subscriptions(&other.org).await.unwrap().is_empty());
     // A Teams subscription through the Slack connection is refused.
     let mut mismatched = sub.clone();
-    mismatched.id = "sub-2".into();
+    mismatched.id = sid("sub-2");
     mismatched.connection = f.slack.id.clone();
     assert_kind(
         s.put_subscription(&f.org, &mismatched).await,
         ErrorKind::InvalidInput,
     );
 
-    s.delete_subscription(&other.org, "sub-1").await.unwrap(); // not theirs: nothing happens
-    assert!(s.get_subscription("sub-1").await.unwrap().is_some());
-    s.delete_subscription(&f.org, "sub-1").await.unwrap();
-    assert!(s.get_subscription("sub-1").await.unwrap().is_none());
-    s.delete_subscription(&f.org, "sub-1").await.unwrap();
+    s.delete_subscription(&other.org, &sid("sub-1"))
+        .await
+        .unwrap(); // not theirs: nothing happens
+    assert!(s.get_subscription(&sid("sub-1")).await.unwrap().is_some());
+    s.delete_subscription(&f.org, &sid("sub-1")).await.unwrap();
+    assert!(s.get_subscription(&sid("sub-1")).await.unwrap().is_none());
+    s.delete_subscription(&f.org, &sid("sub-1")).await.unwrap();
     assert!(s.list_subscriptions(&f.org).await.unwrap().is_empty());
 }
 
 // ----- queues ---------------------------------------------------------------------------------
 
-pub async fn inbox_dedupes_and_leases_per_channel(db: &TestDb) {
-    let s = &db.store;
+/// Check: inbox dedupes and leases per channel.
+pub async fn inbox_dedupes_and_leases_per_channel(h: &dyn Harness) {
+    let s = h.store();
     let f = fixture(s, "org").await;
     let other = fixture(s, "other").await;
     let e1 = event("Ev1", SLACK_C1, "one");
@@ -1827,16 +1566,16 @@ pub async fn inbox_dedupes_and_leases_per_channel(db: &TestDb) {
         ErrorKind::InvalidInput,
     );
 
-    let leased = s.inbox_lease("w1", 10, LEASE).await.unwrap();
+    let leased = s.inbox_lease(&w("w1"), 10, LEASE).await.unwrap();
     assert_eq!(leased.len(), 2);
     assert_eq!(leased[0].org, f.org);
     assert_eq!(leased[0].connection, f.slack.id);
-    assert_eq!(leased[0].event, e1);
+    assert_eq!(leased[0].item, e1);
     assert_eq!(leased[1].org, other.org);
     assert!(leased[0].id < leased[1].id);
-    assert!(s.inbox_lease("w2", 10, LEASE).await.unwrap().is_empty());
+    assert!(s.inbox_lease(&w("w2"), 10, LEASE).await.unwrap().is_empty());
     for item in &leased {
-        s.inbox_complete("w1", item.id, &[]).await.unwrap();
+        s.inbox_complete(&w("w1"), item.id, &[]).await.unwrap();
     }
     // Still deduplicated after processing.
     assert_eq!(
@@ -1856,56 +1595,56 @@ pub async fn inbox_dedupes_and_leases_per_channel(db: &TestDb) {
             .await
             .unwrap();
     }
-    let w1 = s.inbox_lease("w1", 1, LEASE).await.unwrap();
+    let w1 = s.inbox_lease(&w("w1"), 1, LEASE).await.unwrap();
     assert_eq!(w1.len(), 1);
-    assert_eq!(w1[0].event.event_id, "Ev2");
-    let w2 = s.inbox_lease("w2", 10, LEASE).await.unwrap();
+    assert_eq!(w1[0].item.dedupe_key(), Some("Ev2"));
+    let w2 = s.inbox_lease(&w("w2"), 10, LEASE).await.unwrap();
     assert_eq!(
         w2.iter()
-            .map(|i| i.event.event_id.as_str())
+            .map(|i| i.item.dedupe_key().unwrap())
             .collect::<Vec<_>>(),
         vec!["Ev4"]
     );
     // Completing with deliveries enqueues them atomically.
     let d = delivery(&f.org, &f.teams, TEAMS_C1, 2);
     assert_kind(
-        s.inbox_complete("w2", w1[0].id, std::slice::from_ref(&d))
+        s.inbox_complete(&w("w2"), w1[0].id, std::slice::from_ref(&d))
             .await,
         ErrorKind::Conflict,
     );
     let foreign = delivery(&other.org, &other.teams, TEAMS_C1, 2);
     assert_kind(
-        s.inbox_complete("w1", w1[0].id, &[d.clone(), foreign])
+        s.inbox_complete(&w("w1"), w1[0].id, &[d.clone(), foreign])
             .await,
         ErrorKind::InvalidInput,
     );
     assert_eq!(s.outbox_pending(&f.org).await.unwrap(), 0);
-    s.inbox_complete("w1", w1[0].id, &[d.clone(), d.clone()])
+    s.inbox_complete(&w("w1"), w1[0].id, &[d.clone(), d.clone()])
         .await
         .unwrap();
     assert_eq!(s.outbox_pending(&f.org).await.unwrap(), 2);
     assert_kind(
-        s.inbox_complete("w1", w1[0].id, &[]).await,
+        s.inbox_complete(&w("w1"), w1[0].id, &[]).await,
         ErrorKind::Conflict,
     );
     assert_kind(
-        s.inbox_complete("w1", 987_654, &[]).await,
+        s.inbox_complete(&w("w1"), InboxId(987_654), &[]).await,
         ErrorKind::NotFound,
     );
     // One lease may hold several events of a channel, in order.
-    let rest = s.inbox_lease("w3", 10, LEASE).await.unwrap();
+    let rest = s.inbox_lease(&w("w3"), 10, LEASE).await.unwrap();
     assert_eq!(
         rest.iter()
-            .map(|i| i.event.event_id.as_str())
+            .map(|i| i.item.dedupe_key().unwrap())
             .collect::<Vec<_>>(),
         vec!["Ev3", "Ev5"]
     );
-    assert!(s.inbox_lease("w3", 0, LEASE).await.unwrap().is_empty());
-    assert_kind(s.inbox_lease("", 1, LEASE).await, ErrorKind::InvalidInput);
+    assert!(s.inbox_lease(&w("w3"), 0, LEASE).await.unwrap().is_empty());
 }
 
-pub async fn outbox_order_retry_and_fail(db: &TestDb) {
-    let s = &db.store;
+/// Check: outbox order retry and fail.
+pub async fn outbox_order_retry_and_fail(h: &dyn Harness) {
+    let s = h.store();
     let f = fixture(s, "org").await;
     let x = TEAMS_C1;
     let y = "msteams:team-1/19:two@thread.tacv2";
@@ -1918,12 +1657,9 @@ pub async fn outbox_order_retry_and_fail(db: &TestDb) {
     .await
     .unwrap();
     assert_eq!(s.outbox_pending(&f.org).await.unwrap(), 4);
-    let first = s.outbox_lease("w1", 10, LEASE).await.unwrap();
+    let first = s.outbox_lease(&w("w1"), 10, LEASE).await.unwrap();
     assert_eq!(
-        first
-            .iter()
-            .map(|d| d.payload["n"].as_u64().unwrap())
-            .collect::<Vec<_>>(),
+        first.iter().map(|d| job_n(&d.job)).collect::<Vec<_>>(),
         vec![1, 4],
         "one delivery per target, oldest first"
     );
@@ -1931,50 +1667,68 @@ pub async fn outbox_order_retry_and_fail(db: &TestDb) {
     assert_eq!(first[0].target, ch(x));
     assert_eq!(first[0].connection, f.teams.id);
     assert_eq!(first[0].org, f.org);
-    assert!(s.outbox_lease("w2", 10, LEASE).await.unwrap().is_empty());
+    assert!(
+        s.outbox_lease(&w("w2"), 10, LEASE)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     // Retry later: the target waits (order kept), the delivery comes back with its attempt.
     let later = OffsetDateTime::now_utc() + time::Duration::milliseconds(800);
-    s.outbox_retry("w1", first[0].id, later, "HTTP 429")
+    s.outbox_retry(&w("w1"), first[0].id, later, "HTTP 429")
         .await
         .unwrap();
     assert_kind(
-        s.outbox_retry("w1", first[0].id, later, "again").await,
+        s.outbox_retry(&w("w1"), first[0].id, later, "again").await,
         ErrorKind::Conflict,
     );
-    assert!(s.outbox_lease("w2", 10, LEASE).await.unwrap().is_empty());
+    assert!(
+        s.outbox_lease(&w("w2"), 10, LEASE)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     tokio::time::sleep(Duration::from_millis(1000)).await;
-    let again = s.outbox_lease("w2", 10, LEASE).await.unwrap();
+    let again = s.outbox_lease(&w("w2"), 10, LEASE).await.unwrap();
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].id, first[0].id);
     assert_eq!(again[0].attempts, 1);
     assert_kind(
-        s.outbox_complete("w1", again[0].id).await,
+        s.outbox_complete(&w("w1"), again[0].id).await,
         ErrorKind::Conflict,
     );
-    s.outbox_complete("w2", again[0].id).await.unwrap();
+    s.outbox_complete(&w("w2"), again[0].id).await.unwrap();
     assert_kind(
-        s.outbox_complete("w2", again[0].id).await,
+        s.outbox_complete(&w("w2"), again[0].id).await,
         ErrorKind::Conflict,
     );
 
-    let second = s.outbox_lease("w2", 10, LEASE).await.unwrap();
+    let second = s.outbox_lease(&w("w2"), 10, LEASE).await.unwrap();
     assert_eq!(second.len(), 1);
-    assert_eq!(second[0].payload["n"], 2);
-    s.outbox_fail("w2", second[0].id, &"e".repeat(100_000))
+    assert_eq!(job_n(&second[0].job), 2);
+    s.outbox_fail(&w("w2"), second[0].id, &"e".repeat(100_000))
         .await
         .unwrap();
     // A failed delivery does not block the ones after it.
-    let third = s.outbox_lease("w2", 10, LEASE).await.unwrap();
+    let third = s.outbox_lease(&w("w2"), 10, LEASE).await.unwrap();
     assert_eq!(third.len(), 1);
-    assert_eq!(third[0].payload["n"], 3);
-    s.outbox_complete("w2", third[0].id).await.unwrap();
-    s.outbox_complete("w1", first[1].id).await.unwrap();
+    assert_eq!(job_n(&third[0].job), 3);
+    s.outbox_complete(&w("w2"), third[0].id).await.unwrap();
+    s.outbox_complete(&w("w1"), first[1].id).await.unwrap();
     assert_eq!(s.outbox_pending(&f.org).await.unwrap(), 0);
-    assert!(s.outbox_lease("w2", 10, LEASE).await.unwrap().is_empty());
-    assert_kind(s.outbox_complete("w2", 987_654).await, ErrorKind::NotFound);
+    assert!(
+        s.outbox_lease(&w("w2"), 10, LEASE)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert_kind(
-        s.outbox_fail("w2", second[0].id, "x").await,
+        s.outbox_complete(&w("w2"), DeliveryId(987_654)).await,
+        ErrorKind::NotFound,
+    );
+    assert_kind(
+        s.outbox_fail(&w("w2"), second[0].id, "x").await,
         ErrorKind::Conflict,
     );
 
@@ -1986,34 +1740,26 @@ pub async fn outbox_order_retry_and_fail(db: &TestDb) {
         ErrorKind::InvalidInput,
     );
     let mut huge = delivery(&f.org, &f.teams, x, 10);
-    huge.payload = json!({"blob": "x".repeat(300_000)});
+    huge.job = DeliveryJob::Notice {
+        text: "x".repeat(300_000),
+    };
     assert_kind(s.outbox_enqueue(&[huge]).await, ErrorKind::InvalidInput);
     let mut missing = delivery(&f.org, &f.teams, x, 11);
     missing.connection = ConnectionId::generate();
     assert_kind(s.outbox_enqueue(&[missing]).await, ErrorKind::NotFound);
     assert_eq!(s.outbox_pending(&f.org).await.unwrap(), 0);
     s.outbox_enqueue(&[]).await.unwrap();
-    assert!(s.outbox_lease("w1", 0, LEASE).await.unwrap().is_empty());
-
-    // Pruning removes finished rows only.
-    s.outbox_enqueue(&[delivery(&f.org, &f.teams, x, 12)])
-        .await
-        .unwrap();
-    let report = s
-        .prune_queues(OffsetDateTime::now_utc() + time::Duration::seconds(1))
-        .await
-        .unwrap();
-    assert_eq!(report.outbox, 4);
-    assert_eq!(s.outbox_pending(&f.org).await.unwrap(), 1);
+    assert!(s.outbox_lease(&w("w1"), 0, LEASE).await.unwrap().is_empty());
 }
 
-pub async fn outbox_concurrent_workers_deliver_each_row_once(db: &TestDb) {
+/// Check: outbox concurrent workers deliver each row once.
+pub async fn outbox_concurrent_workers_deliver_each_row_once(h: &dyn Harness) {
     const TARGETS: u64 = 20;
     const PER_TARGET: u64 = 20;
-    let s = db.store.clone();
-    // A second store instance: another process or replica on the same database.
-    let s2 = db.reopen(db.key.clone()).await.unwrap();
-    let f = fixture(&s, "org").await;
+    // Two more store instances: other processes or replicas on the same database.
+    let s = h.reopen().await;
+    let s2 = h.reopen().await;
+    let f = fixture(&*s, "org").await;
     let mut batch = Vec::new();
     for n in 0..TARGETS * PER_TARGET {
         let t = format!("msteams:team-1/19:t{}@thread.tacv2", n % TARGETS);
@@ -2022,14 +1768,14 @@ pub async fn outbox_concurrent_workers_deliver_each_row_once(db: &TestDb) {
     for chunk in batch.chunks(37) {
         s.outbox_enqueue(chunk).await.unwrap();
     }
-    let seen: Arc<Mutex<Vec<(String, i64, String)>>> = Arc::default();
+    let seen: Arc<Mutex<Vec<(String, DeliveryId, String)>>> = Arc::default();
     let mut tasks = Vec::new();
-    for w in 0..4 {
-        let store = if w % 2 == 0 { s.clone() } else { s2.clone() };
+    for n in 0..4 {
+        let store = if n % 2 == 0 { s.clone() } else { s2.clone() };
         let seen = seen.clone();
         let org = f.org.clone();
         tasks.push(tokio::spawn(async move {
-            let worker = format!("worker-{w}");
+            let worker = w(&format!("worker-{n}"));
             let mut idle = 0;
             loop {
                 let leased = store.outbox_lease(&worker, 4, LEASE).await.unwrap();
@@ -2047,7 +1793,7 @@ pub async fn outbox_concurrent_workers_deliver_each_row_once(db: &TestDb) {
                     // leased until the completion commits.
                     seen.lock()
                         .unwrap()
-                        .push((worker.clone(), d.id, d.target.to_string()));
+                        .push((worker.to_string(), d.id, d.target.to_string()));
                     store.outbox_complete(&worker, d.id).await.unwrap();
                 }
             }
@@ -2057,14 +1803,14 @@ pub async fn outbox_concurrent_workers_deliver_each_row_once(db: &TestDb) {
         t.await.unwrap();
     }
     let seen = seen.lock().unwrap().clone();
-    let ids: HashSet<i64> = seen.iter().map(|(_, id, _)| *id).collect();
+    let ids: HashSet<DeliveryId> = seen.iter().map(|(_, id, _)| *id).collect();
     assert_eq!(
         seen.len() as u64,
         TARGETS * PER_TARGET,
         "each row delivered exactly once"
     );
     assert_eq!(ids.len(), seen.len(), "no row delivered twice");
-    let mut last: BTreeMap<&str, i64> = BTreeMap::new();
+    let mut last: BTreeMap<&str, DeliveryId> = BTreeMap::new();
     for (_, id, target) in &seen {
         if let Some(prev) = last.insert(target, *id) {
             assert!(prev < *id, "per-target order broken on {target}");
@@ -2073,13 +1819,13 @@ pub async fn outbox_concurrent_workers_deliver_each_row_once(db: &TestDb) {
     let workers: HashSet<&str> = seen.iter().map(|(w, _, _)| w.as_str()).collect();
     assert!(workers.len() >= 2, "only {workers:?} did any work");
     assert_eq!(s.outbox_pending(&f.org).await.unwrap(), 0);
-    s2.close().await;
 }
 
-pub async fn leases_expire_after_a_crash(db: &TestDb) {
-    let s = &db.store;
+/// Check: leases expire after a crash.
+pub async fn leases_expire_after_a_crash(h: &dyn Harness) {
+    let s = h.store();
     let f = fixture(s, "org").await;
-    let crashing = db.reopen(db.key.clone()).await.unwrap();
+    let crashing = h.reopen().await;
     let short = Duration::from_millis(700);
     s.outbox_enqueue(&[delivery(&f.org, &f.teams, TEAMS_C1, 1)])
         .await
@@ -2087,43 +1833,45 @@ pub async fn leases_expire_after_a_crash(db: &TestDb) {
     s.inbox_accept(&f.org, &f.slack.id, &event("EvCrash", SLACK_C1, "x"))
         .await
         .unwrap();
-    let held = crashing.outbox_lease("doomed", 10, short).await.unwrap();
-    let held_in = crashing.inbox_lease("doomed", 10, short).await.unwrap();
+    let held = crashing
+        .outbox_lease(&w("doomed"), 10, short)
+        .await
+        .unwrap();
+    let held_in = crashing.inbox_lease(&w("doomed"), 10, short).await.unwrap();
     assert_eq!((held.len(), held_in.len()), (1, 1));
     // The worker dies without completing.
-    crashing.close().await;
     drop(crashing);
     assert!(
-        s.outbox_lease("survivor", 10, LEASE)
+        s.outbox_lease(&w("survivor"), 10, LEASE)
             .await
             .unwrap()
             .is_empty()
     );
     assert!(
-        s.inbox_lease("survivor", 10, LEASE)
+        s.inbox_lease(&w("survivor"), 10, LEASE)
             .await
             .unwrap()
             .is_empty()
     );
     tokio::time::sleep(Duration::from_millis(900)).await;
-    let back = s.outbox_lease("survivor", 10, LEASE).await.unwrap();
+    let back = s.outbox_lease(&w("survivor"), 10, LEASE).await.unwrap();
     assert_eq!(back.len(), 1);
     assert_eq!(back[0].id, held[0].id);
     assert_eq!(back[0].attempts, 1);
-    let back_in = s.inbox_lease("survivor", 10, LEASE).await.unwrap();
+    let back_in = s.inbox_lease(&w("survivor"), 10, LEASE).await.unwrap();
     assert_eq!(back_in.len(), 1);
     assert_eq!(back_in[0].id, held_in[0].id);
     // The dead worker's lease is gone for good.
     assert_kind(
-        s.outbox_complete("doomed", held[0].id).await,
+        s.outbox_complete(&w("doomed"), held[0].id).await,
         ErrorKind::Conflict,
     );
     assert_kind(
-        s.inbox_complete("doomed", held_in[0].id, &[]).await,
+        s.inbox_complete(&w("doomed"), held_in[0].id, &[]).await,
         ErrorKind::Conflict,
     );
-    s.outbox_complete("survivor", back[0].id).await.unwrap();
-    s.inbox_complete("survivor", back_in[0].id, &[])
+    s.outbox_complete(&w("survivor"), back[0].id).await.unwrap();
+    s.inbox_complete(&w("survivor"), back_in[0].id, &[])
         .await
         .unwrap();
     assert_eq!(s.outbox_pending(&f.org).await.unwrap(), 0);
@@ -2131,7 +1879,8 @@ pub async fn leases_expire_after_a_crash(db: &TestDb) {
 
 // ----- audit ----------------------------------------------------------------------------------
 
-async fn fill_audit(s: &SqlStore, org: &OrgId, n: u64) {
+/// Appends `n` numbered entries to the audit log of `org`.
+pub async fn fill_audit(s: &dyn Store, org: &OrgId, n: u64) {
     for i in 1..=n {
         s.append_audit(org, audit("test.entry", json!({"i": i})))
             .await
@@ -2139,8 +1888,9 @@ async fn fill_audit(s: &SqlStore, org: &OrgId, n: u64) {
     }
 }
 
-pub async fn audit_chain_appends_lists_exports(db: &TestDb) {
-    let s = &db.store;
+/// Check: audit chain appends lists exports.
+pub async fn audit_chain_appends_lists_exports(h: &dyn Harness) {
+    let s = h.store();
     let f = fixture(s, "org").await;
     let actors = [
         Actor::ServiceAccount {
@@ -2194,7 +1944,7 @@ pub async fn audit_chain_appends_lists_exports(db: &TestDb) {
 
     // Export as JSON lines; the export verifies on its own.
     let mut out = Vec::new();
-    let n = switchboard_storage::export_audit_jsonl(s, &f.org, &mut out)
+    let n = crate::export_audit_jsonl(s, &f.org, &mut out)
         .await
         .unwrap();
     assert_eq!(n, 5);
@@ -2202,7 +1952,7 @@ pub async fn audit_chain_appends_lists_exports(db: &TestDb) {
     assert_eq!(text.lines().count(), 5);
     let first: AuditEntry = serde_json::from_str(text.lines().next().unwrap()).unwrap();
     assert_eq!(first, appended[0]);
-    assert!(switchboard_storage::verify_jsonl(&out[..]).unwrap().is_ok());
+    assert!(crate::verify_jsonl(&out[..]).unwrap().is_ok());
     assert!(!text.contains("r-secret"));
 
     // Each organization has its own chain.
@@ -2238,81 +1988,12 @@ pub async fn audit_chain_appends_lists_exports(db: &TestDb) {
     );
     assert_eq!(s.list_audit(&f.org, 0, 100).await.unwrap().len(), 5);
     assert!(s.verify_audit(&f.org).await.unwrap().is_ok());
-
-    // The database itself refuses edits and deletions.
-    assert!(
-        db.try_exec("UPDATE audit_log SET action = 'x'")
-            .await
-            .is_err()
-    );
-    assert!(db.try_exec("DELETE FROM audit_log").await.is_err());
-    assert_eq!(s.list_audit(&f.org, 0, 100).await.unwrap(), appended);
 }
 
-pub async fn audit_verification_catches_tampering(db: &TestDb) {
-    let s = &db.store;
-    let edited = s.create_org("edited").await.unwrap().id;
-    let deleted = s.create_org("deleted").await.unwrap().id;
-    let reordered = s.create_org("reordered").await.unwrap().id;
-    let truncated = s.create_org("truncated").await.unwrap().id;
-    let actor = s.create_org("actor").await.unwrap().id;
-    let intact = s.create_org("intact").await.unwrap().id;
-    for org in [&edited, &deleted, &reordered, &truncated, &actor, &intact] {
-        fill_audit(s, org, 5).await;
-        assert!(s.verify_audit(org).await.unwrap().is_ok());
-    }
-    db.allow_audit_tampering().await;
-
-    db.exec(&format!(
-        "UPDATE audit_log SET details = '{{\"i\":999}}' WHERE org_id = '{edited}' AND seq = 3"
-    ))
-    .await;
-    let v = s.verify_audit(&edited).await.unwrap();
-    assert_eq!(v.first_bad_seq, Some(3), "{v:?}");
-    assert!(v.reason.unwrap().contains("altered"));
-
-    db.exec(&format!(
-        "DELETE FROM audit_log WHERE org_id = '{deleted}' AND seq = 2"
-    ))
-    .await;
-    let v = s.verify_audit(&deleted).await.unwrap();
-    assert_eq!(v.first_bad_seq, Some(2), "{v:?}");
-
-    for sql in [
-        format!("UPDATE audit_log SET seq = -1 WHERE org_id = '{reordered}' AND seq = 2"),
-        format!("UPDATE audit_log SET seq = 2 WHERE org_id = '{reordered}' AND seq = 3"),
-        format!("UPDATE audit_log SET seq = 3 WHERE org_id = '{reordered}' AND seq = -1"),
-    ] {
-        db.exec(&sql).await;
-    }
-    let v = s.verify_audit(&reordered).await.unwrap();
-    assert_eq!(v.first_bad_seq, Some(2), "{v:?}");
-
-    db.exec(&format!(
-        "DELETE FROM audit_log WHERE org_id = '{truncated}' AND seq = 5"
-    ))
-    .await;
-    let v = s.verify_audit(&truncated).await.unwrap();
-    assert_eq!(v.first_bad_seq, Some(5), "{v:?}");
-    assert!(v.reason.unwrap().contains("missing"));
-
-    db.exec(&format!(
-        "UPDATE audit_log SET actor = '{{\"type\":\"martian\"}}' WHERE org_id = '{actor}' AND seq = 4"
-    ))
-    .await;
-    let v = s.verify_audit(&actor).await.unwrap();
-    assert_eq!(v.first_bad_seq, Some(4), "{v:?}");
-    // Listing the broken entry is a clear error, not a panic.
-    assert_kind(s.list_audit(&actor, 3, 1).await, ErrorKind::Storage);
-
-    let v = s.verify_audit(&intact).await.unwrap();
-    assert!(v.is_ok(), "{v:?}");
-    assert_eq!(v.checked, 5);
-}
-
-pub async fn concurrent_audit_appends_keep_one_chain(db: &TestDb) {
-    let s = db.store.clone();
-    let s2 = db.reopen(db.key.clone()).await.unwrap();
+/// Check: concurrent audit appends keep one chain.
+pub async fn concurrent_audit_appends_keep_one_chain(h: &dyn Harness) {
+    let s = h.reopen().await;
+    let s2 = h.reopen().await;
     let org = s.create_org("busy").await.unwrap().id;
     let mut tasks = Vec::new();
     for t in 0..8 {
@@ -2341,13 +2022,13 @@ pub async fn concurrent_audit_appends_keep_one_chain(db: &TestDb) {
         .map(|e| e.seq)
         .collect();
     assert_eq!(seqs, (1..=80).collect::<Vec<_>>());
-    s2.close().await;
 }
 
 // ----- isolation and bad input ------------------------------------------------------------------
 
-pub async fn org_isolation(db: &TestDb) {
-    let s = &db.store;
+/// Check: org isolation.
+pub async fn org_isolation(h: &dyn Harness) {
+    let s = h.store();
     let a = fixture(s, "A").await;
     let b = fixture(s, "B").await;
     // Both organizations import the same platform ids with different data.
@@ -2386,7 +2067,9 @@ pub async fn org_isolation(db: &TestDb) {
         s.upsert_memberships(&f.org, &f.slack.id, run, &[member("T1", "U1")])
             .await
             .unwrap();
-        s.put_cursor(&f.org, &f.slack.id, "k", name).await.unwrap();
+        s.put_cursor(&f.org, &f.slack.id, &history_key(SLACK_C1), name)
+            .await
+            .unwrap();
         s.put_secret(
             &f.org,
             "slack.signing_secret",
@@ -2404,7 +2087,8 @@ pub async fn org_isolation(db: &TestDb) {
                 channel: ch(SLACK_C1),
                 message: MessageId::new("1.0").unwrap(),
                 thread_root: None,
-                posted_by_us: false,
+                posted_by: None,
+                part: 0,
             },
         )
         .await
@@ -2443,7 +2127,7 @@ pub async fn org_isolation(db: &TestDb) {
         );
         assert_eq!(s.list_teams(org, &f.slack.id).await.unwrap()[0].name, name);
         assert!(s.list_teams(org, &other.slack.id).await.unwrap().is_empty());
-        let chans = s.list_channels(org, None).await.unwrap();
+        let chans = all_channels(s, org, None).await;
         assert_eq!(chans.len(), 1);
         assert_eq!(chans[0].channel.name, name);
         assert_eq!(
@@ -2455,7 +2139,7 @@ pub async fn org_isolation(db: &TestDb) {
                 .name,
             name
         );
-        let users = s.list_users(org, Some(&f.slack.id)).await.unwrap();
+        let users = all_users(s, org, Some(&f.slack.id)).await;
         assert_eq!(users.len(), 1);
         assert_eq!(users[0].user.display_name, name);
         assert_eq!(
@@ -2481,13 +2165,18 @@ pub async fn org_isolation(db: &TestDb) {
                 .is_empty()
         );
         assert_eq!(
-            s.get_cursor(org, &f.slack.id, "k")
+            s.get_cursor(org, &f.slack.id, &history_key(SLACK_C1))
                 .await
                 .unwrap()
                 .as_deref(),
             Some(name)
         );
-        assert_eq!(s.get_cursor(org, &other.slack.id, "k").await.unwrap(), None);
+        assert_eq!(
+            s.get_cursor(org, &other.slack.id, &history_key(SLACK_C1))
+                .await
+                .unwrap(),
+            None
+        );
         assert_eq!(
             s.get_secret(org, "slack.signing_secret")
                 .await
@@ -2529,7 +2218,8 @@ pub async fn org_isolation(db: &TestDb) {
             ErrorKind::NotFound,
         );
         assert_kind(
-            s.put_cursor(org, &other.slack.id, "k", "v").await,
+            s.put_cursor(org, &other.slack.id, &history_key(SLACK_C1), "v")
+                .await,
             ErrorKind::NotFound,
         );
     }
@@ -2556,8 +2246,11 @@ pub async fn org_isolation(db: &TestDb) {
     assert_eq!(s.outbox_pending(&a.org).await.unwrap(), 1);
     assert_eq!(s.outbox_pending(&b.org).await.unwrap(), 0);
     assert!(s.list_subscriptions(&b.org).await.unwrap().is_empty());
-    assert_eq!(s.get_subscription("sub-a").await.unwrap().unwrap().0, a.org);
-    s.delete_subscription(&b.org, "sub-a").await.unwrap();
+    assert_eq!(
+        s.get_subscription(&sid("sub-a")).await.unwrap().unwrap().0,
+        a.org
+    );
+    s.delete_subscription(&b.org, &sid("sub-a")).await.unwrap();
     assert_eq!(s.list_subscriptions(&a.org).await.unwrap().len(), 1);
     // Identity matching stays inside the organization.
     assert_eq!(
@@ -2597,13 +2290,13 @@ pub async fn org_isolation(db: &TestDb) {
         a.org
     );
     // Both events were accepted (one per organization) and lease with their own org.
-    let leased = s.inbox_lease("w", 10, LEASE).await.unwrap();
+    let leased = s.inbox_lease(&w("w"), 10, LEASE).await.unwrap();
     let orgs: HashSet<OrgId> = leased.iter().map(|i| i.org.clone()).collect();
     assert_eq!(orgs, HashSet::from([a.org.clone(), b.org.clone()]));
 }
 
 /// Org A only: a universal channel, a queued delivery, a subscription and a Teams user.
-async fn run_a_only(s: &SqlStore, a: &Fixture) -> UniversalChannel {
+async fn run_a_only(s: &dyn Store, a: &Fixture) -> UniversalChannel {
     let uc = universal(a, SLACK_C1, TEAMS_C1);
     s.create_universal_channel(&uc).await.unwrap();
     s.outbox_enqueue(&[delivery(&a.org, &a.teams, TEAMS_C1, 1)])
@@ -2612,7 +2305,7 @@ async fn run_a_only(s: &SqlStore, a: &Fixture) -> UniversalChannel {
     s.put_subscription(
         &a.org,
         &Subscription {
-            id: "sub-a".into(),
+            id: sid("sub-a"),
             connection: a.teams.id.clone(),
             channel: ch(TEAMS_C1),
             client_state: SecretString::from("cs".to_owned()),
@@ -2633,8 +2326,9 @@ async fn run_a_only(s: &SqlStore, a: &Fixture) -> UniversalChannel {
     uc
 }
 
-pub async fn bad_input_changes_nothing(db: &TestDb) {
-    let s = &db.store;
+/// Check: bad input changes nothing.
+pub async fn bad_input_changes_nothing(h: &dyn Harness) {
+    let s = h.store();
     let f = fixture(s, "org").await;
     let run = s.begin_import(&f.org, &f.slack.id).await.unwrap();
     // One oversized user in a batch: the whole batch is refused, nothing written.
@@ -2650,7 +2344,7 @@ pub async fn bad_input_changes_nothing(db: &TestDb) {
         e.message().contains("user display name") && e.message().contains("1024"),
         "{e}"
     );
-    assert!(s.list_users(&f.org, None).await.unwrap().is_empty());
+    assert!(all_users(s, &f.org, None).await.is_empty());
     users[7].display_name = "ok".into();
     users[3].email = Some(format!("{}@contoso.com", "a".repeat(400)));
     assert_kind(
@@ -2663,7 +2357,7 @@ pub async fn bad_input_changes_nothing(db: &TestDb) {
         s.upsert_users(&f.org, &f.slack.id, run, &users).await,
         ErrorKind::InvalidInput,
     );
-    assert!(s.list_users(&f.org, None).await.unwrap().is_empty());
+    assert!(all_users(s, &f.org, None).await.is_empty());
     let mut c = channel("T1", "C1");
     c.name = "nul\0name".into();
     let e = assert_kind(
@@ -2684,7 +2378,7 @@ pub async fn bad_input_changes_nothing(db: &TestDb) {
         s.upsert_teams(&f.org, &f.slack.id, run, &[t]).await,
         ErrorKind::InvalidInput,
     );
-    assert!(s.list_channels(&f.org, None).await.unwrap().is_empty());
+    assert!(all_channels(s, &f.org, None).await.is_empty());
     assert!(s.list_teams(&f.org, &f.slack.id).await.unwrap().is_empty());
     // Out-of-range timestamps.
     let mut future = connection(&f.org, PlatformKind::Slack, "T2");
@@ -2700,12 +2394,12 @@ pub async fn bad_input_changes_nothing(db: &TestDb) {
     s.inbox_accept(&f.org, &f.slack.id, &event("EvTx", SLACK_C1, "x"))
         .await
         .unwrap();
-    let item = s.inbox_lease("w", 1, LEASE).await.unwrap().remove(0);
+    let item = s.inbox_lease(&w("w"), 1, LEASE).await.unwrap().remove(0);
     let mut ghost = delivery(&f.org, &f.teams, TEAMS_C1, 2);
     ghost.connection = ConnectionId::generate();
     assert_kind(
         s.inbox_complete(
-            "w",
+            &w("w"),
             item.id,
             &[delivery(&f.org, &f.teams, TEAMS_C1, 1), ghost],
         )
@@ -2714,20 +2408,22 @@ pub async fn bad_input_changes_nothing(db: &TestDb) {
     );
     assert_eq!(s.outbox_pending(&f.org).await.unwrap(), 0);
     // Still unprocessed and still ours: completing properly works.
-    s.inbox_complete("w", item.id, &[delivery(&f.org, &f.teams, TEAMS_C1, 1)])
+    s.inbox_complete(&w("w"), item.id, &[delivery(&f.org, &f.teams, TEAMS_C1, 1)])
         .await
         .unwrap();
     assert_eq!(s.outbox_pending(&f.org).await.unwrap(), 1);
     // Sizes of queue items and ids.
-    let mut long_id = event("x", SLACK_C1, "x");
+    let mut long_id = platform_event("x", SLACK_C1, "x");
     long_id.event_id = "e".repeat(2000);
     assert_kind(
-        s.inbox_accept(&f.org, &f.slack.id, &long_id).await,
+        s.inbox_accept(&f.org, &f.slack.id, &Inbound::Event(long_id.clone()))
+            .await,
         ErrorKind::InvalidInput,
     );
     long_id.event_id = String::new();
     assert_kind(
-        s.inbox_accept(&f.org, &f.slack.id, &long_id).await,
+        s.inbox_accept(&f.org, &f.slack.id, &Inbound::Event(long_id))
+            .await,
         ErrorKind::InvalidInput,
     );
     assert_kind(
@@ -2746,139 +2442,538 @@ pub async fn bad_input_changes_nothing(db: &TestDb) {
     );
 }
 
-pub async fn unreadable_rows_are_clear_errors(db: &TestDb) {
-    let s = &db.store;
+// ----- typed edges ------------------------------------------------------------------------------
+
+/// Check: listings are paged by key, in a stable order, every row exactly once.
+pub async fn directory_listings_are_paged(h: &dyn Harness) {
+    let s = h.store();
     let f = fixture(s, "org").await;
-    // An enum value from a newer version.
-    db.exec(&format!(
-        "UPDATE connections SET health = 'exploded' WHERE id = '{}'",
-        f.slack.id
-    ))
-    .await;
+    let run = s.begin_import(&f.org, &f.slack.id).await.unwrap();
+    let slack_users: Vec<User> = (0..25)
+        .map(|i| user(&format!("U{i:03}"), &format!("user {i}"), None))
+        .collect();
+    s.upsert_users(&f.org, &f.slack.id, run, &slack_users)
+        .await
+        .unwrap();
+    let slack_channels: Vec<Channel> = (0..12)
+        .map(|i| channel(if i % 2 == 0 { "T1" } else { "T2" }, &format!("C{i:02}")))
+        .collect();
+    s.upsert_channels(&f.org, &f.slack.id, run, &slack_channels)
+        .await
+        .unwrap();
+    let trun = s.begin_import(&f.org, &f.teams.id).await.unwrap();
+    s.upsert_users(
+        &f.org,
+        &f.teams.id,
+        trun,
+        &[
+            user("A1", "a", None),
+            user("A2", "b", None),
+            user("A3", "c", None),
+        ],
+    )
+    .await
+    .unwrap();
+
+    // Pages of 10 over both platforms: 10, 10, 8, then nothing.
+    let mut pages = Vec::new();
+    let mut after: Option<(PlatformKind, UserId)> = None;
+    loop {
+        let page = s
+            .list_users(&f.org, None, after.as_ref().map(|(p, u)| (*p, u)), 10)
+            .await
+            .unwrap();
+        if page.is_empty() {
+            break;
+        }
+        after = page.last().map(|u| (u.platform, u.user.id.clone()));
+        pages.push(page);
+        assert!(pages.len() < 10, "paging does not end");
+    }
+    assert_eq!(
+        pages.iter().map(Vec::len).collect::<Vec<_>>(),
+        vec![10, 10, 8]
+    );
+    let keys: Vec<(PlatformKind, String)> = pages
+        .iter()
+        .flatten()
+        .map(|u| (u.platform, u.user.id.to_string()))
+        .collect();
+    let unique: HashSet<&(PlatformKind, String)> = keys.iter().collect();
+    assert_eq!(unique.len(), 28, "a user was listed twice or not at all");
+    // The order is (platform, id) on every backend: each page continues the previous one.
+    let mut sorted = keys.clone();
+    sorted.sort_by(|a, b| (a.0.as_str(), &a.1).cmp(&(b.0.as_str(), &b.1)));
+    assert_eq!(keys, sorted);
+    // One connection only.
+    let slack_only = all_users(s, &f.org, Some(&f.slack.id)).await;
+    assert_eq!(slack_only.len(), 25);
+    assert!(slack_only.iter().all(|u| u.connection == f.slack.id));
+    let first = s
+        .list_users(&f.org, Some(&f.slack.id), None, 3)
+        .await
+        .unwrap();
+    assert_eq!(
+        first.iter().map(|u| u.user.id.as_str()).collect::<Vec<_>>(),
+        vec!["U000", "U001", "U002"]
+    );
+    let next = s
+        .list_users(
+            &f.org,
+            Some(&f.slack.id),
+            Some((PlatformKind::Slack, &uid("U002"))),
+            2,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        next.iter().map(|u| u.user.id.as_str()).collect::<Vec<_>>(),
+        vec!["U003", "U004"]
+    );
+    assert!(
+        s.list_users(&f.org, None, Some((PlatformKind::Slack, &uid("U024"))), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        s.list_users(&f.org, None, None, 0)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let e = assert_kind(
-        s.get_connection(&f.org, &f.slack.id).await,
-        ErrorKind::Storage,
+        s.list_users(&f.org, None, None, MAX_PAGE_SIZE + 1).await,
+        ErrorKind::InvalidInput,
     );
-    assert!(
-        e.message().contains("connections.health") && e.message().contains("exploded"),
-        "{e}"
+    assert!(e.message().contains(&MAX_PAGE_SIZE.to_string()), "{e}");
+    assert_eq!(
+        s.list_users(&f.org, None, None, MAX_PAGE_SIZE)
+            .await
+            .unwrap()
+            .len(),
+        28
     );
-    assert_kind(s.list_connections(&f.org).await, ErrorKind::Storage);
-    // The other connection still reads.
+
+    // Channels page by reference.
+    let chans = all_channels(s, &f.org, None).await;
+    assert_eq!(chans.len(), 12);
+    let page = s
+        .list_channels(&f.org, None, Some(&chans[4].reference), 3)
+        .await
+        .unwrap();
+    assert_eq!(
+        page.iter().map(|c| c.reference.clone()).collect::<Vec<_>>(),
+        chans[5..8]
+            .iter()
+            .map(|c| c.reference.clone())
+            .collect::<Vec<_>>()
+    );
+    let refs: HashSet<String> = chans.iter().map(|c| c.reference.to_string()).collect();
+    assert_eq!(refs.len(), 12);
     assert!(
-        s.get_connection(&f.org, &f.teams.id)
+        s.list_channels(&f.org, Some(&f.teams.id), None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_kind(
+        s.list_channels(&f.org, None, None, MAX_PAGE_SIZE + 1).await,
+        ErrorKind::InvalidInput,
+    );
+}
+
+/// Check: every copy records who posted it and which part it is; parts come back in order.
+pub async fn message_copies_keep_parts_and_posting_identity(h: &dyn Harness) {
+    let s = h.store();
+    let f = fixture(s, "org").await;
+    let u = UniversalMessageId::generate();
+    let teams = ch(TEAMS_C1);
+    let origin = MessageCopy {
+        universal: u.clone(),
+        channel: ch(SLACK_C1),
+        message: MessageId::new("1700000000.000100").unwrap(),
+        thread_root: None,
+        posted_by: None,
+        part: 0,
+    };
+    let as_alice = PostingIdentity::LinkedUser {
+        user: uid("alice-guid"),
+    };
+    let part0 = MessageCopy {
+        universal: u.clone(),
+        channel: teams.clone(),
+        message: MessageId::new("1700000001000").unwrap(),
+        thread_root: Some(MessageId::new("1699999999999").unwrap()),
+        posted_by: Some(as_alice.clone()),
+        part: 0,
+    };
+    let part1 = MessageCopy {
+        message: MessageId::new("1700000001001").unwrap(),
+        posted_by: Some(PostingIdentity::ServiceAccount),
+        part: 1,
+        ..part0.clone()
+    };
+    let slack2 = MessageCopy {
+        channel: ch("slack:T1/C2"),
+        message: MessageId::new("1700000002.000100").unwrap(),
+        thread_root: None,
+        posted_by: Some(PostingIdentity::ServiceAccount),
+        part: 0,
+        ..origin.clone()
+    };
+    // Recorded out of order; read back origin first, then by channel, parts in order.
+    for c in [&part1, &slack2, &part0, &origin] {
+        s.put_message_copy(&f.org, c).await.unwrap();
+    }
+    assert_eq!(
+        s.message_copies(&f.org, &u).await.unwrap(),
+        vec![origin.clone(), part0.clone(), part1.clone(), slack2.clone()]
+    );
+    assert_eq!(
+        s.find_message_copy(&f.org, &teams, &part0.message)
+            .await
+            .unwrap(),
+        Some(part0.clone())
+    );
+    // Idempotent for the same record.
+    s.put_message_copy(&f.org, &part1).await.unwrap();
+    // Another message as an existing part, or an existing message as another part: refused.
+    let usurper = MessageCopy {
+        message: MessageId::new("1700000009999").unwrap(),
+        ..part0.clone()
+    };
+    let e = assert_kind(
+        s.put_message_copy(&f.org, &usurper).await,
+        ErrorKind::Conflict,
+    );
+    assert!(e.message().contains("part 0"), "{e}");
+    let moved = MessageCopy {
+        part: 2,
+        ..part1.clone()
+    };
+    assert_kind(
+        s.put_message_copy(&f.org, &moved).await,
+        ErrorKind::Conflict,
+    );
+    assert_eq!(s.message_copies(&f.org, &u).await.unwrap().len(), 4);
+    // The same part number in another universal message is unrelated.
+    let other = MessageCopy {
+        universal: UniversalMessageId::generate(),
+        message: MessageId::new("1700000003000").unwrap(),
+        ..part0.clone()
+    };
+    s.put_message_copy(&f.org, &other).await.unwrap();
+}
+
+/// Check: message snapshots are kept per organization, channel and message.
+pub async fn message_snapshots(h: &dyn Harness) {
+    let s = h.store();
+    let f = fixture(s, "org").await;
+    let other = fixture(s, "other").await;
+    let teams = ch(TEAMS_C1);
+    let m = MessageId::new("1700000001000").unwrap();
+    assert_eq!(
+        s.get_message_snapshot(&f.org, &teams, &m).await.unwrap(),
+        None
+    );
+    let thumbs = Emoji::Unicode {
+        value: "👍".into(),
+        name: Some("thumbsup".into()),
+    };
+    let first = MessageSnapshot {
+        edited_at: None,
+        reactions: vec![(uid("alice-guid"), thumbs.clone())],
+        deleted: false,
+    };
+    s.put_message_snapshot(&f.org, &teams, &m, &first)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.get_message_snapshot(&f.org, &teams, &m).await.unwrap(),
+        Some(first.clone())
+    );
+    let edited = MessageSnapshot {
+        edited_at: Some(
+            OffsetDateTime::from_unix_timestamp_nanos(1_700_000_123_456_789_000).unwrap(),
+        ),
+        reactions: vec![
+            (uid("alice-guid"), thumbs.clone()),
+            (
+                uid("bob-guid"),
+                Emoji::Custom {
+                    name: "partyparrot".into(),
+                },
+            ),
+        ],
+        deleted: false,
+    };
+    s.put_message_snapshot(&f.org, &teams, &m, &edited)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.get_message_snapshot(&f.org, &teams, &m).await.unwrap(),
+        Some(edited.clone())
+    );
+    // Scoped by organization and channel.
+    assert_eq!(
+        s.get_message_snapshot(&other.org, &teams, &m)
+            .await
+            .unwrap(),
+        None
+    );
+    let elsewhere = ch("msteams:team-1/19:two@thread.tacv2");
+    assert_eq!(
+        s.get_message_snapshot(&f.org, &elsewhere, &m)
+            .await
+            .unwrap(),
+        None
+    );
+    s.delete_message_snapshot(&other.org, &teams, &m)
+        .await
+        .unwrap();
+    assert!(
+        s.get_message_snapshot(&f.org, &teams, &m)
             .await
             .unwrap()
             .is_some()
     );
-
-    let run = s.begin_import(&f.org, &f.teams.id).await.unwrap();
-    s.upsert_channels(
-        &f.org,
-        &f.teams.id,
-        run,
-        &[channel("team-1", "19:x@thread.tacv2")],
-    )
-    .await
-    .unwrap();
-    s.upsert_users(
-        &f.org,
-        &f.teams.id,
-        run,
-        &[user("A1", "A", None), user("A2", "B", None)],
-    )
-    .await
-    .unwrap();
-    db.exec("UPDATE channels SET kind = 'hologram'").await;
-    let e = assert_kind(
-        s.get_channel(&f.org, &ch("msteams:team-1/19:x@thread.tacv2"))
-            .await,
-        ErrorKind::Storage,
-    );
-    assert!(e.message().contains("channels.kind"), "{e}");
-    db.exec("UPDATE users SET platform = 'discord' WHERE id = 'A2'")
-        .await;
-    let e = assert_kind(s.list_users(&f.org, None).await, ErrorKind::Storage);
-    assert!(
-        e.message().contains("users.platform") && e.message().contains("discord"),
-        "{e}"
-    );
-
-    // Invalid UTF-8 in a text column: SQLite can hold it (and reading it is an error, not a
-    // panic); PostgreSQL refuses to store it at all.
-    let sql = if db.is_postgres() {
-        "UPDATE users SET display_name = convert_from('\\xc328'::bytea, 'UTF8') WHERE id = 'A1'"
-    } else {
-        "UPDATE users SET display_name = CAST(X'C328' AS TEXT) WHERE id = 'A1'"
-    };
-    match db.try_exec(sql).await {
-        Ok(_) => {
-            let e = assert_kind(
-                s.get_user(&f.org, PlatformKind::Msteams, &uid("A1")).await,
-                ErrorKind::Storage,
-            );
-            assert!(e.message().contains("display_name"), "{e}");
-        }
-        Err(_) => assert!(db.is_postgres(), "SQLite should store the bytes"),
-    }
-
-    // Undecodable queue rows are set aside instead of blocking the queue.
-    s.outbox_enqueue(&[
-        delivery(&f.org, &f.teams, TEAMS_C1, 1),
-        delivery(&f.org, &f.teams, "msteams:team-1/19:two@thread.tacv2", 2),
-    ])
-    .await
-    .unwrap();
-    db.exec("UPDATE outbox SET payload = '{not json' WHERE target LIKE '%19:one%'")
-        .await;
-    let leased = s.outbox_lease("w", 10, LEASE).await.unwrap();
-    assert_eq!(leased.len(), 1);
-    assert_eq!(leased[0].payload["n"], 2);
-    assert_eq!(s.outbox_pending(&f.org).await.unwrap(), 1);
-    s.inbox_accept(&f.org, &f.teams.id, &event("EvBad", TEAMS_C1, "x"))
-        .await
-        .unwrap();
-    s.inbox_accept(&f.org, &f.teams.id, &event("EvGood", TEAMS_C1, "y"))
-        .await
-        .unwrap();
-    db.exec("UPDATE inbox SET event = '[]' WHERE event_id = 'EvBad'")
-        .await;
-    let items = s.inbox_lease("w", 10, LEASE).await.unwrap();
+    s.delete_message_snapshot(&f.org, &teams, &m).await.unwrap();
     assert_eq!(
-        items
-            .iter()
-            .map(|i| i.event.event_id.as_str())
-            .collect::<Vec<_>>(),
-        vec!["EvGood"]
+        s.get_message_snapshot(&f.org, &teams, &m).await.unwrap(),
+        None
     );
-}
-
-pub async fn newer_schema_is_refused(db: &TestDb) {
-    let sql = if db.is_postgres() {
-        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
-         VALUES (9999, 'from the future', TRUE, '\\x00'::bytea, 0)"
-    } else {
-        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
-         VALUES (9999, 'from the future', TRUE, X'00', 0)"
+    s.delete_message_snapshot(&f.org, &teams, &m).await.unwrap();
+    assert_kind(
+        s.put_message_snapshot(&OrgId::generate(), &teams, &m, &first)
+            .await,
+        ErrorKind::NotFound,
+    );
+    let huge = MessageSnapshot {
+        reactions: (0..20_000)
+            .map(|i| (uid(&format!("user-{i}")), thumbs.clone()))
+            .collect(),
+        ..MessageSnapshot::default()
     };
-    db.exec(sql).await;
-    let e = db.reopen(db.key.clone()).await.unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::Storage);
-    assert!(e.message().contains("newer Switchboard"), "{e}");
-    // Reopening an up-to-date database applies nothing and works.
-    db.exec("DELETE FROM _sqlx_migrations WHERE version = 9999")
-        .await;
-    let again = db.reopen(db.key.clone()).await.unwrap();
-    again.close().await;
+    assert_kind(
+        s.put_message_snapshot(&f.org, &teams, &m, &huge).await,
+        ErrorKind::InvalidInput,
+    );
+    assert_eq!(
+        s.get_message_snapshot(&f.org, &teams, &m).await.unwrap(),
+        None
+    );
 }
 
-pub async fn usable_as_dyn_store(db: &TestDb) {
-    let store: Arc<dyn Store> = Arc::new(db.store.clone());
-    let org = store.create_org("dyn").await.unwrap();
-    assert_eq!(store.get_org(&org.id).await.unwrap(), Some(org));
-    let dbg = format!("{store:?}");
-    assert!(
-        dbg.contains("SqlStore") && !dbg.contains(db.key.to_base64().expose_secret()),
-        "{dbg}"
+fn hint(id: &str, channel: &str, message: &str) -> Inbound {
+    Inbound::Changed(ChangeHint {
+        event_id: id.into(),
+        channel: ch(channel),
+        message: MessageId::new(message).unwrap(),
+        thread_root: None,
+        change: ChangeType::Updated,
+        received_at: OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap(),
+    })
+}
+
+fn signal(subscription: &str) -> Inbound {
+    Inbound::Signal(ConnectionSignal::ReauthorizationRequired {
+        subscription: sid(subscription),
+    })
+}
+
+/// Check: the inbox stores change hints and signals too, a whole delivery at once.
+pub async fn inbox_takes_hints_signals_and_batches(h: &dyn Harness) {
+    let s = h.store();
+    let f = fixture(s, "org").await;
+    let ev = event("Ev1", TEAMS_C1, "one");
+    let hi = hint("sub-1:updated:m1", TEAMS_C1, "m1");
+    let sig = signal("sub-1");
+    let batch = vec![ev.clone(), hi.clone(), sig.clone(), ev.clone(), sig.clone()];
+    assert_eq!(
+        s.inbox_accept_batch(&f.org, &f.teams.id, &batch)
+            .await
+            .unwrap(),
+        vec![
+            InboxOutcome::Accepted,
+            InboxOutcome::Accepted,
+            InboxOutcome::Accepted,
+            InboxOutcome::Duplicate,
+            InboxOutcome::Accepted,
+        ],
+        "a repeated key in one batch is a duplicate; signals never are"
     );
+    assert_eq!(
+        s.inbox_accept(&f.org, &f.teams.id, &hi).await.unwrap(),
+        InboxOutcome::Duplicate
+    );
+    assert!(
+        s.inbox_accept_batch(&f.org, &f.teams.id, &[])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // A bad item refuses the batch: nothing of it is stored.
+    let later = event("Ev2", TEAMS_C1, "two");
+    assert_kind(
+        s.inbox_accept_batch(
+            &f.org,
+            &f.teams.id,
+            &[
+                later.clone(),
+                event("EvSlack", SLACK_C1, "wrong connection"),
+            ],
+        )
+        .await,
+        ErrorKind::InvalidInput,
+    );
+    let too_many: Vec<Inbound> = (0..=MAX_INBOX_BATCH).map(|_| sig.clone()).collect();
+    assert_kind(
+        s.inbox_accept_batch(&f.org, &f.teams.id, &too_many).await,
+        ErrorKind::InvalidInput,
+    );
+    assert_kind(
+        s.inbox_accept_batch(
+            &f.org,
+            &ConnectionId::generate(),
+            std::slice::from_ref(&sig),
+        )
+        .await,
+        ErrorKind::NotFound,
+    );
+
+    // Channel order: while w1 holds the event of the channel, the hint of that channel waits;
+    // signals have no channel and are handed out on their own.
+    let w1 = s.inbox_lease(&w("w1"), 1, LEASE).await.unwrap();
+    assert_eq!(w1.len(), 1);
+    assert_eq!(w1[0].item, ev);
+    assert_eq!(w1[0].connection, f.teams.id);
+    let w2 = s.inbox_lease(&w("w2"), 10, LEASE).await.unwrap();
+    assert_eq!(
+        w2.iter().map(|i| i.item.clone()).collect::<Vec<_>>(),
+        vec![sig.clone(), sig.clone()]
+    );
+    assert!(w2.iter().all(|i| i.item.channel().is_none()));
+    s.inbox_complete(&w("w1"), w1[0].id, &[]).await.unwrap();
+    let w3 = s.inbox_lease(&w("w3"), 10, LEASE).await.unwrap();
+    assert_eq!(
+        w3.iter().map(|i| i.item.clone()).collect::<Vec<_>>(),
+        vec![hi.clone()]
+    );
+    // The refused batch's valid item was not stored.
+    assert_eq!(
+        s.inbox_accept(&f.org, &f.teams.id, &later).await.unwrap(),
+        InboxOutcome::Accepted
+    );
+}
+
+/// A `Post` job with everything set.
+pub fn post_job(universal: &UniversalMessageId) -> DeliveryJob {
+    let origin = ch(SLACK_C1);
+    DeliveryJob::Post {
+        universal: universal.clone(),
+        origin: MessageRef {
+            channel: origin.clone(),
+            message: MessageId::new("1700000000.000200").unwrap(),
+            thread_root: Some(MessageId::new("1700000000.000100").unwrap()),
+        },
+        content: PortableMessage {
+            sender: Sender {
+                platform: PlatformKind::Slack,
+                user: uid("U1"),
+                display_name: "Alice".into(),
+                avatar_url: Some("https://avatars.test/U1.png".into()),
+                email: Some("alice@contoso.com".into()),
+            },
+            text: RichText::plain("see the attached *plan* ✨"),
+            attachments: vec![],
+            thread_root: Some(MessageId::new("1700000000.000100").unwrap()),
+        },
+        reply_to: Some(MessageId::new("1699999999999").unwrap()),
+        broadcast: true,
+        post_as: PostingIdentity::LinkedUser {
+            user: uid("alice-guid"),
+        },
+        files: vec![Attachment {
+            name: "plan.pdf".into(),
+            url: "https://files.slack.test/F1/plan.pdf".into(),
+            mime_type: Some("application/pdf".into()),
+            size: Some(123_456),
+        }],
+    }
+}
+
+/// Check: every kind of delivery job comes back exactly as enqueued.
+pub async fn delivery_jobs_round_trip(h: &dyn Harness) {
+    let s = h.store();
+    let f = fixture(s, "org").await;
+    let u = UniversalMessageId::generate();
+    let jobs = vec![
+        post_job(&u),
+        DeliveryJob::Edit {
+            universal: u.clone(),
+            content: PortableMessage {
+                sender: Sender {
+                    platform: PlatformKind::Slack,
+                    user: uid("U1"),
+                    display_name: "Alice".into(),
+                    avatar_url: None,
+                    email: None,
+                },
+                text: RichText::plain("edited"),
+                attachments: vec![],
+                thread_root: None,
+            },
+        },
+        DeliveryJob::React {
+            universal: u.clone(),
+            emoji: Emoji::Custom {
+                name: "partyparrot".into(),
+            },
+            change: ReactionChange::Add,
+            reactor: uid("U2"),
+        },
+        DeliveryJob::Delete {
+            universal: u.clone(),
+        },
+        DeliveryJob::Notice {
+            text: "Bob joined the channel".into(),
+        },
+    ];
+    // One target each, so all are leasable at once; enqueued through inbox completion.
+    let deliveries: Vec<NewDelivery> = jobs
+        .iter()
+        .enumerate()
+        .map(|(i, job)| NewDelivery {
+            org: f.org.clone(),
+            connection: f.teams.id.clone(),
+            target: ch(&format!("msteams:team-1/19:job{i}@thread.tacv2")),
+            job: job.clone(),
+        })
+        .collect();
+    s.inbox_accept(&f.org, &f.slack.id, &event("EvJobs", SLACK_C1, "x"))
+        .await
+        .unwrap();
+    let item = s.inbox_lease(&w("w"), 1, LEASE).await.unwrap().remove(0);
+    s.inbox_complete(&w("w"), item.id, &deliveries)
+        .await
+        .unwrap();
+    let leased = s.outbox_lease(&w("w"), 10, LEASE).await.unwrap();
+    assert_eq!(
+        leased.iter().map(|d| d.job.clone()).collect::<Vec<_>>(),
+        jobs
+    );
+    assert_eq!(
+        leased.iter().map(|d| d.target.clone()).collect::<Vec<_>>(),
+        deliveries
+            .iter()
+            .map(|d| d.target.clone())
+            .collect::<Vec<_>>()
+    );
+    assert!(leased.windows(2).all(|p| p[0].id < p[1].id));
+    // An empty notice is refused.
+    let mut empty = deliveries[4].clone();
+    empty.job = DeliveryJob::Notice { text: " ".into() };
+    assert_kind(s.outbox_enqueue(&[empty]).await, ErrorKind::InvalidInput);
 }

@@ -1,13 +1,6 @@
-//! The conformance suite on SQLite (always runs: each test gets a temporary file), plus
 //! SQLite-specific checks.
 
-mod conformance;
-
-use conformance::TestDb;
-use switchboard_core::OrgStore;
 use switchboard_storage::{DB_FILE_NAME, Keyring, SqlStore};
-
-conformance_suite!(TestDb::sqlite);
 
 #[tokio::test]
 async fn data_dir_is_created_private_with_wal() {

@@ -1,0 +1,168 @@
+//! The message map (`MessageMapStore`).
+
+use super::*;
+
+#[async_trait]
+impl MessageMapStore for Backend {
+    async fn put_message_copy(&self, org: &OrgId, copy: &MessageCopy) -> Result<()> {
+        let (posted_as, posted_as_user) = posted_as_columns(copy.posted_by.as_ref());
+        let mut tx = self.begin().await?;
+        Self::require_org(&mut tx, org).await?;
+        let existing = sqlx::query(
+            "SELECT universal_id, part FROM message_copies WHERE org_id = $1 AND platform = $2 \
+             AND team_id = $3 AND channel_id = $4 AND message_id = $5",
+        )
+        .bind(org.as_str())
+        .bind(copy.channel.platform.as_str())
+        .bind(copy.channel.team.as_str())
+        .bind(copy.channel.channel.as_str())
+        .bind(copy.message.as_str())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(|e| db_err("reading the message copy", e))?;
+        if let Some(row) = existing {
+            if col_str(&row, "universal_id")? != copy.universal.as_str() {
+                return Err(conflict(format!(
+                    "message {} in {} is already mapped to another universal message",
+                    copy.message, copy.channel
+                )));
+            }
+            let part: i64 = col(&row, "part")?;
+            if part != i64::from(copy.part) {
+                return Err(conflict(format!(
+                    "message {} in {} is already recorded as part {part}, not {}",
+                    copy.message, copy.channel, copy.part
+                )));
+            }
+            return Ok(());
+        }
+        let taken = sqlx::query(
+            "SELECT message_id FROM message_copies WHERE org_id = $1 AND universal_id = $2 \
+             AND platform = $3 AND team_id = $4 AND channel_id = $5 AND part = $6",
+        )
+        .bind(org.as_str())
+        .bind(copy.universal.as_str())
+        .bind(copy.channel.platform.as_str())
+        .bind(copy.channel.team.as_str())
+        .bind(copy.channel.channel.as_str())
+        .bind(i64::from(copy.part))
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(|e| db_err("reading the message copy", e))?;
+        if let Some(row) = taken {
+            return Err(conflict(format!(
+                "part {} of universal message {} in {} is already message {}",
+                copy.part,
+                copy.universal,
+                copy.channel,
+                col_str(&row, "message_id")?
+            )));
+        }
+        sqlx::query(
+            "INSERT INTO message_copies (org_id, platform, team_id, channel_id, message_id, \
+             universal_id, thread_root, posted_as, posted_as_user, part, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        )
+        .bind(org.as_str())
+        .bind(copy.channel.platform.as_str())
+        .bind(copy.channel.team.as_str())
+        .bind(copy.channel.channel.as_str())
+        .bind(copy.message.as_str())
+        .bind(copy.universal.as_str())
+        .bind(copy.thread_root.as_ref().map(|t| t.as_str()))
+        .bind(posted_as)
+        .bind(posted_as_user)
+        .bind(i64::from(copy.part))
+        .bind(now_ns())
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| db_err("recording the message copy", e))?;
+        Self::commit(tx).await
+    }
+
+    async fn find_message_copy(
+        &self,
+        org: &OrgId,
+        channel: &ChannelRef,
+        message: &MessageId,
+    ) -> Result<Option<MessageCopy>> {
+        let row = sqlx::query(&format!(
+            "SELECT {COPY_COLUMNS} FROM message_copies WHERE org_id = $1 AND platform = $2 \
+             AND team_id = $3 AND channel_id = $4 AND message_id = $5"
+        ))
+        .bind(org.as_str())
+        .bind(channel.platform.as_str())
+        .bind(channel.team.as_str())
+        .bind(channel.channel.as_str())
+        .bind(message.as_str())
+        .fetch_optional(&self.read)
+        .await
+        .map_err(|e| db_err("reading the message copy", e))?;
+        row.as_ref().map(copy_from_row).transpose()
+    }
+
+    async fn message_copies(
+        &self,
+        org: &OrgId,
+        universal: &UniversalMessageId,
+    ) -> Result<Vec<MessageCopy>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COPY_COLUMNS} FROM message_copies WHERE org_id = $1 AND universal_id = $2 \
+             ORDER BY CASE WHEN posted_as IS NULL THEN 0 ELSE 1 END, platform, team_id, \
+             channel_id, part"
+        ))
+        .bind(org.as_str())
+        .bind(universal.as_str())
+        .fetch_all(&self.read)
+        .await
+        .map_err(|e| db_err("reading message copies", e))?;
+        rows.iter().map(copy_from_row).collect()
+    }
+
+    async fn record_message_edit(
+        &self,
+        org: &OrgId,
+        channel: &ChannelRef,
+        message: &MessageId,
+        edited_at: OffsetDateTime,
+    ) -> Result<bool> {
+        let at = ts("edit time", edited_at)?;
+        let mut tx = self.begin().await?;
+        let r = sqlx::query(
+            "UPDATE message_copies SET last_edit_at = $6 WHERE org_id = $1 AND platform = $2 \
+             AND team_id = $3 AND channel_id = $4 AND message_id = $5 \
+             AND (last_edit_at IS NULL OR last_edit_at < $6)",
+        )
+        .bind(org.as_str())
+        .bind(channel.platform.as_str())
+        .bind(channel.team.as_str())
+        .bind(channel.channel.as_str())
+        .bind(message.as_str())
+        .bind(at)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| db_err("recording the edit", e))?;
+        if r.rows_affected() == 1 {
+            Self::commit(tx).await?;
+            return Ok(true);
+        }
+        let exists = sqlx::query(
+            "SELECT 1 FROM message_copies WHERE org_id = $1 AND platform = $2 \
+             AND team_id = $3 AND channel_id = $4 AND message_id = $5",
+        )
+        .bind(org.as_str())
+        .bind(channel.platform.as_str())
+        .bind(channel.team.as_str())
+        .bind(channel.channel.as_str())
+        .bind(message.as_str())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(|e| db_err("reading the message copy", e))?;
+        match exists {
+            Some(_) => Ok(false),
+            None => Err(Error::not_found(format!(
+                "no copy of message {message} in {channel} is recorded"
+            ))),
+        }
+    }
+}

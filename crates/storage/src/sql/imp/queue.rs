@@ -1,0 +1,443 @@
+//! The durable inbox and outbox (`QueueStore`).
+
+use super::*;
+
+impl Backend {
+    pub(super) async fn enqueue_tx(
+        tx: &mut Tx,
+        deliveries: &[NewDelivery],
+        payloads: &[String],
+        now: i64,
+    ) -> Result<()> {
+        let mut platforms: HashMap<(&str, &str), PlatformKind> = HashMap::new();
+        for d in deliveries {
+            let key = (d.org.as_str(), d.connection.as_str());
+            let platform = match platforms.get(&key) {
+                Some(p) => *p,
+                None => {
+                    let p = Self::require_connection(tx, &d.org, &d.connection).await?;
+                    platforms.insert(key, p);
+                    p
+                }
+            };
+            if platform != d.target.platform {
+                return Err(Error::invalid(format!(
+                    "a delivery to {} cannot go through {platform} connection {}",
+                    d.target, d.connection
+                )));
+            }
+        }
+        let rows: Vec<(&NewDelivery, &String, String)> = deliveries
+            .iter()
+            .zip(payloads)
+            .map(|(d, p)| (d, p, d.target.to_string()))
+            .collect();
+        for chunk in rows.chunks(CHUNK) {
+            let mut qb = QueryBuilder::<DB>::new(
+                "INSERT INTO outbox (org_id, connection_id, target, payload, job_version, state, \
+                 attempts, next_attempt_at, created_at) ",
+            );
+            qb.push_values(chunk, |mut b, (d, payload, target)| {
+                b.push_bind(d.org.as_str())
+                    .push_bind(d.connection.as_str())
+                    .push_bind(target.as_str())
+                    .push_bind(payload.as_str())
+                    .push_bind(i64::from(DeliveryJob::FORMAT_VERSION))
+                    .push_bind("pending")
+                    .push_bind(0i64)
+                    .push_bind(now)
+                    .push_bind(now);
+            });
+            qb.build()
+                .execute(&mut **tx)
+                .await
+                .map_err(|e| db_err("enqueueing deliveries", e))?;
+        }
+        Ok(())
+    }
+
+    /// Explains why a leased-delivery update matched nothing.
+    pub(super) async fn outbox_lost(&self, worker: &str, id: i64) -> Error {
+        let row = sqlx::query("SELECT state, lease_owner FROM outbox WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.write)
+            .await;
+        match row {
+            Err(e) => db_err("reading the delivery", e),
+            Ok(None) => Error::not_found(format!("delivery {id} does not exist")),
+            Ok(Some(r)) => match col_str(&r, "state").as_deref() {
+                Ok("done") => conflict(format!("delivery {id} is already done")),
+                Ok("failed") => conflict(format!("delivery {id} has already failed")),
+                _ => conflict(format!(
+                    "worker {worker:?} no longer holds the lease on delivery {id}"
+                )),
+            },
+        }
+    }
+
+    pub(crate) async fn prune_queues(&self, before: OffsetDateTime) -> Result<PruneReport> {
+        let before = ts("prune time", before)?;
+        let mut tx = self.begin().await?;
+        let inbox =
+            sqlx::query("DELETE FROM inbox WHERE processed_at IS NOT NULL AND processed_at < $1")
+                .bind(before)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| db_err("pruning the inbox", e))?
+                .rows_affected();
+        let outbox =
+            sqlx::query("DELETE FROM outbox WHERE state <> 'pending' AND finished_at < $1")
+                .bind(before)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| db_err("pruning the outbox", e))?
+                .rows_affected();
+        Self::commit(tx).await?;
+        Ok(PruneReport { inbox, outbox })
+    }
+}
+
+#[async_trait]
+impl QueueStore for Backend {
+    async fn inbox_accept(
+        &self,
+        org: &OrgId,
+        connection: &ConnectionId,
+        item: &Inbound,
+    ) -> Result<InboxOutcome> {
+        let mut out = self
+            .inbox_accept_batch(org, connection, std::slice::from_ref(item))
+            .await?;
+        out.pop()
+            .ok_or_else(|| storage("accepting one item returned no outcome"))
+    }
+
+    async fn inbox_accept_batch(
+        &self,
+        org: &OrgId,
+        connection: &ConnectionId,
+        items: &[Inbound],
+    ) -> Result<Vec<InboxOutcome>> {
+        if items.len() > MAX_INBOX_BATCH {
+            return Err(Error::invalid(format!(
+                "a batch of {} items was given; at most {MAX_INBOX_BATCH} are accepted at once",
+                items.len()
+            )));
+        }
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.begin().await?;
+        let platform = Self::require_connection(&mut tx, org, connection).await?;
+        let stored = items
+            .iter()
+            .map(|i| validate_inbound(i, platform, connection))
+            .collect::<Result<Vec<_>>>()?;
+        let now = now_ns();
+        let mut out = Vec::with_capacity(stored.len());
+        for item in &stored {
+            let r = sqlx::query(
+                "INSERT INTO inbox (org_id, connection_id, platform, event_id, channel, item, \
+                 received_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                 ON CONFLICT (org_id, platform, event_id) DO NOTHING",
+            )
+            .bind(org.as_str())
+            .bind(connection.as_str())
+            .bind(platform.as_str())
+            .bind(item.key)
+            .bind(item.channel.as_deref())
+            .bind(&item.json)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| db_err("storing the inbox item", e))?;
+            out.push(if r.rows_affected() == 1 {
+                InboxOutcome::Accepted
+            } else {
+                InboxOutcome::Duplicate
+            });
+        }
+        Self::commit(tx).await?;
+        Ok(out)
+    }
+
+    async fn inbox_lease(
+        &self,
+        worker: &WorkerId,
+        max: usize,
+        lease: Duration,
+    ) -> Result<Vec<InboxItem>> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let now = now_ns();
+        let mut tx = self.begin().await?;
+        if PG {
+            // Per-channel exclusivity looks at other rows' leases: serialize lease calls so
+            // each sees the previous one's result.
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(INBOX_LEASE_LOCK)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| db_err("locking the inbox", e))?;
+        }
+        let rows = sqlx::query(
+            "UPDATE inbox SET lease_owner = $1, lease_until = $2, attempts = attempts + 1 \
+             WHERE id IN (SELECT i.id FROM inbox i WHERE i.processed_at IS NULL \
+               AND (i.lease_until IS NULL OR i.lease_until <= $3) \
+               AND NOT EXISTS (SELECT 1 FROM inbox e WHERE e.org_id = i.org_id \
+                 AND e.channel = i.channel AND e.processed_at IS NULL AND e.id < i.id \
+                 AND e.lease_until > $3) \
+               ORDER BY i.id LIMIT $4) \
+             RETURNING id, org_id, connection_id, item",
+        )
+        .bind(worker.as_str())
+        .bind(add_ns(now, lease))
+        .bind(now)
+        .bind(i64::try_from(max).unwrap_or(i64::MAX))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(|e| db_err("leasing inbox events", e))?;
+        let mut items = Vec::with_capacity(rows.len());
+        let mut poisoned: Vec<(i64, String)> = Vec::new();
+        for row in &rows {
+            let id: i64 = col(row, "id")?;
+            let decoded = (|| -> Result<InboxItem> {
+                Ok(InboxItem {
+                    id: InboxId(id),
+                    org: parse_col(row, "inbox", "org_id")?,
+                    connection: parse_col(row, "inbox", "connection_id")?,
+                    item: parse_json::<Inbound>("inbox.item", &col_str(row, "item")?)?,
+                })
+            })();
+            match decoded {
+                Ok(item) => items.push(item),
+                Err(e) => poisoned.push((id, e.message().to_owned())),
+            }
+        }
+        for (id, why) in &poisoned {
+            tracing::warn!(inbox_id = id, error = %why, "inbox event cannot be decoded; set aside");
+            sqlx::query(
+                "UPDATE inbox SET processed_at = $1, error = $2, lease_owner = NULL, \
+                 lease_until = NULL WHERE id = $3",
+            )
+            .bind(now)
+            .bind(limits::truncate(why, limits::MAX_ERROR_BYTES))
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| db_err("setting aside an undecodable event", e))?;
+        }
+        Self::commit(tx).await?;
+        items.sort_by_key(|i| i.id);
+        Ok(items)
+    }
+
+    async fn inbox_complete(
+        &self,
+        worker: &WorkerId,
+        id: InboxId,
+        deliveries: &[NewDelivery],
+    ) -> Result<()> {
+        let (worker, id) = (worker.as_str(), id.0);
+        let payloads = deliveries
+            .iter()
+            .map(validate_delivery)
+            .collect::<Result<Vec<_>>>()?;
+        let now = now_ns();
+        let mut tx = self.begin().await?;
+        let row = sqlx::query(
+            "UPDATE inbox SET processed_at = $1, lease_owner = NULL, lease_until = NULL \
+             WHERE id = $2 AND processed_at IS NULL AND lease_owner = $3 RETURNING org_id",
+        )
+        .bind(now)
+        .bind(id)
+        .bind(worker)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(|e| db_err("completing the inbox event", e))?;
+        let Some(row) = row else {
+            let state = sqlx::query("SELECT processed_at, lease_owner FROM inbox WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(|e| db_err("reading the inbox event", e))?;
+            return Err(match state {
+                None => Error::not_found(format!("inbox event {id} does not exist")),
+                Some(r) if col::<Option<i64>>(&r, "processed_at")?.is_some() => {
+                    conflict(format!("inbox event {id} was already processed"))
+                }
+                Some(_) => conflict(format!(
+                    "worker {worker:?} no longer holds the lease on inbox event {id}"
+                )),
+            });
+        };
+        let org = col_str(&row, "org_id")?;
+        if let Some(d) = deliveries.iter().find(|d| d.org.as_str() != org) {
+            return Err(Error::invalid(format!(
+                "inbox event {id} belongs to organization {org}; a delivery for organization {} cannot come from it",
+                d.org
+            )));
+        }
+        Self::enqueue_tx(&mut tx, deliveries, &payloads, now).await?;
+        Self::commit(tx).await
+    }
+
+    async fn outbox_enqueue(&self, deliveries: &[NewDelivery]) -> Result<()> {
+        if deliveries.is_empty() {
+            return Ok(());
+        }
+        let payloads = deliveries
+            .iter()
+            .map(validate_delivery)
+            .collect::<Result<Vec<_>>>()?;
+        let mut tx = self.begin().await?;
+        Self::enqueue_tx(&mut tx, deliveries, &payloads, now_ns()).await?;
+        Self::commit(tx).await
+    }
+
+    async fn outbox_lease(
+        &self,
+        worker: &WorkerId,
+        max: usize,
+        lease: Duration,
+    ) -> Result<Vec<Delivery>> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let now = now_ns();
+        // Only the oldest pending delivery of each target is a candidate (per-target order);
+        // it is leasable when due and not under a live lease. PostgreSQL skips rows another
+        // worker is leasing right now.
+        let sql = format!(
+            "UPDATE outbox SET lease_owner = $1, lease_until = $2, attempts = attempts + 1 \
+             WHERE id IN (SELECT o.id FROM outbox o WHERE o.state = 'pending' \
+               AND o.next_attempt_at <= $3 \
+               AND (o.lease_until IS NULL OR o.lease_until <= $3) \
+               AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.org_id = o.org_id \
+                 AND p.target = o.target AND p.state = 'pending' AND p.id < o.id) \
+               ORDER BY o.id LIMIT $4{}) \
+             RETURNING id, org_id, connection_id, target, payload, job_version, attempts",
+            if PG { " FOR UPDATE SKIP LOCKED" } else { "" }
+        );
+        let mut tx = self.begin().await?;
+        let rows = sqlx::query(&sql)
+            .bind(worker.as_str())
+            .bind(add_ns(now, lease))
+            .bind(now)
+            .bind(i64::try_from(max).unwrap_or(i64::MAX))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(|e| db_err("leasing deliveries", e))?;
+        let mut out = Vec::with_capacity(rows.len());
+        let mut poisoned: Vec<(i64, String)> = Vec::new();
+        for row in &rows {
+            let id: i64 = col(row, "id")?;
+            let decoded = (|| -> Result<Delivery> {
+                let attempts: i64 = col(row, "attempts")?;
+                Ok(Delivery {
+                    id: DeliveryId(id),
+                    org: parse_col(row, "outbox", "org_id")?,
+                    connection: parse_col(row, "outbox", "connection_id")?,
+                    target: parse_col(row, "outbox", "target")?,
+                    job: decode_job(id, col(row, "job_version")?, &col_str(row, "payload")?)?,
+                    attempts: u32::try_from(attempts.saturating_sub(1).max(0)).unwrap_or(u32::MAX),
+                })
+            })();
+            match decoded {
+                Ok(d) => out.push(d),
+                Err(e) => poisoned.push((id, e.message().to_owned())),
+            }
+        }
+        for (id, why) in &poisoned {
+            tracing::warn!(outbox_id = id, error = %why, "delivery cannot be decoded; marked failed");
+            sqlx::query(
+                "UPDATE outbox SET state = 'failed', finished_at = $1, last_error = $2, \
+                 lease_owner = NULL, lease_until = NULL WHERE id = $3",
+            )
+            .bind(now)
+            .bind(limits::truncate(why, limits::MAX_ERROR_BYTES))
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| db_err("failing an undecodable delivery", e))?;
+        }
+        Self::commit(tx).await?;
+        out.sort_by_key(|d| d.id);
+        Ok(out)
+    }
+
+    async fn outbox_complete(&self, worker: &WorkerId, id: DeliveryId) -> Result<()> {
+        let (worker, id) = (worker.as_str(), id.0);
+        let r = sqlx::query(
+            "UPDATE outbox SET state = 'done', finished_at = $1, lease_owner = NULL, \
+             lease_until = NULL WHERE id = $2 AND state = 'pending' AND lease_owner = $3",
+        )
+        .bind(now_ns())
+        .bind(id)
+        .bind(worker)
+        .execute(&self.write)
+        .await
+        .map_err(|e| db_err("completing the delivery", e))?;
+        if r.rows_affected() == 0 {
+            return Err(self.outbox_lost(worker, id).await);
+        }
+        Ok(())
+    }
+
+    async fn outbox_retry(
+        &self,
+        worker: &WorkerId,
+        id: DeliveryId,
+        next_attempt_at: OffsetDateTime,
+        error: &str,
+    ) -> Result<()> {
+        let (worker, id) = (worker.as_str(), id.0);
+        let next = ts("next attempt time", next_attempt_at)?;
+        let r = sqlx::query(
+            "UPDATE outbox SET next_attempt_at = $1, last_error = $2, lease_owner = NULL, \
+             lease_until = NULL WHERE id = $3 AND state = 'pending' AND lease_owner = $4",
+        )
+        .bind(next)
+        .bind(limits::truncate(error, limits::MAX_ERROR_BYTES))
+        .bind(id)
+        .bind(worker)
+        .execute(&self.write)
+        .await
+        .map_err(|e| db_err("rescheduling the delivery", e))?;
+        if r.rows_affected() == 0 {
+            return Err(self.outbox_lost(worker, id).await);
+        }
+        Ok(())
+    }
+
+    async fn outbox_fail(&self, worker: &WorkerId, id: DeliveryId, error: &str) -> Result<()> {
+        let (worker, id) = (worker.as_str(), id.0);
+        let r = sqlx::query(
+            "UPDATE outbox SET state = 'failed', finished_at = $1, last_error = $2, \
+             lease_owner = NULL, lease_until = NULL \
+             WHERE id = $3 AND state = 'pending' AND lease_owner = $4",
+        )
+        .bind(now_ns())
+        .bind(limits::truncate(error, limits::MAX_ERROR_BYTES))
+        .bind(id)
+        .bind(worker)
+        .execute(&self.write)
+        .await
+        .map_err(|e| db_err("failing the delivery", e))?;
+        if r.rows_affected() == 0 {
+            return Err(self.outbox_lost(worker, id).await);
+        }
+        Ok(())
+    }
+
+    async fn outbox_pending(&self, org: &OrgId) -> Result<u64> {
+        let row =
+            sqlx::query("SELECT COUNT(*) AS n FROM outbox WHERE org_id = $1 AND state = 'pending'")
+                .bind(org.as_str())
+                .fetch_one(&self.read)
+                .await
+                .map_err(|e| db_err("counting pending deliveries", e))?;
+        count(&row, "n")
+    }
+}
