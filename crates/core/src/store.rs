@@ -3,6 +3,10 @@
 //!
 //! Invariants every implementation keeps:
 //! - Everything is scoped by [`OrgId`]: a call for org A never reads or changes org B's rows.
+//!   The exceptions read across organizations by design and say so: [`OrgStore::list_orgs`],
+//!   [`OrgStore::authenticate_admin_token`], [`SyncStateStore::get_subscription`], the
+//!   queue leases ([`QueueStore::inbox_lease`], [`QueueStore::outbox_lease`]) and
+//!   [`SecretStore::reseal_all`].
 //! - Writes are transactional: bad input is refused with `InvalidInput` and changes nothing.
 //! - Secrets ([`Credentials`], [`SecretStore`] values) are sealed with an AEAD before they
 //!   touch the database; the database alone reveals none.
