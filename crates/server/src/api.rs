@@ -167,7 +167,26 @@ pub async fn list_channels(
     State(state): State<AppState>,
     Admin(admin): Admin,
 ) -> Result<Json<Vec<ChannelView>>, AppError> {
-    let list = state.store.list_channels(&admin.org, None).await?;
+    let mut list = Vec::new();
+    loop {
+        let after = list
+            .last()
+            .map(|c: &switchboard_core::StoredChannel| c.reference.clone());
+        let page = state
+            .store
+            .list_channels(
+                &admin.org,
+                None,
+                after.as_ref(),
+                switchboard_core::MAX_PAGE_SIZE,
+            )
+            .await?;
+        let done = page.len() < switchboard_core::MAX_PAGE_SIZE;
+        list.extend(page);
+        if done {
+            break;
+        }
+    }
     Ok(Json(
         list.into_iter()
             .map(|c| ChannelView {

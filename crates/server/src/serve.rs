@@ -152,7 +152,7 @@ mod tests {
             },
             ..Default::default()
         };
-        let store: Arc<dyn Store> = Arc::new(open_store(&config).await.unwrap());
+        let store: Arc<dyn Store> = open_store(&config).await.unwrap().shared();
         let first = start(&config, store.clone(), Receivers::default())
             .await
             .unwrap();

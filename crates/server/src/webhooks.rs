@@ -50,26 +50,10 @@ impl InboxSink {
 #[async_trait]
 impl EventSink for InboxSink {
     async fn accept(&self, connection: &ConnectionId, items: Vec<Inbound>) -> Result<()> {
-        for item in &items {
-            match item {
-                Inbound::Event(event) => {
-                    self.store
-                        .inbox_accept(&self.org, connection, event)
-                        .await?;
-                }
-                other => {
-                    return Err(switchboard_core::Error::new(
-                        ErrorKind::Unsupported,
-                        format!(
-                            "the inbox cannot store {} items yet",
-                            match other {
-                                Inbound::Changed(_) => "change-hint",
-                                _ => "signal",
-                            }
-                        ),
-                    ));
-                }
-            }
+        for chunk in items.chunks(switchboard_core::MAX_INBOX_BATCH) {
+            self.store
+                .inbox_accept_batch(&self.org, connection, chunk)
+                .await?;
         }
         Ok(())
     }
@@ -99,7 +83,7 @@ impl ClientStates for StoreClientStates {
     async fn client_state(&self, subscription: &SubscriptionId) -> Result<Option<SecretString>> {
         Ok(self
             .store
-            .get_subscription(subscription.as_str())
+            .get_subscription(subscription)
             .await?
             .map(|(_, s)| s.client_state))
     }
@@ -109,7 +93,7 @@ impl ClientStates for StoreClientStates {
 async fn resolve(store: &dyn Store, route: &Route) -> Result<Option<(OrgId, ConnectionId)>> {
     match route {
         Route::Subscription { subscription } => Ok(store
-            .get_subscription(subscription.as_str())
+            .get_subscription(subscription)
             .await?
             .map(|(org, s)| (org, s.connection))),
         Route::Workspace { team } => {

@@ -86,7 +86,7 @@ impl World {
         )
         .await
         .unwrap();
-        let store: Arc<dyn Store> = Arc::new(store);
+        let store: Arc<dyn Store> = store.shared();
         let a = store.create_org("Contoso").await.unwrap();
         let b = store.create_org("Fabrikam").await.unwrap();
         let token_a = store.create_admin_token(&a.id, "alice").await.unwrap();

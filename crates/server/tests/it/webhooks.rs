@@ -24,7 +24,11 @@ fn post(path: &str, signature: &str, body: impl Into<Body>) -> Request<Body> {
 
 async fn inbox_len(w: &World) -> usize {
     w.store
-        .inbox_lease("test-worker", 1000, Duration::from_secs(30))
+        .inbox_lease(
+            &switchboard_core::WorkerId::new("test-worker").unwrap(),
+            1000,
+            Duration::from_secs(30),
+        )
         .await
         .unwrap()
         .len()
@@ -52,7 +56,11 @@ async fn verified_deliveries_are_stored_before_they_are_acknowledged() {
     assert_eq!(s, StatusCode::OK);
     let leased = w
         .store
-        .inbox_lease("test-worker", 1000, Duration::from_secs(30))
+        .inbox_lease(
+            &switchboard_core::WorkerId::new("test-worker").unwrap(),
+            1000,
+            Duration::from_secs(30),
+        )
         .await
         .unwrap();
     assert_eq!(leased.len(), 2);
