@@ -187,11 +187,15 @@ struct Ctx {
     line_start: bool,
     /// The character written just before, if known.
     prev: Option<char>,
+    /// How deep in formatting: beyond [`MAX_DEPTH`] the rest is written as plain text,
+    /// which the reader would not follow deeper anyway (and the stack stays bounded).
+    depth: usize,
 }
 
 const BLOCK_START: Ctx = Ctx {
     line_start: true,
     prev: None,
+    depth: 0,
 };
 
 fn render_blocks(blocks: &[Block], out: &mut String) {
@@ -302,18 +306,24 @@ fn here(out: &str, ctx: Ctx) -> Ctx {
         Some(c) => Ctx {
             line_start: c == '\n',
             prev: Some(c),
+            depth: ctx.depth,
         },
     }
 }
 
 fn wrap(marker: char, inlines: &[Inline], ctx: Ctx, out: &mut String) {
-    let mut inner = String::new();
     let at = here(out, ctx);
+    if ctx.depth >= MAX_DEPTH {
+        write_text(&flatten(inlines), at, out);
+        return;
+    }
+    let mut inner = String::new();
     render_inlines(
         inlines,
         Ctx {
             line_start: false,
             prev: Some(marker),
+            depth: ctx.depth + 1,
         },
         &mut inner,
     );
@@ -321,14 +331,22 @@ fn wrap(marker: char, inlines: &[Inline], ctx: Ctx, out: &mut String) {
     let lead = inner.len() - inner.trim_start().len();
     let trail = inner.len() - inner.trim_end().len();
     // Formatting Slack would not show (nothing inside, a guard at an edge so the marker
-    // would not hug text, or a word character before the opener) is dropped; the text is
-    // re-rendered where it stands.
+    // would not hug text, or a word character or the same marker before the opener) is
+    // dropped: its content is written where it stands without formatting (mentions and
+    // links kept), which costs one more pass over it, not one per nesting level.
     if trimmed.is_empty()
         || trimmed.starts_with(ZWSP)
         || trimmed.ends_with(ZWSP)
         || (lead == 0 && at.prev.is_some_and(|p| p.is_alphanumeric() || p == marker))
     {
-        render_inlines(inlines, at, out);
+        render_unformatted(
+            inlines,
+            Ctx {
+                depth: ctx.depth + 1,
+                ..at
+            },
+            out,
+        );
         return;
     }
     // Slack only formats when the markers hug the text: move outer spaces outside.
@@ -337,6 +355,26 @@ fn wrap(marker: char, inlines: &[Inline], ctx: Ctx, out: &mut String) {
     out.push_str(trimmed);
     out.push(marker);
     out.push_str(&inner[inner.len() - trail..]);
+}
+
+/// Writes inlines with their bold, italic and strike dropped (the rest as usual).
+fn render_unformatted(inlines: &[Inline], ctx: Ctx, out: &mut String) {
+    for inline in inlines {
+        match inline {
+            Inline::Bold { inlines } | Inline::Italic { inlines } | Inline::Strike { inlines } => {
+                if ctx.depth >= MAX_DEPTH {
+                    write_text(&flatten(inlines), ctx, out);
+                } else {
+                    let deeper = Ctx {
+                        depth: ctx.depth + 1,
+                        ..ctx
+                    };
+                    render_unformatted(inlines, deeper, out);
+                }
+            }
+            other => render_inline(other, ctx, out),
+        }
+    }
 }
 
 /// Writes text: `&<>` escaped, formatting characters guarded where they could act, a
@@ -391,13 +429,53 @@ fn inert_marker(marker: char, prev: Option<char>, next: Option<char>) -> bool {
     cannot_open && cannot_close
 }
 
-fn plain(inlines: &[Inline]) -> String {
-    RichText {
-        blocks: vec![Block::Paragraph {
-            inlines: inlines.to_vec(),
-        }],
+/// The text of inlines, without recursion (so any nesting depth is safe): mentions as
+/// `@name` / `#name`, links as their label (or URL), custom emoji as `:name:`.
+fn flatten(inlines: &[Inline]) -> String {
+    let mut out = String::new();
+    let mut stack = vec![inlines.iter()];
+    while let Some(top) = stack.last_mut() {
+        let Some(inline) = top.next() else {
+            stack.pop();
+            continue;
+        };
+        match inline {
+            Inline::Text { text } => out.push_str(text),
+            Inline::Bold { inlines } | Inline::Italic { inlines } | Inline::Strike { inlines } => {
+                stack.push(inlines.iter())
+            }
+            Inline::Code { code } => out.push_str(code),
+            Inline::Link { url, inlines } => {
+                if inlines.is_empty() {
+                    out.push_str(url);
+                } else {
+                    stack.push(inlines.iter());
+                }
+            }
+            Inline::Mention { mention } => match mention {
+                Mention::User { display_name, .. } => {
+                    out.push('@');
+                    out.push_str(display_name);
+                }
+                Mention::Channel { display_name, .. } => {
+                    out.push('#');
+                    out.push_str(display_name);
+                }
+                Mention::Everyone => out.push_str("@everyone"),
+                Mention::Here => out.push_str("@here"),
+            },
+            Inline::Emoji { emoji } => match emoji {
+                Emoji::Unicode { value, .. } => out.push_str(value),
+                Emoji::Custom { name } => {
+                    out.push(':');
+                    out.push_str(name);
+                    out.push(':');
+                }
+            },
+            Inline::LineBreak => out.push('\n'),
+        }
     }
-    .to_plain_text()
+    out
 }
 
 /// A URL Slack may link: `http:`, `https:` or `mailto:` with something after the scheme.
@@ -466,7 +544,7 @@ fn render_inline(inline: &Inline, ctx: Ctx, out: &mut String) {
             out.push('`');
         }
         Inline::Link { url, inlines } => {
-            let label = plain(inlines);
+            let label = flatten(inlines);
             if !linkable(url) {
                 let text = if label.is_empty() { url } else { &label };
                 write_text(text, ctx, out);

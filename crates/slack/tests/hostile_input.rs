@@ -430,6 +430,49 @@ fn formatting_characters_in_text_stay_text() {
 }
 
 #[test]
+fn deep_formatting_is_written_to_a_bounded_depth() {
+    let mut inner = vec![t("x")];
+    for _ in 0..3000 {
+        inner = vec![Inline::Bold { inlines: inner }];
+    }
+    let rt = para(inner);
+    let m = to_mrkdwn(&rt);
+    // Dropping a model this deep recurses (the model's own drop glue), so it is leaked.
+    std::mem::forget(rt);
+    assert!(
+        m.matches('*').count() <= 2 * switchboard_slack::mrkdwn::MAX_DEPTH,
+        "{}",
+        m.len()
+    );
+    assert_eq!(from_mrkdwn(&m).to_plain_text(), "x");
+}
+
+#[test]
+fn formatting_slack_cannot_show_keeps_its_mentions_and_links() {
+    // "a*…*": a word character before the opener, so Slack would not format it.
+    let rt = para(vec![
+        t("a"),
+        Inline::Bold {
+            inlines: vec![
+                Inline::Mention {
+                    mention: Mention::User {
+                        id: UserId::new("U1AB").unwrap(),
+                        display_name: "Jane".into(),
+                    },
+                },
+                t(" see "),
+                Inline::Link {
+                    url: "https://x.test".into(),
+                    inlines: vec![t("this")],
+                },
+            ],
+        },
+    ]);
+    let m = to_mrkdwn(&rt);
+    assert_eq!(m, "a<@U1AB> see <https://x.test|this>");
+}
+
+#[test]
 fn mass_mentions_only_from_the_model() {
     for (mention, expected) in [
         (Mention::Everyone, "<!channel>"),
