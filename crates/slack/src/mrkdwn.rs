@@ -190,12 +190,16 @@ struct Ctx {
     /// How deep in formatting: beyond [`MAX_DEPTH`] the rest is written as plain text,
     /// which the reader would not follow deeper anyway (and the stack stays bounded).
     depth: usize,
+    /// Whether what follows this piece starts with a word character (a closing marker
+    /// before one would not close).
+    next_alnum: bool,
 }
 
 const BLOCK_START: Ctx = Ctx {
     line_start: true,
     prev: None,
     depth: 0,
+    next_alnum: false,
 };
 
 fn render_blocks(blocks: &[Block], out: &mut String) {
@@ -294,8 +298,32 @@ fn render_block(block: &Block, out: &mut String) {
 }
 
 fn render_inlines(inlines: &[Inline], ctx: Ctx, out: &mut String) {
-    for inline in inlines {
-        render_inline(inline, ctx, out);
+    for (i, inline) in inlines.iter().enumerate() {
+        let next_alnum = inlines.get(i + 1).map_or(ctx.next_alnum, starts_alnum);
+        render_inline(inline, Ctx { next_alnum, ..ctx }, out);
+    }
+}
+
+/// Whether what `inline` writes starts with a word character (as far as can be told
+/// without writing it: formatting starts with its marker).
+fn starts_alnum(inline: &Inline) -> bool {
+    let first = |s: &str| s.chars().next().is_some_and(char::is_alphanumeric);
+    match inline {
+        Inline::Text { text } => first(text),
+        Inline::Link { url, inlines } if !linkable(url) => {
+            if inlines.is_empty() {
+                first(url)
+            } else {
+                first(&flatten(inlines))
+            }
+        }
+        Inline::Emoji {
+            emoji: Emoji::Custom { name },
+        } => !emoji::is_shortcode_name(name.trim_matches(':')) && first(name.trim_matches(':')),
+        Inline::Emoji {
+            emoji: Emoji::Unicode { value, .. },
+        } => !emoji::is_known_unicode(value) && first(value),
+        _ => false,
     }
 }
 
@@ -306,7 +334,7 @@ fn here(out: &str, ctx: Ctx) -> Ctx {
         Some(c) => Ctx {
             line_start: c == '\n',
             prev: Some(c),
-            depth: ctx.depth,
+            ..ctx
         },
     }
 }
@@ -324,6 +352,7 @@ fn wrap(marker: char, inlines: &[Inline], ctx: Ctx, out: &mut String) {
             line_start: false,
             prev: Some(marker),
             depth: ctx.depth + 1,
+            next_alnum: false,
         },
         &mut inner,
     );
@@ -331,13 +360,15 @@ fn wrap(marker: char, inlines: &[Inline], ctx: Ctx, out: &mut String) {
     let lead = inner.len() - inner.trim_start().len();
     let trail = inner.len() - inner.trim_end().len();
     // Formatting Slack would not show (nothing inside, a guard at an edge so the marker
-    // would not hug text, or a word character or the same marker before the opener) is
+    // would not hug text, a word character or the same marker before the opener, or a word
+    // character after the closer) is
     // dropped: its content is written where it stands without formatting (mentions and
     // links kept), which costs one more pass over it, not one per nesting level.
     if trimmed.is_empty()
         || trimmed.starts_with(ZWSP)
         || trimmed.ends_with(ZWSP)
         || (lead == 0 && at.prev.is_some_and(|p| p.is_alphanumeric() || p == marker))
+        || (trail == 0 && ctx.next_alnum)
     {
         render_unformatted(
             inlines,

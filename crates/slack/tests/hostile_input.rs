@@ -470,6 +470,19 @@ fn formatting_slack_cannot_show_keeps_its_mentions_and_links() {
     ]);
     let m = to_mrkdwn(&rt);
     assert_eq!(m, "a<@U1AB> see <https://x.test|this>");
+    // A word character after the closer: "*un*believable" would show its asterisks.
+    let rt = para(vec![
+        Inline::Bold {
+            inlines: vec![t("un")],
+        },
+        t("believable *b*"),
+    ]);
+    let m = to_mrkdwn(&rt);
+    assert_eq!(
+        from_mrkdwn(&m),
+        RichText::plain("unbelievable *b*"),
+        "{m:?}"
+    );
 }
 
 #[test]
