@@ -28,7 +28,8 @@ fn status_kb(field: &str) -> Option<u64> {
 
 /// Peak resident memory (kB) of `f` above the resident memory when it started: the
 /// kernel's high-water mark (`VmHWM`) is reset first by writing 5 to
-/// `/proc/self/clear_refs` (Linux). `None` where that is not available.
+/// `/proc/self/clear_refs` (Linux). `None` where that is not available. Run in a fresh
+/// process (see [`peak_memory`]) so freed heap from earlier work does not hide the peak.
 fn peak_kb_of<R>(f: impl FnOnce() -> R) -> Option<u64> {
     std::fs::write("/proc/self/clear_refs", "5").ok()?;
     let base = status_kb("VmRSS:")?;
@@ -90,17 +91,55 @@ fn converters(c: &mut Criterion) {
     }
 }
 
+/// The environment variable a child process measuring one case is started with.
+const PEAK_CASE: &str = "SWITCHBOARD_CONVERTERS_PEAK_CASE";
+
+/// In a child process: measure one case (`pattern index:size index:read|write`) and print
+/// its peak in kB.
+fn measure_case(spec: &str) {
+    let mut parts = spec.split(':');
+    let (Some(p), Some(z), Some(dir)) = (parts.next(), parts.next(), parts.next()) else {
+        return;
+    };
+    let (Ok(p), Ok(z)) = (p.parse::<usize>(), z.parse::<usize>()) else {
+        return;
+    };
+    let (Some((_, pattern)), Some((_, size))) = (PATTERNS.get(p), SIZES.get(z)) else {
+        return;
+    };
+    let text = input(pattern, *size);
+    let peak = if dir == "read" {
+        peak_kb_of(|| from_mrkdwn_with(&text, Limits::UNBOUNDED))
+    } else {
+        let model = RichText::plain(text.clone());
+        peak_kb_of(|| to_mrkdwn(&model))
+    };
+    println!("{}", kb(peak));
+}
+
+/// The peak of each case, each measured in a fresh process of this binary.
 fn peak_memory() {
-    println!("\npeak resident memory of one run, above the resident memory before it:");
+    let Ok(exe) = std::env::current_exe() else {
+        return;
+    };
+    let run = |spec: String| -> String {
+        std::process::Command::new(&exe)
+            .env(PEAK_CASE, spec)
+            .output()
+            .ok()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .unwrap_or_else(|| "n/a".to_owned())
+    };
+    println!(
+        "\npeak resident memory of one run (fresh process), above the resident memory before it:"
+    );
     println!("| case | size | from_mrkdwn | to_mrkdwn |");
     println!("|---|---|---|---|");
-    for (_, pattern) in PATTERNS {
-        for (label, size) in SIZES {
-            let text = input(pattern, size);
-            let read = peak_kb_of(|| from_mrkdwn_with(&text, Limits::UNBOUNDED));
-            let model = RichText::plain(text.clone());
-            let write = peak_kb_of(|| to_mrkdwn(&model));
-            println!("| `{pattern}` | {label} | {} | {} |", kb(read), kb(write));
+    for (p, (_, pattern)) in PATTERNS.iter().enumerate() {
+        for (z, (label, _)) in SIZES.iter().enumerate() {
+            let read = run(format!("{p}:{z}:read"));
+            let write = run(format!("{p}:{z}:write"));
+            println!("| `{pattern}` | {label} | {read} | {write} |");
         }
     }
 }
@@ -108,6 +147,10 @@ fn peak_memory() {
 criterion_group!(benches, converters);
 
 fn main() {
+    if let Ok(spec) = std::env::var(PEAK_CASE) {
+        measure_case(&spec);
+        return;
+    }
     benches();
     Criterion::default().configure_from_args().final_summary();
     peak_memory();
