@@ -391,9 +391,15 @@ impl SlackClient {
                     .filter(|x| !x.is_empty())
                     .collect::<Vec<_>>()
             });
-        let bytes = match resp.bytes().await {
+        let bytes = match read_body(resp, MAX_RESPONSE_BYTES).await {
             Ok(b) => b,
-            Err(e) => {
+            Err(BodyError::TooLarge) => {
+                return Attempt::Done(Err(Error::upstream(format!(
+                    "Slack's answer to {method} is larger than {} MiB; refused without reading it",
+                    MAX_RESPONSE_BYTES / (1024 * 1024)
+                ))));
+            }
+            Err(BodyError::Read(e)) => {
                 return Attempt::Transient {
                     error: Error::upstream(format!(
                         "reading Slack's answer to {method} failed: {}",
@@ -478,6 +484,38 @@ impl SlackClient {
             }
         }
     }
+}
+
+/// The largest Web API answer read: 16 MiB, far above any page the adapter asks for. A
+/// larger answer is refused as [`ErrorKind::Upstream`] as soon as its `Content-Length`, or
+/// the bytes received so far (after decompression), pass this bound, so no more than this
+/// is ever buffered.
+pub const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
+
+enum BodyError {
+    TooLarge,
+    Read(reqwest::Error),
+}
+
+/// Reads a response body of at most `limit` bytes (after any content decoding), chunk by
+/// chunk, stopping as soon as it would pass the bound.
+async fn read_body(
+    mut resp: reqwest::Response,
+    limit: usize,
+) -> std::result::Result<Vec<u8>, BodyError> {
+    let declared = resp.content_length();
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Err(BodyError::TooLarge);
+    }
+    let initial = declared.map_or(8 * 1024, |len| len.min(1024 * 1024) as usize);
+    let mut body = Vec::with_capacity(initial);
+    while let Some(chunk) = resp.chunk().await.map_err(BodyError::Read)? {
+        if chunk.len() > limit - body.len() {
+            return Err(BodyError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 enum Attempt<T> {
