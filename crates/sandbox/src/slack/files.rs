@@ -73,6 +73,34 @@ pub(crate) fn new_pending(
     (file_id, upload_id)
 }
 
+/// `files.info`: a file the caller can see (uploaded it, or it is shared in a conversation
+/// the caller is in). Slack Connect events carry only `{id, file_access:"check_file_info"}`:
+/// this is where the URLs come from.
+pub(crate) fn info(world: &crate::World, p: &Principal, args: &Args) -> ApiResult {
+    if !p.scopes.has("files:read") {
+        return Err(ApiError::MissingScope("files:read"));
+    }
+    let id = args.str("file").ok_or(ApiError::Code("file_not_found"))?;
+    let ws = world.slack.ws.read();
+    let f = ws
+        .files
+        .get(&id)
+        .filter(|f| f.completed)
+        .ok_or(ApiError::Code("file_not_found"))?;
+    let visible = f.user == p.user
+        || f.channels
+            .iter()
+            .any(|c| ws.channel(*c).members.contains(&p.user));
+    if !visible {
+        return Err("file_not_found".into());
+    }
+    Ok(json!({
+        "file": super::render::file_json(&ws, &world.base_url, f),
+        "comments": [],
+        "response_metadata": {"next_cursor": ""},
+    }))
+}
+
 pub(crate) fn get_upload_url(world: &crate::World, p: &Principal, args: &Args) -> ApiResult {
     if !p.scopes.has("files:write") {
         return Err(ApiError::MissingScope("files:write"));
