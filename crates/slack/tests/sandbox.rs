@@ -14,7 +14,7 @@ use switchboard_core::{
     Channel, ConnectionHealth, Credentials, Emoji, ErrorKind, EventKind, ImportSink, Membership,
     MembershipOutcome, MessageId, MessageRef, OutgoingMessage, Platform, PlatformKind,
     PortableMessage, Sender, ServiceAccount, TeamId, TeamImport, User, UserId, VerifyOptions,
-    async_trait,
+    WebhookReceiver, async_trait,
 };
 use switchboard_sandbox::{Sandbox, SandboxConfig, Seed};
 use switchboard_slack::events::{self, Disposition, EventRequest};
@@ -170,6 +170,18 @@ fn from_teams(text: &str, thread_root: Option<&str>) -> OutgoingMessage {
     }
 }
 
+/// Core's rotation callback, forwarding to a channel.
+struct ChannelSink(tokio::sync::mpsc::UnboundedSender<Credentials>);
+
+#[async_trait]
+impl switchboard_core::CredentialsSink for ChannelSink {
+    async fn persist(&self, credentials: &Credentials) -> switchboard_core::Result<()> {
+        self.0
+            .send(credentials.clone())
+            .map_err(|_| switchboard_core::Error::new(ErrorKind::Storage, "closed"))
+    }
+}
+
 #[tokio::test]
 async fn oauth_install_rotation_and_revocation() {
     let env = Env::start().await;
@@ -227,7 +239,7 @@ async fn oauth_install_rotation_and_revocation() {
         &inst,
     )
     .unwrap()
-    .with_rotation_listener(Arc::new(tx));
+    .with_credentials_sink(Arc::new(ChannelSink(tx)));
     let report = conn.verify(VerifyOptions::default()).await.unwrap();
     assert!(report.is_ok(), "{report:#?}");
     assert_eq!(report.account.user_id.as_str(), env.slack("bot_user_id"));
@@ -288,6 +300,7 @@ struct Sink {
     channels: Vec<Channel>,
     members: Vec<Membership>,
     users: Vec<User>,
+    channel_members: Vec<(String, UserId)>,
     progress: usize,
 }
 
@@ -303,6 +316,15 @@ impl ImportSink for Sink {
     }
     async fn users(&mut self, page: Vec<User>) -> switchboard_core::Result<()> {
         self.users.extend(page);
+        Ok(())
+    }
+    async fn channel_members(
+        &mut self,
+        channel: &switchboard_core::ChannelRef,
+        page: Vec<UserId>,
+    ) -> switchboard_core::Result<()> {
+        self.channel_members
+            .extend(page.into_iter().map(|u| (channel.channel.to_string(), u)));
         Ok(())
     }
     async fn progress(&mut self, _: switchboard_core::Progress) -> switchboard_core::Result<()> {
@@ -328,11 +350,12 @@ async fn the_small_seed_imports_with_exact_counts() {
     let mut names: Vec<_> = sink.channels.iter().map(|c| c.name.as_str()).collect();
     names.sort();
     assert_eq!(names, ["engineering", "general", "marketing", "random"]);
-    // alice, bob, carol, dan, erin, the bot and deploybot are in those channels.
-    assert_eq!(counts.members, 7);
+    // Channel membership is not read for every channel (a call each): on demand only.
+    assert_eq!(counts.members, 0);
+    assert!(sink.members.is_empty() && sink.channel_members.is_empty());
     // Everyone in users.list: five people, two bots, frank (deactivated).
     assert_eq!(users.users, 8);
-    assert!(sink.progress >= 3);
+    assert!(sink.progress >= 2);
 
     // Cross-check against the seeded world.
     let seed = env.seed().await;
@@ -353,6 +376,30 @@ async fn the_small_seed_imports_with_exact_counts() {
     assert!(!alice.is_bot && !alice.is_deleted && !alice.is_guest);
     assert_eq!(sink.users.iter().filter(|u| u.is_bot).count(), 2);
     assert_eq!(sink.users.iter().filter(|u| u.is_deleted).count(), 1);
+
+    // One channel's members, when it gets linked.
+    let general = env.channel_id("general").await;
+    let chan: switchboard_core::ChannelRef =
+        format!("slack:{}/{general}", env.team()).parse().unwrap();
+    let counts = conn.import_channel_members(&chan, &mut sink).await.unwrap();
+    assert_eq!(counts.members as usize, sink.channel_members.len());
+    let ids: std::collections::HashSet<&str> = sink
+        .channel_members
+        .iter()
+        .map(|(_, u)| u.as_str())
+        .collect();
+    assert_eq!(ids.len(), sink.channel_members.len(), "each member once");
+    assert!(ids.contains(env.user_id("alice").await.as_str()));
+    assert!(ids.contains(env.slack("bot_user_id").as_str()));
+    assert!(sink.channel_members.iter().all(|(c, _)| *c == general));
+    let other: switchboard_core::ChannelRef = "slack:T999/C1".parse().unwrap();
+    assert_eq!(
+        conn.import_channel_members(&other, &mut sink)
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::InvalidInput
+    );
 }
 
 #[tokio::test]
@@ -442,7 +489,10 @@ async fn post_reply_edit_react_delete_round_trip() {
     .await
     .expect("removing twice is fine");
     let m = find(&env.stored(&general).await, root.as_str());
-    assert_eq!(m["text"], "Hello again");
+    // chat.update dropped the custom name (as Slack does): the text still names the sender.
+    assert_eq!(m["username"], Value::Null, "{m}");
+    assert_eq!(m["text"], "*Megan Bowen*: Hello again");
+    assert_eq!(m["metadata"]["event_payload"]["marker"], "um-42");
     assert!(m["edited"].is_object(), "{m}");
     let reactions = m["reactions"].as_array().unwrap();
     assert_eq!(reactions.len(), 1, "{m}");
@@ -565,48 +615,89 @@ async fn events_api_delivery_is_verified_and_parsed() {
     assert!(callbacks.len() >= 2, "got {} deliveries", callbacks.len());
 
     let secret = SecretString::from(env.slack("signing_secret"));
+    let identities = Arc::new(switchboard_slack::OwnIdentityCache::default());
+    identities.insert(env.team(), own.clone());
+    let slack_events =
+        switchboard_slack::SlackEventsReceiver::new(secret.clone(), None, identities);
     let mut relayed = Vec::new();
     let mut own_count = 0;
     for r in &callbacks {
-        let mut headers = http::HeaderMap::new();
-        for (k, v) in r.headers.iter() {
-            if let (Ok(name), Ok(value)) = (
-                http::HeaderName::from_bytes(k.as_str().as_bytes()),
-                http::HeaderValue::from_bytes(v.as_bytes()),
-            ) {
-                headers.append(name, value);
-            }
-        }
-        events::verify_signature(&headers, &r.body, &secret, events::now_unix())
+        let headers: Vec<(String, String)> = r
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap().to_owned()))
+            .collect();
+        let now = time::OffsetDateTime::now_utc();
+        let req = switchboard_core::WebhookRequest {
+            endpoint: switchboard_core::WebhookEndpoint::SlackEvents,
+            query: "",
+            headers: &headers,
+            body: &r.body,
+            received_at: now,
+        };
+        let outcome = slack_events
+            .receive(&req)
+            .await
             .expect("the sandbox signs like Slack");
-        // A tampered copy does not verify.
+        // A tampered copy, or one received more than 300 s after it was signed, is refused.
         let mut tampered = r.body.clone();
         tampered.push(b' ');
-        assert!(
-            events::verify_signature(&headers, &tampered, &secret, events::now_unix()).is_err()
-        );
-        let EventRequest::EventCallback(cb) = events::parse_request(&r.body).unwrap() else {
-            panic!(
-                "not an event_callback: {}",
-                String::from_utf8_lossy(&r.body)
-            )
+        let bad = switchboard_core::WebhookRequest {
+            body: &tampered,
+            ..req
         };
-        assert!(cb.event_id.starts_with("Ev"), "{}", cb.event_id);
-        match events::to_platform_event(&cb, &own).unwrap() {
-            Disposition::Relay(e) => relayed.push(*e),
-            Disposition::Own => own_count += 1,
-            Disposition::Ignored(why) => panic!("ignored: {why}"),
+        assert_eq!(
+            slack_events.receive(&bad).await.unwrap_err().kind(),
+            ErrorKind::Unauthorized
+        );
+        let late = switchboard_core::WebhookRequest {
+            received_at: now + time::Duration::seconds(301),
+            ..req
+        };
+        assert_eq!(
+            slack_events.receive(&late).await.unwrap_err().kind(),
+            ErrorKind::Unauthorized
+        );
+        let switchboard_core::WebhookOutcome::Accept { routed, status } = outcome else {
+            panic!("not an event: {}", String::from_utf8_lossy(&r.body))
+        };
+        assert_eq!(status, 200);
+        if routed.is_empty() {
+            own_count += 1;
+        }
+        for group in routed {
+            assert_eq!(
+                group.route,
+                switchboard_core::Route::Workspace { team: env.team() }
+            );
+            for item in group.items {
+                let switchboard_core::Inbound::Event(e) = item else {
+                    panic!("{item:?}")
+                };
+                assert!(e.event_id.starts_with("Ev"), "{}", e.event_id);
+                relayed.push(e);
+            }
         }
     }
     assert_eq!(own_count, 1, "our own post is recognised");
     assert_eq!(relayed.len(), 1);
-    let ev = &relayed[0];
+    let mut ev = relayed[0].clone();
     assert_eq!(ev.channel.channel.as_str(), general);
+    {
+        let EventKind::Posted { content, .. } = &ev.kind else {
+            panic!("{ev:?}")
+        };
+        assert_eq!(content.sender.user.as_str(), alice);
+        assert_ne!(content.sender.display_name, alice, "never the raw id");
+        assert_eq!(content.text.to_plain_text(), "Hi team 🎉");
+    }
+    // The name comes from users.info (cached in the connection), off the ack path.
+    conn.resolve_sender(&mut ev).await.unwrap();
     let EventKind::Posted { content, .. } = &ev.kind else {
         panic!("{ev:?}")
     };
-    assert_eq!(content.sender.user.as_str(), alice);
-    assert_eq!(content.text.to_plain_text(), "Hi team 🎉");
+    assert_eq!(content.sender.display_name, "Alice");
+    assert_eq!(content.sender.email.as_deref(), Some("alice@contoso.com"));
 }
 
 struct Forward {
@@ -768,7 +859,7 @@ async fn the_import_survives_injected_5xx_and_429_storms() {
     let users = conn.import_users(&mut sink).await.unwrap();
     env.control(reqwest::Method::DELETE, "/faults", None).await;
     // The same exact counts as without faults: nothing lost, nothing twice.
-    assert_eq!((counts.channels, counts.members, users.users), (4, 7, 8));
+    assert_eq!((counts.channels, counts.members, users.users), (4, 0, 8));
     let stats = env.control(reqwest::Method::GET, "/stats", None).await;
     let client = conn.client().stats();
     assert_eq!(

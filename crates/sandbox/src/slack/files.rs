@@ -94,8 +94,40 @@ pub(crate) fn info(world: &crate::World, p: &Principal, args: &Args) -> ApiResul
     if !visible {
         return Err("file_not_found".into());
     }
+    // Where it was shared: {public|private: {channel: [{ts, thread_ts?}]}}.
+    let (mut public, mut private) = (serde_json::Map::new(), serde_json::Map::new());
+    for &c in &f.channels {
+        let ch = ws.channel(c);
+        let shares: Vec<Value> = ch
+            .messages
+            .iter()
+            .filter(|m| !m.deleted && m.files.contains(&f.id))
+            .map(|m| {
+                let mut s = json!({"ts": super::model::fmt_ts(m.ts), "channel_name": ch.name});
+                if let Some(t) = m.thread_ts.filter(|t| *t != m.ts) {
+                    s["thread_ts"] = json!(super::model::fmt_ts(t));
+                }
+                s
+            })
+            .collect();
+        let map = if ch.is_private {
+            &mut private
+        } else {
+            &mut public
+        };
+        map.insert(ch.id.clone(), json!(shares));
+    }
+    let mut file = super::render::file_json(&ws, &world.base_url, f);
+    let mut shares = serde_json::Map::new();
+    if !public.is_empty() {
+        shares.insert("public".into(), Value::Object(public));
+    }
+    if !private.is_empty() {
+        shares.insert("private".into(), Value::Object(private));
+    }
+    file["shares"] = Value::Object(shares);
     Ok(json!({
-        "file": super::render::file_json(&ws, &world.base_url, f),
+        "file": file,
         "comments": [],
         "response_metadata": {"next_cursor": ""},
     }))
