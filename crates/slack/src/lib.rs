@@ -15,7 +15,7 @@
 //! | [`connector`] | [`SlackConnector`]: core's `Connector` (stored connection → live objects) |
 //! | [`history`] | core's `History` over `conversations.history` / `.replies`, few calls |
 //! | [`events`] | Events API verification and parsing, [`SlackEventsReceiver`] (core's `WebhookReceiver`) |
-//! | [`socket`] | [`SocketModeClient`]: Socket Mode with ack-after-handoff and reconnects |
+//! | [`socket`] | [`SocketModeClient`]: Socket Mode into core's `EventSink`, concurrent envelopes acked once stored, open-before-close reconnects |
 //! | [`mrkdwn`] | mrkdwn ⇄ portable rich text |
 //! | [`emoji`] | Slack emoji names ⇄ portable emoji |
 //!
@@ -79,5 +79,5 @@ pub use events::{
     to_platform_event, verify_signature,
 };
 pub use oauth::{Installation, NamedId, SlackOAuth};
-pub use socket::{Envelope, EnvelopeHandler, SocketModeClient, SocketModeOptions};
+pub use socket::{ConnectionOf, Envelope, SocketModeClient, SocketModeOptions, SocketTarget};
 pub use tokens::TokenSource;

@@ -17,10 +17,9 @@ use switchboard_core::{
     WebhookReceiver, async_trait,
 };
 use switchboard_sandbox::{Sandbox, SandboxConfig, Seed};
-use switchboard_slack::events::{self, Disposition, EventRequest};
 use switchboard_slack::{
-    Envelope, EnvelopeHandler, RateLimits, SlackClient, SlackConfig, SlackConnection, SlackOAuth,
-    SocketModeClient, SocketModeOptions,
+    RateLimits, SlackClient, SlackConfig, SlackConnection, SlackOAuth, SocketModeClient,
+    SocketModeOptions,
 };
 use url::Url;
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
@@ -701,15 +700,22 @@ async fn events_api_delivery_is_verified_and_parsed() {
 }
 
 struct Forward {
-    tx: tokio::sync::mpsc::UnboundedSender<Envelope>,
+    tx: tokio::sync::mpsc::UnboundedSender<switchboard_core::Inbound>,
 }
 
 #[async_trait]
-impl EnvelopeHandler for Forward {
-    async fn handle(&self, envelope: Envelope) -> switchboard_core::Result<()> {
-        self.tx
-            .send(envelope)
-            .map_err(|_| switchboard_core::Error::new(ErrorKind::Storage, "receiver gone"))
+impl switchboard_core::EventSink for Forward {
+    async fn accept(
+        &self,
+        _: &switchboard_core::ConnectionId,
+        items: Vec<switchboard_core::Inbound>,
+    ) -> switchboard_core::Result<()> {
+        for item in items {
+            self.tx
+                .send(item)
+                .map_err(|_| switchboard_core::Error::new(ErrorKind::Storage, "receiver gone"))?;
+        }
+        Ok(())
     }
 }
 
@@ -741,10 +747,20 @@ async fn socket_mode_session_receives_and_acknowledges_events() {
     });
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let identities = Arc::new(switchboard_slack::OwnIdentityCache::default());
+    identities.insert(env.team(), own.clone());
+    let target = switchboard_slack::SocketTarget {
+        receiver: Arc::new(switchboard_slack::SlackEventsReceiver::new(
+            SecretString::from(env.slack("signing_secret")),
+            None,
+            identities,
+        )),
+        sink: Arc::new(Forward { tx }),
+        connection_of: Arc::new(|_| Some(switchboard_core::ConnectionId::new("c-1").unwrap())),
+    };
     let run = tokio::spawn(async move {
-        let handler = Forward { tx };
         client
-            .run(&handler, async {
+            .run(&target, async {
                 let _ = stop_rx.await;
             })
             .await
@@ -775,16 +791,12 @@ async fn socket_mode_session_receives_and_acknowledges_events() {
             Some(json!({"user": bob, "channel": general, "text": text})),
         )
         .await;
-        let envelope = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        let item = tokio::time::timeout(Duration::from_secs(10), rx.recv())
             .await
-            .expect("an envelope arrives")
+            .expect("an event arrives")
             .unwrap();
-        assert_eq!(envelope.envelope_type, "events_api");
-        let Some(Ok(EventRequest::EventCallback(cb))) = envelope.event_request() else {
-            panic!("{envelope:?}")
-        };
-        let Disposition::Relay(ev) = events::to_platform_event(&cb, &own).unwrap() else {
-            panic!("not relayed")
+        let switchboard_core::Inbound::Event(ev) = item else {
+            panic!("{item:?}")
         };
         let EventKind::Posted { content, .. } = ev.kind else {
             panic!()
@@ -866,4 +878,123 @@ async fn the_import_survives_injected_5xx_and_429_storms() {
         client.rate_limited,
         stats["throttled_429"].as_u64().unwrap()
     );
+}
+
+#[tokio::test]
+async fn history_catch_up_spends_few_calls_under_the_2025_limits_and_finds_markers() {
+    use switchboard_core::{History, HistoryStart};
+    let env = Env::start().await;
+    let config = env
+        .config
+        .clone()
+        .with_distribution(switchboard_slack::Distribution::NonMarketplace);
+    let conn = SlackConnection::new(
+        &config,
+        SlackClient::new(&config).unwrap(),
+        env.team(),
+        Credentials {
+            access_token: SecretString::from(env.slack("bot_token")),
+            refresh_token: None,
+            expires_at: None,
+            scopes: vec![],
+        },
+    );
+    let general = env.channel_id("general").await;
+    let chan: switchboard_core::ChannelRef =
+        format!("slack:{}/{general}", env.team()).parse().unwrap();
+    let since = time::OffsetDateTime::now_utc() - time::Duration::seconds(5);
+    let say = |user: &'static str, text: String, thread: Option<String>| {
+        let env = &env;
+        let general = general.clone();
+        async move {
+            let mut body = json!({"user": user, "channel": general, "text": text});
+            if let Some(t) = thread {
+                body["thread_ts"] = json!(t);
+            }
+            env.control(reqwest::Method::POST, "/slack/messages", Some(body))
+                .await["ts"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    for i in 0..20 {
+        say("alice", format!("old {i}"), None).await;
+    }
+    let root = say("alice", "a thread".into(), None).await;
+    let r1 = say("bob", "reply one".into(), Some(root.clone())).await;
+    let r2 = say("bob", "reply two".into(), Some(root.clone())).await;
+    let ours = conn
+        .post(&chan, &from_teams("relayed", None))
+        .await
+        .unwrap();
+
+    // Reconciliation (an internal app here): our marker comes back
+    // (include_all_metadata=true), newest first.
+    let recent = env
+        .connection()
+        .recent_messages(&chan, since, 5)
+        .await
+        .unwrap();
+    assert_eq!(recent.len(), 5);
+    assert_eq!(recent[0].reference.message, ours.reference.message);
+    assert_eq!(recent[0].marker.as_deref(), Some("um-42"));
+    assert_eq!(
+        recent[0].posted_by,
+        Some(switchboard_core::PostingIdentity::ServiceAccount)
+    );
+    assert!(
+        recent[1..]
+            .iter()
+            .all(|m| m.marker.is_none() && m.posted_by.is_none())
+    );
+
+    // A non-Marketplace commercial app: 1 history request a minute, 15 messages a page.
+    env.control(
+        reqwest::Method::PUT,
+        "/slack/modes",
+        Some(json!({"history_limits": "non_marketplace"})),
+    )
+    .await;
+    let before = conn.client().stats();
+    let page = conn
+        .changes_since(&chan, &HistoryStart::Time { since }, 100)
+        .await
+        .unwrap();
+    let after = conn.client().stats();
+    let calls = |m: &str| {
+        after.requests.get(m).copied().unwrap_or(0) - before.requests.get(m).copied().unwrap_or(0)
+    };
+    assert_eq!(calls("conversations.history"), 1, "one history page");
+    assert_eq!(
+        calls("conversations.replies"),
+        1,
+        "replies only for the thread with new ones"
+    );
+    assert_eq!(after.rate_limited, before.rate_limited, "no 429");
+    // The newest page (15 top-level messages, ours left out) plus the thread's replies, in
+    // ts order; more exists before it.
+    assert!(page.more);
+    let ts: Vec<String> = page
+        .events
+        .iter()
+        .map(|e| match &e.kind {
+            EventKind::Posted { message, .. } => message.to_string(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(ts.len(), 14 + 2, "{ts:?}");
+    let mut sorted = ts.clone();
+    sorted.sort_by(|a, b| {
+        let n = |t: &str| t.replace('.', "").parse::<u64>().unwrap();
+        n(a).cmp(&n(b))
+    });
+    assert_eq!(ts, sorted, "oldest first, by ts");
+    assert!(
+        !ts.contains(&ours.reference.message.to_string()),
+        "our own post is not caught up"
+    );
+    let pos = |t: &str| ts.iter().position(|x| x == t).unwrap();
+    assert!(pos(&root) < pos(&r1) && pos(&r1) < pos(&r2));
+    assert_eq!(page.cursor.0, r2.max(ours.reference.message.to_string()));
 }
