@@ -690,6 +690,11 @@ async fn history_limits_mode_and_id_only_files() {
             .unwrap()
             .starts_with(&env.base)
     );
+    // where it was shared, so an uploader can record the file's message
+    assert_eq!(
+        info["file"]["shares"]["public"][&general][0]["ts"], shared["ts"],
+        "{info}"
+    );
     let none = env
         .call("files.info", &env.bot, &[("file", "F0NOPE")])
         .await;
