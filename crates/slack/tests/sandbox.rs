@@ -998,3 +998,80 @@ async fn history_catch_up_spends_few_calls_under_the_2025_limits_and_finds_marke
     assert!(pos(&root) < pos(&r1) && pos(&r1) < pos(&r2));
     assert_eq!(page.cursor.0, r2.max(ours.reference.message.to_string()));
 }
+
+#[tokio::test]
+async fn the_connector_opens_a_stored_connection_into_live_objects() {
+    use switchboard_core::Connector;
+    let env = Env::start().await;
+    let connector = switchboard_slack::SlackConnector::new(env.config.clone()).unwrap();
+    assert_eq!(connector.platform(), PlatformKind::Slack);
+    let mut stored = switchboard_core::Connection {
+        id: switchboard_core::ConnectionId::new("conn-slack-1").unwrap(),
+        org: switchboard_core::OrgId::new("org-1").unwrap(),
+        platform: PlatformKind::Slack,
+        tenant: switchboard_core::TenantId::new(env.team().as_str()).unwrap(),
+        enterprise: None,
+        display_name: "Contoso".into(),
+        account: switchboard_core::AccountIdentity {
+            user_id: UserId::new(env.slack("bot_user_id")).unwrap(),
+            display_name: "switchboard".into(),
+            is_service_account: true,
+        },
+        health: ConnectionHealth::Ok,
+        created_at: time::OffsetDateTime::now_utc(),
+    };
+    let credentials = || Credentials {
+        access_token: SecretString::from(env.slack("bot_token")),
+        refresh_token: None,
+        expires_at: None,
+        scopes: vec![],
+    };
+    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel::<Credentials>();
+    let sink = Arc::new(ChannelSink(tx));
+    let live = connector
+        .open(&stored, credentials(), sink.clone())
+        .await
+        .unwrap();
+    assert_eq!(live.platform.kind(), PlatformKind::Slack);
+    assert!(live.resolver.is_none(), "Slack events carry their content");
+    let teams = live.import.list_teams().await.unwrap();
+    assert_eq!(teams.teams[0].id, env.team());
+    let report = live.account.verify(VerifyOptions::default()).await.unwrap();
+    assert!(
+        report
+            .checks
+            .iter()
+            .any(|c| c.kind == switchboard_core::CheckKind::Token && c.ok)
+    );
+    assert!(
+        report
+            .checks
+            .iter()
+            .all(|c| c.kind != switchboard_core::CheckKind::Scope || c.ok)
+    );
+    let general = env.channel_id("general").await;
+    let chan: switchboard_core::ChannelRef =
+        format!("slack:{}/{general}", env.team()).parse().unwrap();
+    let posted = live
+        .platform
+        .post(&chan, &from_teams("via the connector", None))
+        .await
+        .unwrap();
+    let recent = live
+        .history
+        .recent_messages(
+            &chan,
+            time::OffsetDateTime::now_utc() - time::Duration::seconds(60),
+            3,
+        )
+        .await
+        .unwrap();
+    assert_eq!(recent[0].reference.message, posted.reference.message);
+    // Another platform's connection is refused, nothing opened.
+    stored.platform = PlatformKind::Msteams;
+    let e = connector
+        .open(&stored, credentials(), sink)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput);
+}
