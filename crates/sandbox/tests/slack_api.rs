@@ -428,8 +428,9 @@ async fn messages_threads_edits_reactions_deletes() {
     let bot_msg = stored.iter().find(|m| m["ts"] == bot_ts.as_str()).unwrap();
     assert_eq!(bot_msg["deleted"], true);
     assert_eq!(bot_msg["edited"]["user"], env.seed["bot_user_id"]);
-    assert_eq!(bot_msg["username"], "Bob Smith (Teams)");
-    assert_eq!(bot_msg["icon_url"], "https://example.com/bob.png");
+    // chat.update takes no username/icon: the edited message shows the app's own name
+    assert_eq!(bot_msg["username"], Value::Null);
+    assert_eq!(bot_msg["icon_url"], Value::Null);
     assert_eq!(bot_msg["metadata"]["event_type"], "switchboard_relay");
     let alice_msg = stored
         .iter()
@@ -472,6 +473,232 @@ async fn messages_threads_edits_reactions_deletes() {
         .await;
     assert_eq!(r["messages"].as_array().unwrap().len(), 1);
     assert_eq!(r["messages"][0]["text"], "hello (edited)");
+}
+
+#[tokio::test]
+async fn exact_ids_and_timestamps_slack_names_and_edits_without_identity() {
+    let env = start(Seed::Small, 0.0).await;
+    let general = env.channel_id("general");
+    let v = env
+        .call(
+            "chat.postMessage",
+            &env.bot,
+            &[
+                ("channel", "general"),
+                ("text", "*Jane Doe*: hi"),
+                ("username", "Jane Doe"),
+                (
+                    "metadata",
+                    r#"{"event_type":"sb","event_payload":{"m":"1"}}"#,
+                ),
+            ],
+        )
+        .await;
+    assert_eq!(v["ok"], true, "chat.postMessage takes a name: {v}");
+    let ts = v["ts"].as_str().unwrap().to_owned();
+    // the same instant, spelled loosely (the old sandbox trimmed it and found the message)
+    let loose = format!(" {ts}");
+
+    // conversations.*, chat.update, chat.delete and reactions.* need the id and the exact ts
+    for (method, params) in [
+        ("conversations.history", vec![("channel", "general")]),
+        ("conversations.info", vec![("channel", "general")]),
+        ("conversations.members", vec![("channel", "#general")]),
+        ("conversations.join", vec![("channel", "general")]),
+        (
+            "chat.update",
+            vec![("channel", "general"), ("ts", ts.as_str()), ("text", "x")],
+        ),
+        (
+            "reactions.add",
+            vec![
+                ("channel", "general"),
+                ("timestamp", ts.as_str()),
+                ("name", "tada"),
+            ],
+        ),
+    ] {
+        let v = env.call(method, &env.bot, &params).await;
+        assert_eq!(v["error"], "channel_not_found", "{method}: {v}");
+    }
+    for (method, key, err) in [
+        ("chat.update", "ts", "message_not_found"),
+        ("chat.delete", "ts", "message_not_found"),
+        ("reactions.add", "timestamp", "message_not_found"),
+        ("conversations.replies", "ts", "thread_not_found"),
+    ] {
+        let v = env
+            .call(
+                method,
+                &env.bot,
+                &[
+                    ("channel", &general),
+                    (key, &loose),
+                    ("text", "x"),
+                    ("name", "tada"),
+                ],
+            )
+            .await;
+        assert_eq!(v["error"], err, "{method} with {loose}: {v}");
+    }
+
+    // Slack's (iamcal) names only: gemoji's `thinking` is invalid_name
+    let react = |name: &'static str| {
+        let (env, general, ts) = (&env, general.clone(), ts.clone());
+        async move {
+            env.call(
+                "reactions.add",
+                &env.bot,
+                &[("channel", &general), ("timestamp", &ts), ("name", name)],
+            )
+            .await
+        }
+    };
+    assert_eq!(react("thinking").await["error"], "invalid_name");
+    assert_eq!(react("not_an_emoji_at_all").await["error"], "invalid_name");
+    assert_eq!(react("thinking_face").await["ok"], true);
+    assert_eq!(react("+1::skin-tone-3").await["ok"], true);
+
+    // chat.update drops the custom identity and keeps / replaces metadata
+    let v = env
+        .call(
+            "chat.update",
+            &env.bot,
+            &[
+                ("channel", &general),
+                ("ts", &ts),
+                ("text", "*Jane Doe*: edited"),
+                ("username", "Jane Doe"),
+            ],
+        )
+        .await;
+    assert_eq!(v["ok"], true, "{v}");
+    async fn stored(env: &Env, ts: &str) -> Value {
+        let (_, s) = env
+            .control(Method::GET, "/channels/general/messages", None)
+            .await;
+        s["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["ts"] == ts)
+            .unwrap()
+            .clone()
+    }
+    let m = stored(&env, &ts).await;
+    assert_eq!(m["username"], Value::Null, "{m}");
+    assert_eq!(m["text"], "*Jane Doe*: edited");
+    assert_eq!(
+        m["metadata"]["event_payload"]["m"], "1",
+        "metadata kept: {m}"
+    );
+    let v = env
+        .call_json(
+            "chat.update",
+            &env.bot,
+            json!({"channel": general, "ts": ts, "text": "again",
+                   "metadata": {"event_type": "sb", "event_payload": {"m": "2"}}}),
+        )
+        .await;
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(
+        stored(&env, &ts).await["metadata"]["event_payload"]["m"],
+        "2"
+    );
+}
+
+#[tokio::test]
+async fn history_limits_mode_and_id_only_files() {
+    let env = start(Seed::Small, 1.0).await;
+    let general = env.channel_id("general");
+    for i in 0..20 {
+        env.user_posts("alice", "general", &format!("m{i}")).await;
+    }
+    // internal app (default): tier 3, pages up to 999
+    let h = env
+        .call(
+            "conversations.history",
+            &env.bot,
+            &[("channel", &general), ("limit", "50")],
+        )
+        .await;
+    assert_eq!(h["messages"].as_array().unwrap().len(), 20, "{h}");
+    let (st, _) = env
+        .control(
+            Method::PUT,
+            "/modes",
+            Some(json!({"history_limits": "nope"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    let (st, modes) = env.control(Method::GET, "/modes", None).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(
+        modes["history_limits"], "internal",
+        "a bad PUT changed nothing"
+    );
+    let (st, modes) = env
+        .control(
+            Method::PUT,
+            "/modes",
+            Some(json!({"history_limits": "non_marketplace", "id_only_files": true})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{modes}");
+    // non-Marketplace commercial app: at most 15 a page, 1 request a minute
+    let h = env
+        .call(
+            "conversations.history",
+            &env.bot,
+            &[("channel", &general), ("limit", "50")],
+        )
+        .await;
+    assert_eq!(h["messages"].as_array().unwrap().len(), 15, "{h}");
+    assert_eq!(h["has_more"], true);
+    let resp = env
+        .call_raw("conversations.history", &env.bot, &[("channel", &general)])
+        .await;
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+
+    // ID-only files: the event has {id, file_access}; files.info has the rest
+    let (st, shared) = env
+        .control(
+            Method::POST,
+            "/files",
+            Some(json!({"user": "alice", "channel": "general", "filename": "a.txt", "content": "hello"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{shared}");
+    let file_id = shared["file_id"].as_str().unwrap().to_owned();
+    let (_, log) = env.control(Method::GET, "/events", None).await;
+    assert!(
+        log["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["type"] == "message/file_share"),
+        "{log}"
+    );
+    let info = env
+        .call("files.info", &env.bot, &[("file", &file_id)])
+        .await;
+    assert_eq!(info["ok"], true, "{info}");
+    assert_eq!(info["file"]["name"], "a.txt");
+    assert!(
+        info["file"]["url_private"]
+            .as_str()
+            .unwrap()
+            .starts_with(&env.base)
+    );
+    // where it was shared, so an uploader can record the file's message
+    assert_eq!(
+        info["file"]["shares"]["public"][&general][0]["ts"], shared["ts"],
+        "{info}"
+    );
+    let none = env
+        .call("files.info", &env.bot, &[("file", "F0NOPE")])
+        .await;
+    assert_eq!(none["error"], "file_not_found");
 }
 
 async fn count(env: &Env) -> usize {

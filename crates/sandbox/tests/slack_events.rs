@@ -3,6 +3,7 @@
 
 mod slack_support;
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
@@ -552,5 +553,62 @@ async fn socket_mode_hello_events_ack_redelivery_disconnect() {
             .iter()
             .all(|e| e["status"] == "delivered" && e["via"] == "socket_mode"),
         "{log:#}"
+    );
+}
+
+#[tokio::test]
+async fn shuffle_mode_delivers_every_event_without_order_and_id_only_files() {
+    let env = start(Seed::Small, 1.0).await;
+    let (url, rx) = start_receiver().await;
+    subscribe(&env, &url).await;
+    let (st, v) = env
+        .control(
+            Method::PUT,
+            "/modes",
+            Some(json!({"shuffle": true, "id_only_files": true})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let n = 30;
+    for i in 0..n {
+        env.user_posts("alice", "general", &format!("n{i}")).await;
+    }
+    let (st, shared) = env
+        .control(
+            Method::POST,
+            "/files",
+            Some(
+                json!({"user": "alice", "channel": "general", "filename": "f.txt", "content": "x"}),
+            ),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{shared}");
+    let got = wait_for(&rx, "every event", |g| g.len() > n).await;
+    let texts: Vec<String> = got
+        .iter()
+        .filter_map(|g| g.json["event"]["text"].as_str())
+        .filter(|t| t.starts_with('n'))
+        .map(str::to_owned)
+        .collect();
+    let mut sorted = texts.clone();
+    sorted.sort_by_key(|t| t[1..].parse::<u32>().unwrap());
+    assert_eq!(sorted.len(), n, "each event exactly once");
+    assert_eq!(
+        sorted.iter().collect::<HashSet<_>>().len(),
+        n,
+        "no duplicates"
+    );
+    assert_ne!(texts, sorted, "30 events in shuffle mode kept their order");
+    // every event still carries its ts, so a receiver can order them
+    assert!(got.iter().all(|g| g.json["event"]["ts"].is_string()));
+    let file_event = got
+        .iter()
+        .find(|g| g.json["event"]["subtype"] == "file_share")
+        .expect("the file share");
+    let files = &file_event.json["event"]["files"];
+    assert_eq!(
+        files[0],
+        json!({"id": shared["file_id"], "file_access": "check_file_info"}),
+        "{files}"
     );
 }

@@ -190,8 +190,9 @@ async fn install_exchange_refresh_expire_revoke() {
             ],
         )
         .await;
-    assert_eq!(v["error"], "missing_scope");
-    assert_eq!(v["needed"], "chat:write.customize");
+    // without chat:write.customize Slack ignores `username` silently (no missing_scope)
+    assert_eq!(v["ok"], true, "{v}");
+    assert!(v["message"].get("username").is_none(), "{v}");
 
     // refresh rotates: a new pair, the old refresh token dies
     let v = exchange(
@@ -396,4 +397,55 @@ async fn cancel_bad_requests_and_user_tokens() {
         .call("conversations.leave", &user_token, &[("channel", &general)])
         .await;
     assert_eq!(v["error"], "cant_leave_general");
+}
+
+#[tokio::test]
+async fn without_chat_write_customize_overrides_are_ignored_silently() {
+    let env = start(Seed::Small, 0.0).await;
+    let client_id = env.info["slack"]["client_id"].as_str().unwrap().to_owned();
+    let secret = env.info["slack"]["client_secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let location = consent(&env, "chat:write,channels:join", "", "st-c", "accept").await;
+    let code = query_param(&location, "code").expect("code");
+    let v = exchange(
+        &env,
+        &[("code", &code), ("redirect_uri", REDIRECT)],
+        Some((&client_id, &secret)),
+    )
+    .await;
+    assert_eq!(v["ok"], true, "{v}");
+    let token = v["access_token"].as_str().unwrap().to_owned();
+    let general = env.channel_id("general");
+    let joined = env
+        .call("conversations.join", &token, &[("channel", &general)])
+        .await;
+    assert_eq!(joined["ok"], true, "{joined}");
+    let v = env
+        .call(
+            "chat.postMessage",
+            &token,
+            &[
+                ("channel", &general),
+                ("text", "hello"),
+                ("username", "Jane Doe"),
+                ("icon_url", "https://example.com/jane.png"),
+            ],
+        )
+        .await;
+    assert_eq!(v["ok"], true, "no missing_scope, as on Slack: {v}");
+    assert!(v["message"].get("username").is_none(), "{v}");
+    let (_, stored) = env
+        .control(Method::GET, "/channels/general/messages", None)
+        .await;
+    let m = stored["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["ts"] == v["ts"])
+        .unwrap()
+        .clone();
+    assert_eq!(m["username"], Value::Null);
+    assert_eq!(m["icon_url"], Value::Null);
 }

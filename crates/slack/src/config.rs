@@ -83,6 +83,40 @@ pub enum Tier {
     Special,
     /// `chat.postMessage`: about one per second per channel plus a workspace budget.
     Post,
+    /// `conversations.history` / `conversations.replies`: tier 3 for internal apps, 1 per
+    /// minute for commercially distributed non-Marketplace apps (Slack, 2025-05-29).
+    History,
+}
+
+/// How the Slack app is distributed, which decides the limits of `conversations.history` and
+/// `conversations.replies` (Slack's rules of 2025-05-29).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum Distribution {
+    /// A customer-built app installed in its own workspace (what a self-hosted Switchboard
+    /// registers), or a Marketplace app: history is tier 3, pages up to 999 messages.
+    #[default]
+    Internal,
+    /// A commercially distributed app that is not in the Marketplace: history is 1 request a
+    /// minute with at most 15 messages a page.
+    NonMarketplace,
+}
+
+impl Distribution {
+    /// The rate of `conversations.history` / `conversations.replies`.
+    pub fn history_rate(self) -> Rate {
+        match self {
+            Distribution::Internal => Rate::per_minute(50),
+            Distribution::NonMarketplace => Rate::per_minute(1),
+        }
+    }
+
+    /// The largest `limit` of one history page.
+    pub fn history_page_max(self) -> u32 {
+        match self {
+            Distribution::Internal => 999,
+            Distribution::NonMarketplace => 15,
+        }
+    }
 }
 
 /// The limits the client paces itself under. The defaults are Slack's documented ones;
@@ -103,6 +137,8 @@ pub struct RateLimits {
     pub post_per_channel: Rate,
     /// `chat.postMessage` across the workspace.
     pub post_workspace: Rate,
+    /// `conversations.history` / `conversations.replies` (see [`Distribution`]).
+    pub history: Rate,
     /// Fraction of each limit actually used (below 1 leaves headroom for clock skew between
     /// this process and Slack's counters).
     pub headroom: f64,
@@ -134,7 +170,16 @@ impl RateLimits {
                 window: Duration::from_secs(5),
             },
             post_workspace: Rate::per_minute(600),
+            history: Distribution::Internal.history_rate(),
             headroom: 0.98,
+        }
+    }
+
+    /// The documented limits for an app distributed as `distribution`.
+    pub fn for_distribution(distribution: Distribution) -> RateLimits {
+        RateLimits {
+            history: distribution.history_rate(),
+            ..RateLimits::documented()
         }
     }
 
@@ -148,6 +193,7 @@ impl RateLimits {
             special: Rate::UNLIMITED,
             post_per_channel: Rate::UNLIMITED,
             post_workspace: Rate::UNLIMITED,
+            history: Rate::UNLIMITED,
             headroom: 1.0,
         }
     }
@@ -175,6 +221,7 @@ impl RateLimits {
             special: s(self.special),
             post_per_channel: s(self.post_per_channel),
             post_workspace: s(self.post_workspace),
+            history: s(self.history),
             headroom: self.headroom,
         }
     }
@@ -188,6 +235,7 @@ impl RateLimits {
             Tier::Tier4 => self.tier4,
             Tier::Special => self.special,
             Tier::Post => self.post_per_channel,
+            Tier::History => self.history,
         }
     }
 }
@@ -198,15 +246,16 @@ pub fn tier_of(method: &str) -> Tier {
         "auth.test" => Tier::Special,
         "apps.connections.open" => Tier::Tier1,
         "chat.postMessage" => Tier::Post,
-        "conversations.list" | "users.list" => Tier::Tier2,
+        "conversations.list" | "users.list" | "reactions.remove" => Tier::Tier2,
+        "conversations.history" | "conversations.replies" => Tier::History,
         "conversations.members"
         | "oauth.v2.access"
         | "files.getUploadURLExternal"
         | "files.completeUploadExternal"
-        | "users.info"
-        | "conversations.info" => Tier::Tier4,
-        // team.info, conversations.join, chat.update, chat.delete, reactions.*,
-        // conversations.history and anything else.
+        | "files.info"
+        | "users.info" => Tier::Tier4,
+        // team.info, conversations.info, conversations.join, chat.update, chat.delete,
+        // reactions.add and anything else.
         _ => Tier::Tier3,
     }
 }
@@ -254,6 +303,8 @@ pub struct SlackConfig {
     pub redirect_uri: Option<Url>,
     /// The bot scopes requested on install.
     pub bot_scopes: Vec<String>,
+    /// How the app is distributed (history limits and page sizes).
+    pub distribution: Distribution,
     /// The limits the client paces itself under.
     pub limits: RateLimits,
     /// Retry bounds.
@@ -279,6 +330,7 @@ impl SlackConfig {
             signing_secret,
             redirect_uri: None,
             bot_scopes: BOT_SCOPES.iter().map(|s| (*s).to_owned()).collect(),
+            distribution: Distribution::Internal,
             limits: RateLimits::documented(),
             retry: RetryPolicy::default(),
             http_timeout: Duration::from_secs(30),
@@ -303,6 +355,14 @@ impl SlackConfig {
     /// Sets the limits the client paces itself under.
     pub fn with_limits(mut self, limits: RateLimits) -> SlackConfig {
         self.limits = limits;
+        self
+    }
+
+    /// Declares how the app is distributed; the history limit follows (keeping any scaling
+    /// already applied to the other limits is the caller's: set limits after this).
+    pub fn with_distribution(mut self, distribution: Distribution) -> SlackConfig {
+        self.distribution = distribution;
+        self.limits.history = distribution.history_rate();
         self
     }
 
@@ -394,5 +454,16 @@ mod tests {
         assert_eq!(tier_of("chat.postMessage"), Tier::Post);
         assert_eq!(tier_of("apps.connections.open"), Tier::Tier1);
         assert_eq!(tier_of("oauth.v2.access"), Tier::Tier4);
+        assert_eq!(tier_of("reactions.remove"), Tier::Tier2);
+        assert_eq!(tier_of("reactions.add"), Tier::Tier3);
+        assert_eq!(tier_of("conversations.info"), Tier::Tier3);
+        assert_eq!(tier_of("users.info"), Tier::Tier4);
+        assert_eq!(tier_of("files.info"), Tier::Tier4);
+        assert_eq!(tier_of("conversations.history"), Tier::History);
+        let internal = RateLimits::for_distribution(Distribution::Internal);
+        assert_eq!(internal.for_tier(Tier::History), Rate::per_minute(50));
+        let commercial = RateLimits::for_distribution(Distribution::NonMarketplace);
+        assert_eq!(commercial.for_tier(Tier::History), Rate::per_minute(1));
+        assert_eq!(Distribution::NonMarketplace.history_page_max(), 15);
     }
 }

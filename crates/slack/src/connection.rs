@@ -1,33 +1,42 @@
 //! [`SlackConnection`]: one installed workspace, implementing the core [`Platform`],
 //! [`ServiceAccount`] and [`TeamImport`] traits over the Web API.
+//!
+//! Attribution (who a relayed message is from):
+//! - With `chat:write.customize` granted, posts carry the sender's name and avatar as
+//!   `username` / `icon_url`. Without it Slack silently ignores both, so the connection
+//!   decides from the granted scopes (`X-OAuth-Scopes` of `auth.test`, else the stored grant)
+//!   before posting and then starts the text with `*Sender Name*: `.
+//! - `chat.update` takes no `username` / `icon_url`: an edited message shows the app's own
+//!   name afterwards. Every edit therefore starts its text with `*Sender Name*: `, whatever
+//!   the scopes, so an edited relayed message still names its sender.
 
-use std::collections::HashSet;
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use futures::StreamExt;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use switchboard_core::{
     AccessCheck, AccessReport, AccountIdentity, Attachment, Capabilities, Channel, ChannelId,
-    ChannelKind, ChannelRef, CheckKind, ConnectionHealth, Credentials, Emoji, ImportCounts,
-    ImportPhase, ImportSink, Membership, MembershipOutcome, MessageRef, OutgoingMessage, Platform,
-    PlatformKind, PostedMessage, PostingIdentity, Progress, ReactionChange, ServiceAccount, Team,
-    TeamId, TeamImport, TeamListSource, TeamListing, TenantId, User, UserId, VerifyOptions,
+    ChannelKind, ChannelRef, CheckKind, ConnectionHealth, Credentials, CredentialsSink, Emoji,
+    EventKind, ImportCounts, ImportPhase, ImportSink, MembershipOutcome, MessageId, MessageRef,
+    OutgoingFile, OutgoingMessage, Platform, PlatformEvent, PlatformKind, PostedMessage,
+    PostingIdentity, Progress, ReactionChange, ServiceAccount, Team, TeamId, TeamImport,
+    TeamListSource, TeamListing, TenantId, User, UserId, VerifyOptions,
 };
 use tokio::sync::OnceCell;
 
 use crate::client::{ApiResponse, Args, Auth, CallOptions, SlackClient};
 use crate::config::{MARKER_EVENT_TYPE, SlackConfig};
 use crate::emoji;
-use crate::error::{Error, ErrorKind, Result, slack_api_error, slack_error_code};
+use crate::error::{Error, ErrorKind, Result, slack_error_code};
 use crate::events::OwnIdentity;
 use crate::mrkdwn;
 use crate::oauth::{Installation, SlackOAuth};
-use crate::tokens::{RotationListener, TokenSource};
+use crate::tokens::TokenSource;
 use crate::types::{
-    AuthTest, ConversationObject, ConversationsList, ConversationsMembers, Empty, PostMessage,
-    TeamInfo, UploadUrl, UserObject, UsersList,
+    AuthTest, ConversationObject, ConversationsList, ConversationsMembers, Empty, FilesInfo,
+    PostMessage, TeamInfo, UploadUrl, UserObject, UsersInfo, UsersList,
 };
 
 /// Slack truncates message text longer than this many characters.
@@ -35,22 +44,27 @@ pub const MAX_SLACK_TEXT_CHARS: usize = 40_000;
 /// Slack's longest `username` override.
 const MAX_USERNAME_CHARS: usize = 80;
 
-/// Fetches the bytes of an attachment from its origin platform (with that platform's
-/// credentials), so [`SlackConnection::post`](Platform::post) can re-upload it to Slack.
-/// Without one, attachments are posted as links.
-#[async_trait]
-pub trait AttachmentFetcher: Send + Sync {
-    /// The file's content.
-    async fn fetch(&self, attachment: &Attachment) -> Result<Vec<u8>>;
-}
+/// The scope that lets posts carry another sender's name and avatar.
+pub const CUSTOMIZE_SCOPE: &str = "chat:write.customize";
+/// The URL scheme of a Slack file known by id only (Slack Connect delivers
+/// `{id, file_access:"check_file_info"}`): `slack-file:F0123`. [`Platform::fetch_attachment`]
+/// reads such a file's URL with `files.info` first.
+pub const FILE_ID_SCHEME: &str = "slack-file:";
+/// Names kept by the `users.info` cache of a connection before it starts over.
+const NAME_CACHE_MAX: usize = 10_000;
 
 /// Tuning of a connection.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConnectionOptions {
-    /// `limit` of paged calls (Slack advises at most 200).
-    pub page_size: u32,
-    /// Channels whose members are fetched concurrently during an import.
-    pub member_concurrency: usize,
+    /// `limit` of `conversations.list` (Slack: under 1000).
+    pub channel_page_size: u32,
+    /// `limit` of `users.list` (Slack: no larger than 1000).
+    pub user_page_size: u32,
+    /// `limit` of `conversations.members` (Slack: at most 999).
+    pub member_page_size: u32,
+    /// `limit` of `conversations.history` / `conversations.replies` (capped by the app's
+    /// [`Distribution`](crate::config::Distribution): 999, or 15 for non-Marketplace apps).
+    pub history_page_size: u32,
     /// The `metadata.event_type` put on everything posted.
     pub marker_event_type: String,
     /// The bot scopes the connection needs (checked by `verify`).
@@ -62,8 +76,10 @@ pub struct ConnectionOptions {
 impl Default for ConnectionOptions {
     fn default() -> Self {
         ConnectionOptions {
-            page_size: 200,
-            member_concurrency: 4,
+            channel_page_size: 999,
+            user_page_size: 1000,
+            member_page_size: 999,
+            history_page_size: 200,
             marker_event_type: MARKER_EVENT_TYPE.to_owned(),
             required_scopes: crate::config::BOT_SCOPES
                 .iter()
@@ -100,7 +116,18 @@ pub struct SlackConnection {
     enterprise: Option<TenantId>,
     options: ConnectionOptions,
     identity: Arc<OnceCell<BotIdentity>>,
-    fetcher: Option<Arc<dyn AttachmentFetcher>>,
+    /// The granted scopes, read once (`X-OAuth-Scopes`, else the stored grant).
+    scopes: Arc<OnceCell<Vec<String>>>,
+    /// `users.info` answers: user id → (display name, avatar, email).
+    names: Arc<Mutex<HashMap<String, CachedUser>>>,
+    history_page_max: u32,
+}
+
+#[derive(Debug, Clone)]
+struct CachedUser {
+    display_name: String,
+    avatar_url: Option<String>,
+    email: Option<String>,
 }
 
 impl std::fmt::Debug for SlackConnection {
@@ -110,7 +137,6 @@ impl std::fmt::Debug for SlackConnection {
             .field("enterprise", &self.enterprise)
             .field("tokens", &self.tokens)
             .field("options", &self.options)
-            .field("attachment_fetcher", &self.fetcher.is_some())
             .finish()
     }
 }
@@ -143,7 +169,9 @@ impl SlackConnection {
                 ..ConnectionOptions::default()
             },
             identity: Arc::new(OnceCell::new()),
-            fetcher: None,
+            scopes: Arc::new(OnceCell::new()),
+            names: Arc::new(Mutex::new(HashMap::new())),
+            history_page_max: config.distribution.history_page_max(),
         }
     }
 
@@ -178,18 +206,9 @@ impl SlackConnection {
         self
     }
 
-    /// Re-uploads attachments fetched by `fetcher` instead of linking them.
-    pub fn with_attachment_fetcher(
-        mut self,
-        fetcher: Arc<dyn AttachmentFetcher>,
-    ) -> SlackConnection {
-        self.fetcher = Some(fetcher);
-        self
-    }
-
-    /// Reports token rotations to `listener` (persist them: the old refresh token dies).
-    pub fn with_rotation_listener(self, listener: Arc<dyn RotationListener>) -> SlackConnection {
-        self.tokens.set_listener(listener);
+    /// Hands every token rotation to `sink` (persist it: the old refresh token dies).
+    pub fn with_credentials_sink(self, sink: Arc<dyn CredentialsSink>) -> SlackConnection {
+        self.tokens.set_sink(sink);
         self
     }
 
@@ -216,6 +235,11 @@ impl SlackConnection {
     /// The options.
     pub fn options(&self) -> &ConnectionOptions {
         &self.options
+    }
+
+    /// The largest history page the app's distribution allows.
+    pub fn history_page_max(&self) -> u32 {
+        self.history_page_max
     }
 
     /// Calls a Web API method with the bot token, under the workspace's pacing. A rotating
@@ -290,6 +314,122 @@ impl SlackConnection {
         })
     }
 
+    /// The scopes granted to the bot token: `X-OAuth-Scopes` of `auth.test` (read once per
+    /// connection), else those of the stored grant.
+    pub async fn granted_scopes(&self) -> Result<Vec<String>> {
+        if let Some(s) = self.scopes.get() {
+            return Ok(s.clone());
+        }
+        match self.auth_test().await {
+            Ok((identity, header)) => {
+                let _ = self.identity.set(identity);
+                let scopes = match header {
+                    Some(s) if !s.is_empty() => s,
+                    _ => self.tokens.credentials().await.scopes,
+                };
+                let _ = self.scopes.set(scopes.clone());
+                Ok(scopes)
+            }
+            Err(e) => {
+                let stored = self.tokens.credentials().await.scopes;
+                if stored.is_empty() {
+                    Err(e)
+                } else {
+                    Ok(stored)
+                }
+            }
+        }
+    }
+
+    /// Whether posts can carry another sender's name and avatar (`chat:write.customize` is
+    /// granted). Slack ignores `username` / `icon_url` silently without it, so this is
+    /// decided before posting; when the scopes cannot be read, the answer is `false` (the
+    /// name then goes into the text, which is always visible).
+    pub async fn can_customize(&self) -> bool {
+        match self.granted_scopes().await {
+            Ok(scopes) => scopes.iter().any(|s| s == CUSTOMIZE_SCOPE),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read the granted Slack scopes; attributing in the text");
+                false
+            }
+        }
+    }
+
+    async fn cached_user(&self, user: &str) -> Result<CachedUser> {
+        if let Some(u) = self
+            .names
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(user)
+        {
+            return Ok(u.clone());
+        }
+        let found = self
+            .call::<UsersInfo>(
+                "users.info",
+                Args::Query(vec![("user", user.to_owned())]),
+                None,
+                true,
+            )
+            .await;
+        let cached = match found {
+            Ok(r) => {
+                let u = to_user(r.body.user)?;
+                CachedUser {
+                    display_name: u.display_name,
+                    avatar_url: u.avatar_url,
+                    email: u.email,
+                }
+            }
+            Err(e) if slack_error_code(&e) == Some("user_not_found") => CachedUser {
+                display_name: "a Slack user".to_owned(),
+                avatar_url: None,
+                email: None,
+            },
+            Err(e) => return Err(e),
+        };
+        let mut names = self.names.lock().unwrap_or_else(|p| p.into_inner());
+        if names.len() >= NAME_CACHE_MAX {
+            names.clear();
+        }
+        names.insert(user.to_owned(), cached.clone());
+        Ok(cached)
+    }
+
+    /// The name to show for Slack user `user` (`users.info`, tier 4, cached in the
+    /// connection): the profile's display name, else the real name, else the handle.
+    pub async fn user_display_name(&self, user: &UserId) -> Result<String> {
+        Ok(self.cached_user(user.as_str()).await?.display_name)
+    }
+
+    /// Fills in the sender of a posted or edited message that arrived without a name
+    /// (Slack's message events carry the user's id only): display name, avatar and email
+    /// from `users.info`, cached. Senders that already have a name (bot posts with
+    /// `username`) are left alone. Called off the acknowledgement path (the receivers make
+    /// no API calls).
+    pub async fn resolve_sender(&self, event: &mut PlatformEvent) -> Result<()> {
+        let content = match &mut event.kind {
+            EventKind::Posted { content, .. } | EventKind::Edited { content, .. } => content,
+            _ => return Ok(()),
+        };
+        let sender = &mut content.sender;
+        if sender.platform != PlatformKind::Slack
+            || !(sender.display_name.trim().is_empty()
+                || sender.display_name == sender.user.as_str())
+        {
+            return Ok(());
+        }
+        let u = self.cached_user(sender.user.as_str()).await?;
+        sender.display_name = u.display_name;
+        if sender.avatar_url.is_none() {
+            sender.avatar_url = u.avatar_url;
+        }
+        if sender.email.is_none() {
+            sender.email = u.email;
+        }
+        Ok(())
+    }
+
     fn check_channel(&self, channel: &ChannelRef) -> Result<()> {
         if channel.platform != PlatformKind::Slack {
             return Err(Error::invalid(format!("{channel} is not a Slack channel")));
@@ -310,7 +450,7 @@ impl SlackConnection {
         loop {
             let mut q = vec![
                 ("channel", channel.to_string()),
-                ("limit", self.options.page_size.to_string()),
+                ("limit", self.options.member_page_size.to_string()),
             ];
             if let Some(c) = &cursor {
                 q.push(("cursor", c.clone()));
@@ -344,7 +484,7 @@ impl SlackConnection {
         channel: &ChannelId,
         thread_ts: Option<&str>,
         filename: &str,
-        bytes: Vec<u8>,
+        bytes: &[u8],
     ) -> Result<String> {
         if filename.trim().is_empty() {
             return Err(Error::invalid("a file to upload needs a name"));
@@ -376,7 +516,7 @@ impl SlackConnection {
             .http()
             .post(url)
             .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
-            .body(bytes)
+            .body(bytes.to_vec())
             .send()
             .await
             .map_err(|e| {
@@ -416,16 +556,49 @@ impl SlackConnection {
         json!({ "event_type": self.options.marker_event_type, "event_payload": payload })
     }
 
-    /// The text to send: mrkdwn, plus links for attachments that will not be uploaded.
-    fn outgoing_text(&self, message: &OutgoingMessage, link_attachments: bool) -> String {
+    /// The text to send: mrkdwn, then a link for every file that is not uploaded
+    /// (`upload`: the files whose bytes will be uploaded instead), then `attribute` puts the
+    /// sender's name first.
+    fn outgoing_text(
+        &self,
+        message: &OutgoingMessage,
+        upload: &[&OutgoingFile],
+        attribute: bool,
+    ) -> String {
         let mut text = mrkdwn::to_mrkdwn(&message.content.text);
-        if link_attachments {
-            for a in &message.content.attachments {
-                if !text.is_empty() {
-                    text.push('\n');
-                }
-                text.push_str(&attachment_link(a));
+        let uploaded: HashSet<&str> = upload.iter().map(|f| f.attachment.url.as_str()).collect();
+        let carried: HashSet<&str> = message
+            .files
+            .iter()
+            .map(|f| f.attachment.url.as_str())
+            .collect();
+        let linked = message
+            .files
+            .iter()
+            .map(|f| &f.attachment)
+            .filter(|a| !uploaded.contains(a.url.as_str()))
+            .chain(
+                message
+                    .content
+                    .attachments
+                    .iter()
+                    .filter(|a| !carried.contains(a.url.as_str())),
+            );
+        for a in linked {
+            if !text.is_empty() {
+                text.push('\n');
             }
+            text.push_str(&attachment_link(a));
+        }
+        if text.trim().is_empty() && !upload.is_empty() {
+            text = upload
+                .iter()
+                .map(|f| format!("📎 {}", mrkdwn::escape(&f.attachment.name)))
+                .collect::<Vec<_>>()
+                .join("\n");
+        }
+        if attribute && !text.trim().is_empty() {
+            text = attributed(&message.content.sender.display_name, &text);
         }
         truncate_chars(text, MAX_SLACK_TEXT_CHARS)
     }
@@ -435,6 +608,7 @@ impl SlackConnection {
         channel: &ChannelRef,
         text: &str,
         message: &OutgoingMessage,
+        customize: bool,
     ) -> Result<String> {
         let sender = &message.content.sender;
         let mut body = json!({
@@ -442,62 +616,196 @@ impl SlackConnection {
             "text": text,
             "metadata": self.marker_metadata(message.marker.as_deref()),
         });
-        let name = truncate_chars(sender.display_name.trim().to_owned(), MAX_USERNAME_CHARS);
-        if !name.is_empty() {
-            body["username"] = json!(name);
+        if customize {
+            let name = truncate_chars(sender.display_name.trim().to_owned(), MAX_USERNAME_CHARS);
+            if !name.is_empty() {
+                body["username"] = json!(name);
+            }
+            if let Some(icon) = sender
+                .avatar_url
+                .as_deref()
+                .filter(|u| u.starts_with("https://") || u.starts_with("http://"))
+            {
+                body["icon_url"] = json!(icon);
+            }
         }
-        if let Some(icon) = sender
-            .avatar_url
-            .as_deref()
-            .filter(|u| u.starts_with("http"))
-        {
-            body["icon_url"] = json!(icon);
-        }
-        if let Some(root) = &message.content.thread_root {
+        // The thread on the *target*: `content.thread_root` is the origin's.
+        if let Some(root) = &message.reply_to {
             body["thread_ts"] = json!(root.as_str());
+            if message.broadcast {
+                body["reply_broadcast"] = json!(true);
+            }
         }
-        let attempt = self
+        let posted = self
             .call::<PostMessage>(
                 "chat.postMessage",
-                Args::Json(body.clone()),
+                Args::Json(body),
                 Some(channel.channel.as_str()),
                 false,
             )
-            .await;
-        let posted = match attempt {
-            Err(e)
-                if slack_api_error(&e).is_some_and(|d| {
-                    d.code == "missing_scope"
-                        && d.needed
-                            .as_deref()
-                            .is_some_and(|n| n.contains("chat:write.customize"))
-                }) =>
-            {
-                // Without chat:write.customize the sender's name goes into the text.
-                tracing::warn!("chat:write.customize not granted: attributing in the text instead");
-                let obj = body.as_object_mut().expect("json object");
-                obj.remove("username");
-                obj.remove("icon_url");
-                let prefixed = if name.is_empty() {
-                    text.to_owned()
-                } else {
-                    format!("*{}*: {text}", mrkdwn::escape(&name))
-                };
-                obj.insert(
-                    "text".into(),
-                    json!(truncate_chars(prefixed, MAX_SLACK_TEXT_CHARS)),
-                );
-                self.call::<PostMessage>(
-                    "chat.postMessage",
-                    Args::Json(body),
-                    Some(channel.channel.as_str()),
-                    false,
-                )
-                .await?
-            }
-            other => other?,
-        };
+            .await?;
         Ok(posted.body.ts)
+    }
+
+    fn message_ref(
+        &self,
+        channel: &ChannelRef,
+        ts: String,
+        root: Option<&MessageId>,
+        what: &str,
+    ) -> Result<MessageRef> {
+        Ok(MessageRef {
+            channel: channel.clone(),
+            message: MessageId::new(ts)
+                .map_err(|e| Error::upstream(format!("{what} returned a bad ts: {e}")))?,
+            thread_root: root.cloned(),
+        })
+    }
+
+    /// The `ts` of the message that shared `file_id` in `channel` (`files.info` `shares`).
+    async fn file_share_ts(&self, file_id: &str, channel: &ChannelId) -> Result<Option<String>> {
+        let info = self
+            .call::<FilesInfo>(
+                "files.info",
+                Args::Query(vec![("file", file_id.to_owned())]),
+                None,
+                true,
+            )
+            .await?
+            .body
+            .file;
+        Ok(info
+            .shares
+            .values()
+            .filter_map(|by_channel| by_channel.get(channel.as_str()))
+            .flatten()
+            .map(|s| s.ts.clone())
+            .max_by(|a, b| ts_order(a, b)))
+    }
+
+    /// Checks that a file URL is Slack's (the bot token goes nowhere else): the Web API's
+    /// own host (the sandbox, a proxy) or `https://*.slack.com`.
+    fn file_url(&self, raw: &str) -> Result<url::Url> {
+        let url = url::Url::parse(raw)
+            .map_err(|e| Error::invalid(format!("the attachment URL is not a URL: {e}")))?;
+        let api = self.client.api_base();
+        let same_origin = url.scheme() == api.scheme()
+            && url.host_str() == api.host_str()
+            && url.port_or_known_default() == api.port_or_known_default();
+        let slack_host = url.scheme() == "https"
+            && url
+                .host_str()
+                .is_some_and(|h| h == "slack.com" || h.ends_with(".slack.com"));
+        if same_origin || slack_host {
+            Ok(url)
+        } else {
+            Err(Error::invalid(format!(
+                "refusing to send the Slack bot token to {}: not a Slack file URL",
+                url.host_str().unwrap_or("(no host)")
+            )))
+        }
+    }
+
+    /// Downloads `url` with the bot token, refusing more than `max_bytes`.
+    async fn download(&self, url: url::Url, name: &str, max_bytes: u64) -> Result<Vec<u8>> {
+        use secrecy::ExposeSecret;
+        let token = self.tokens.access_token().await?;
+        let mut resp = self
+            .client
+            .http()
+            .get(url)
+            .bearer_auth(token.expose_secret())
+            .send()
+            .await
+            .map_err(|e| {
+                Error::upstream(format!(
+                    "downloading {name:?} from Slack failed: {}",
+                    e.without_url()
+                ))
+            })?;
+        let status = resp.status();
+        if status == reqwest::StatusCode::NOT_FOUND {
+            return Err(Error::not_found(format!("{name:?} is no longer on Slack")));
+        }
+        if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
+            return Err(Error::new(
+                ErrorKind::Forbidden,
+                format!(
+                    "Slack refused the download of {name:?} (HTTP {status}): the bot needs files:read and access to the channel"
+                ),
+            ));
+        }
+        if !status.is_success() {
+            return Err(Error::upstream(format!(
+                "downloading {name:?} from Slack failed: HTTP {status}"
+            )));
+        }
+        // Slack answers a token without access with its sign-in page, not an error.
+        let html = resp
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("text/html"));
+        if html
+            && !name.to_ascii_lowercase().ends_with(".html")
+            && !name.to_ascii_lowercase().ends_with(".htm")
+        {
+            return Err(Error::new(
+                ErrorKind::Forbidden,
+                format!(
+                    "Slack answered the download of {name:?} with a web page (no access): the bot needs files:read"
+                ),
+            ));
+        }
+        let too_large = || {
+            Error::invalid(format!(
+                "{name:?} is larger than the {max_bytes} bytes allowed"
+            ))
+        };
+        if resp.content_length().is_some_and(|n| n > max_bytes) {
+            return Err(too_large());
+        }
+        let mut bytes = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(|e| {
+            Error::upstream(format!(
+                "downloading {name:?} from Slack failed: {}",
+                e.without_url()
+            ))
+        })? {
+            if (bytes.len() + chunk.len()) as u64 > max_bytes {
+                return Err(too_large());
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok(bytes)
+    }
+}
+
+/// Orders Slack timestamps (`seconds.micros`) numerically.
+pub(crate) fn ts_order(a: &str, b: &str) -> std::cmp::Ordering {
+    let key = |t: &str| {
+        let (s, f) = t.split_once('.').unwrap_or((t, ""));
+        (s.parse::<u64>().unwrap_or(0), format!("{f:0<6}"))
+    };
+    key(a).cmp(&key(b))
+}
+
+/// `*Sender Name*: text` (the name on its own first line when the text starts with a block
+/// that needs the start of a line: a code block, a quote or a list).
+fn attributed(display_name: &str, text: &str) -> String {
+    let name: String = display_name.trim().chars().filter(|c| *c != '*').collect();
+    let name = truncate_chars(name, MAX_USERNAME_CHARS);
+    if name.trim().is_empty() {
+        return text.to_owned();
+    }
+    let name = mrkdwn::escape(name.trim());
+    let block_start = ["```", ">", "&gt;", "• ", "- ", "1. "]
+        .iter()
+        .any(|p| text.starts_with(p));
+    if block_start {
+        format!("*{name}*:\n{text}")
+    } else {
+        format!("*{name}*: {text}")
     }
 }
 
@@ -576,7 +884,7 @@ impl Platform for SlackConnection {
             reactions: true,
             edits: true,
             deletes: true,
-            file_upload: self.fetcher.is_some(),
+            file_upload: true,
             sender_attribution: true,
         }
     }
@@ -592,57 +900,60 @@ impl Platform for SlackConnection {
 
     async fn post(&self, channel: &ChannelRef, message: &OutgoingMessage) -> Result<PostedMessage> {
         self.check_channel(channel)?;
-        let attachments = &message.content.attachments;
-        let upload = self.fetcher.is_some() && !attachments.is_empty();
-        let mut text = self.outgoing_text(message, !upload);
+        let upload: Vec<&OutgoingFile> = message
+            .files
+            .iter()
+            .filter(|f| f.content.as_ref().is_some_and(|c| !c.bytes.is_empty()))
+            .collect();
+        let customize = self.can_customize().await;
+        let text = self.outgoing_text(message, &upload, !customize);
         if text.trim().is_empty() {
-            if !upload {
-                return Err(Error::invalid(
-                    "nothing to post: the message has no text and no files",
-                ));
-            }
-            text = attachments
-                .iter()
-                .map(|a| format!("📎 {}", mrkdwn::escape(&a.name)))
-                .collect::<Vec<_>>()
-                .join("\n");
+            return Err(Error::invalid(
+                "nothing to post: the message has no text and no files",
+            ));
         }
-        let ts = self.post_text(channel, &text, message).await?;
-        if upload && let Some(fetcher) = &self.fetcher {
-            let thread = message.reply_to.as_ref().map(|r| r.as_str());
-            for a in attachments {
-                let uploaded = match fetcher.fetch(a).await {
-                    Ok(bytes) => self
-                        .upload_file(&channel.channel, thread, &a.name, bytes)
-                        .await
-                        .map(|_| ()),
-                    Err(e) => Err(e),
-                };
-                if let Err(e) = uploaded {
-                    // Never drop a file silently: link it instead.
-                    tracing::warn!(file = %a.name, error = %e, "re-upload to Slack failed; posting a link");
-                    let link = OutgoingMessage {
-                        content: switchboard_core::PortableMessage {
-                            attachments: vec![],
-                            text: switchboard_core::RichText::default(),
-                            ..message.content.clone()
-                        },
-                        files: Vec::new(),
-                        ..message.clone()
-                    };
-                    self.post_text(channel, &attachment_link(a), &link).await?;
+        let ts = self.post_text(channel, &text, message, customize).await?;
+        let root = message.reply_to.as_ref();
+        let reference = self.message_ref(channel, ts, root, "chat.postMessage")?;
+        let mut extra_parts = Vec::new();
+        let thread = root.map(MessageId::as_str);
+        for f in upload {
+            let Some(content) = &f.content else { continue };
+            let name = if content.name.trim().is_empty() {
+                &f.attachment.name
+            } else {
+                &content.name
+            };
+            match self
+                .upload_file(&channel.channel, thread, name, &content.bytes)
+                .await
+            {
+                Ok(file_id) => match self.file_share_ts(&file_id, &channel.channel).await {
+                    Ok(Some(ts)) => {
+                        extra_parts.push(self.message_ref(channel, ts, root, "files.info")?)
+                    }
+                    Ok(None) => {
+                        tracing::warn!(file = %name, "the uploaded file's message was not found; its edits and deletes will not reach it")
+                    }
+                    Err(e) => {
+                        tracing::warn!(file = %name, error = %e, "could not read where the uploaded file was shared")
+                    }
+                },
+                Err(e) => {
+                    // Never drop a file: link it instead.
+                    tracing::warn!(file = %name, error = %e, "upload to Slack failed; posting a link");
+                    let mut link = attachment_link(&f.attachment);
+                    if !customize {
+                        link = attributed(&message.content.sender.display_name, &link);
+                    }
+                    let ts = self.post_text(channel, &link, message, customize).await?;
+                    extra_parts.push(self.message_ref(channel, ts, root, "chat.postMessage")?);
                 }
             }
         }
         Ok(PostedMessage {
-            reference: MessageRef {
-                channel: channel.clone(),
-                message: switchboard_core::MessageId::new(ts).map_err(|e| {
-                    Error::upstream(format!("chat.postMessage returned a bad ts: {e}"))
-                })?,
-                thread_root: message.reply_to.clone(),
-            },
-            extra_parts: Vec::new(),
+            reference,
+            extra_parts,
             posted_by: PostingIdentity::ServiceAccount,
         })
     }
@@ -654,7 +965,8 @@ impl Platform for SlackConnection {
         _posted_by: &PostingIdentity,
     ) -> Result<()> {
         self.check_channel(&message.channel)?;
-        let text = self.outgoing_text(content, self.fetcher.is_none());
+        // chat.update cannot carry username/icon_url: the name always goes into the text.
+        let text = self.outgoing_text(content, &[], true);
         if text.trim().is_empty() {
             return Err(Error::invalid("an edit needs text"));
         }
@@ -664,9 +976,29 @@ impl Platform for SlackConnection {
             "text": text,
             "metadata": self.marker_metadata(content.marker.as_deref()),
         });
-        self.call::<Empty>("chat.update", Args::Json(body), None, false)
+        match self
+            .call::<Empty>("chat.update", Args::Json(body), None, false)
             .await
-            .map(|_| ())
+        {
+            Ok(_) => Ok(()),
+            Err(e)
+                if matches!(
+                    slack_error_code(&e),
+                    Some("edit_window_closed" | "cant_update_message")
+                ) =>
+            {
+                Err(Error::new(
+                    ErrorKind::Forbidden,
+                    format!(
+                        "Slack no longer lets the bot edit message {} in {} ({}): the workspace's edit window may have closed; the copy keeps its earlier text",
+                        message.message,
+                        message.channel.channel,
+                        slack_error_code(&e).unwrap_or_default()
+                    ),
+                ))
+            }
+            Err(e) => Err(e),
+        }
     }
 
     async fn delete(&self, message: &MessageRef, _posted_by: &PostingIdentity) -> Result<()> {
@@ -717,23 +1049,52 @@ impl Platform for SlackConnection {
         attachment: &switchboard_core::Attachment,
         max_bytes: u64,
     ) -> Result<switchboard_core::FileContent> {
-        let fetcher = self.fetcher.as_ref().ok_or_else(|| {
-            Error::new(
-                ErrorKind::Unsupported,
-                "no attachment fetcher is configured for this Slack connection",
-            )
-        })?;
-        let bytes = fetcher.fetch(attachment).await?;
-        if bytes.len() as u64 > max_bytes {
+        let mut name = attachment.name.clone();
+        let mut mime_type = attachment.mime_type.clone();
+        let mut size = attachment.size;
+        let raw_url = if let Some(id) = attachment.url.strip_prefix(FILE_ID_SCHEME) {
+            // Known by id only (Slack Connect): files.info has the URLs.
+            let info = self
+                .call::<FilesInfo>(
+                    "files.info",
+                    Args::Query(vec![("file", id.to_owned())]),
+                    None,
+                    true,
+                )
+                .await?
+                .body
+                .file;
+            if let Some(n) = info
+                .name
+                .clone()
+                .or(info.title.clone())
+                .filter(|n| !n.trim().is_empty())
+            {
+                name = n;
+            }
+            mime_type = mime_type.or(info.mimetype);
+            size = size.or(info.size);
+            info.url_private_download
+                .or(info.url_private)
+                .ok_or_else(|| {
+                    Error::not_found(format!(
+                        "Slack file {id} has no download URL (deleted, or hosted elsewhere)"
+                    ))
+                })?
+        } else {
+            attachment.url.clone()
+        };
+        if size.is_some_and(|n| n > max_bytes) {
             return Err(Error::invalid(format!(
-                "{:?} is {} bytes, more than the {max_bytes} allowed",
-                attachment.name,
-                bytes.len()
+                "{name:?} is {} bytes, more than the {max_bytes} allowed",
+                size.unwrap_or_default()
             )));
         }
+        let url = self.file_url(&raw_url)?;
+        let bytes = self.download(url, &name, max_bytes).await?;
         Ok(switchboard_core::FileContent {
-            name: attachment.name.clone(),
-            mime_type: attachment.mime_type.clone(),
+            name,
+            mime_type,
             bytes,
         })
     }
@@ -904,7 +1265,7 @@ impl TeamImport for SlackConnection {
             let mut q = vec![
                 ("types", "public_channel,private_channel".to_owned()),
                 ("exclude_archived", "true".to_owned()),
-                ("limit", self.options.page_size.to_string()),
+                ("limit", self.options.channel_page_size.to_string()),
             ];
             if let Some(c) = &cursor {
                 q.push(("cursor", c.clone()));
@@ -942,50 +1303,62 @@ impl TeamImport for SlackConnection {
                 None => break,
             }
         }
-        drop(seen_channels);
-        // Members: each channel's members, each workspace member delivered once.
-        let total_channels = channel_ids.len() as u64;
-        let mut seen_users: HashSet<UserId> = HashSet::new();
-        let concurrency = self.options.member_concurrency.max(1);
-        let mut results =
-            futures::stream::iter(channel_ids.into_iter().map(|channel| async move {
-                let r = self.channel_members(&channel).await;
-                (channel, r)
-            }))
-            .buffered(concurrency);
-        let mut channels_done = 0u64;
-        while let Some((channel, result)) = results.next().await {
-            channels_done += 1;
-            let members = match result {
-                Ok(m) => m,
-                Err(e) if e.kind() == ErrorKind::NotFound => {
-                    tracing::info!(%channel, "channel vanished during the import; skipped");
-                    continue;
+        // Channel membership costs a call per channel (conversations.members): it is read
+        // on demand, for the channels that get linked (import_channel_members).
+        Ok(counts)
+    }
+
+    async fn import_channel_members(
+        &self,
+        channel: &ChannelRef,
+        sink: &mut dyn ImportSink,
+    ) -> Result<ImportCounts> {
+        self.check_channel(channel)?;
+        let mut counts = ImportCounts::default();
+        let mut seen: HashSet<String> = HashSet::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut q = vec![
+                ("channel", channel.channel.to_string()),
+                ("limit", self.options.member_page_size.to_string()),
+            ];
+            if let Some(c) = &cursor {
+                q.push(("cursor", c.clone()));
+            }
+            let page = self
+                .call::<ConversationsMembers>("conversations.members", Args::Query(q), None, true)
+                .await?
+                .body;
+            let mut members = Vec::with_capacity(page.members.len());
+            for m in page.members {
+                if seen.insert(m.clone()) {
+                    members.push(
+                        UserId::new(m).map_err(|e| {
+                            Error::upstream(format!("bad member id from Slack: {e}"))
+                        })?,
+                    );
                 }
-                Err(e) => return Err(e),
-            };
-            let page: Vec<Membership> = members
-                .into_iter()
-                .filter(|u| seen_users.insert(u.clone()))
-                .map(|user| Membership {
-                    team: team.clone(),
-                    user,
-                    is_owner: false,
-                })
-                .collect();
-            counts.members += page.len() as u64;
-            if !page.is_empty() {
-                sink.members(team, page).await?;
+            }
+            counts.members += members.len() as u64;
+            if !members.is_empty() {
+                sink.channel_members(channel, members).await?;
             }
             sink.progress(Progress {
-                phase: ImportPhase::Members,
+                phase: ImportPhase::ChannelMembers,
                 done: counts.members,
                 estimated_total: None,
             })
             .await?;
-            tracing::trace!(channels_done, total_channels, "members imported");
+            match page.response_metadata.next() {
+                Some(next) if Some(next) != cursor.as_deref() => cursor = Some(next.to_owned()),
+                Some(_) => {
+                    return Err(Error::upstream(
+                        "conversations.members returned the same cursor twice",
+                    ));
+                }
+                None => return Ok(counts),
+            }
         }
-        Ok(counts)
     }
 
     async fn import_users(&self, sink: &mut dyn ImportSink) -> Result<ImportCounts> {
@@ -993,7 +1366,7 @@ impl TeamImport for SlackConnection {
         let mut seen: HashSet<String> = HashSet::new();
         let mut cursor: Option<String> = None;
         loop {
-            let mut q = vec![("limit", self.options.page_size.to_string())];
+            let mut q = vec![("limit", self.options.user_page_size.to_string())];
             if let Some(c) = &cursor {
                 q.push(("cursor", c.clone()));
             }

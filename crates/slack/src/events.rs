@@ -14,9 +14,14 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::Value;
 use sha2::Sha256;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use async_trait::async_trait;
 use switchboard_core::{
-    Attachment, ChannelId, ChannelRef, EventKind, MessageId, PlatformEvent, PlatformKind,
-    PortableMessage, Sender, TeamId, UserId,
+    Attachment, ChannelId, ChannelRef, ConnectionSignal, EventKind, Inbound, MessageId,
+    PlatformEvent, PlatformKind, PortableMessage, Route, RoutedItems, Sender, TeamId, UserId,
+    WebhookEndpoint, WebhookOutcome, WebhookReceiver, WebhookRequest,
 };
 use time::OffsetDateTime;
 
@@ -218,6 +223,10 @@ pub struct SlackFile {
     /// `hosted`, `external`, `tombstone` (deleted), `hidden_by_limit` …
     #[serde(default)]
     pub mode: Option<String>,
+    /// `check_file_info` for files delivered by id only (Slack Connect): read them with
+    /// `files.info`.
+    #[serde(default)]
+    pub file_access: Option<String>,
 }
 
 /// The user profile Slack embeds in some message events.
@@ -411,6 +420,13 @@ pub enum SlackEvent {
     MemberJoinedChannel(MembershipEvent),
     /// `member_left_channel`.
     MemberLeftChannel(MembershipEvent),
+    /// `app_uninstalled`: the app was removed from the workspace; its tokens are dead.
+    AppUninstalled,
+    /// `tokens_revoked`: some of the app's tokens were revoked (`tokens.oauth` / `.bot`).
+    TokensRevoked {
+        /// The revoked tokens' user ids, by kind (`oauth`, `bot`).
+        tokens: Value,
+    },
     /// A type this crate does not handle; kept so callers can log it.
     Other {
         /// The event's `type`.
@@ -573,6 +589,10 @@ pub fn parse_event(event: Value) -> Result<SlackEvent> {
         "reaction_removed" => SlackEvent::ReactionRemoved(typed(&event_type, event)?),
         "member_joined_channel" => SlackEvent::MemberJoinedChannel(typed(&event_type, event)?),
         "member_left_channel" => SlackEvent::MemberLeftChannel(typed(&event_type, event)?),
+        "app_uninstalled" => SlackEvent::AppUninstalled,
+        "tokens_revoked" => SlackEvent::TokensRevoked {
+            tokens: event.get("tokens").cloned().unwrap_or(Value::Null),
+        },
         _ => SlackEvent::Other { event_type },
     })
 }
@@ -617,6 +637,8 @@ pub enum Disposition {
     Own,
     /// Nothing to relay (unknown type, hidden subtype, unchanged edit …).
     Ignored(String),
+    /// Something about the connection itself (the grant is gone).
+    Signal(ConnectionSignal),
 }
 
 fn ts_time(ts: &str) -> Option<OffsetDateTime> {
@@ -650,11 +672,13 @@ pub fn portable_message(message: &SlackMessage) -> Result<PortableMessage> {
         .and_then(|b| b.get("name"))
         .and_then(Value::as_str)
         .map(str::to_owned);
+    // Slack's message events carry the user's id only: the name stays empty here (never the
+    // raw id) and is filled in by `SlackConnection::resolve_sender` (users.info, cached).
     let display_name = nonempty(&profile.display_name)
         .or_else(|| nonempty(&profile.real_name))
         .or_else(|| nonempty(&message.username))
         .or(bot_name)
-        .unwrap_or_else(|| author.to_owned());
+        .unwrap_or_default();
     let avatar_url = nonempty(&profile.image_72).or_else(|| {
         message
             .bot_profile
@@ -675,11 +699,16 @@ pub fn portable_message(message: &SlackMessage) -> Result<PortableMessage> {
         .iter()
         .filter(|f| !matches!(f.mode.as_deref(), Some("tombstone" | "hidden_by_limit")))
         .filter_map(|f| {
+            // Slack Connect files come as {id, file_access:"check_file_info"}: keep them by
+            // id; fetching reads files.info first (never dropped).
+            let by_id = (!f.id.is_empty())
+                .then(|| format!("{}{}", crate::connection::FILE_ID_SCHEME, f.id));
             let url = f
                 .url_private_download
                 .clone()
                 .or_else(|| f.url_private.clone())
-                .or_else(|| f.permalink.clone())?;
+                .or_else(|| f.permalink.clone())
+                .or(by_id)?;
             Some(Attachment {
                 name: nonempty(&f.name)
                     .or_else(|| nonempty(&f.title))
@@ -829,9 +858,214 @@ pub fn to_platform_event(callback: &EventCallback, own: &OwnIdentity) -> Result<
             };
             Ok(event(channel, occurred(None), kind))
         }
+        SlackEvent::AppUninstalled => Ok(Disposition::Signal(ConnectionSignal::GrantRevoked {
+            reason: "Slack: app_uninstalled (the app was removed from the workspace)".into(),
+        })),
+        SlackEvent::TokensRevoked { tokens } => {
+            let bot_revoked = tokens
+                .get("bot")
+                .and_then(Value::as_array)
+                .is_some_and(|b| !b.is_empty());
+            let ours = own.bot_user_id.as_deref().is_none_or(|me| {
+                tokens
+                    .get("bot")
+                    .and_then(Value::as_array)
+                    .is_some_and(|b| b.iter().any(|u| u.as_str() == Some(me)))
+            });
+            if bot_revoked && ours {
+                Ok(Disposition::Signal(ConnectionSignal::GrantRevoked {
+                    reason: "Slack: tokens_revoked (the bot token was revoked)".into(),
+                }))
+            } else {
+                Ok(Disposition::Ignored(
+                    "tokens_revoked for user tokens only".into(),
+                ))
+            }
+        }
         SlackEvent::Other { event_type } => {
             Ok(Disposition::Ignored(format!("event type {event_type}")))
         }
+    }
+}
+
+/// The core items of an `event_callback` (none for our own posts and ignored events).
+/// `thread_broadcast` ("also send to channel") is a reply: it keeps its `thread_root`
+/// (the portable model has no "also in the channel" flag yet).
+pub fn inbound_items(callback: &EventCallback, own: &OwnIdentity) -> Result<Vec<Inbound>> {
+    Ok(match to_platform_event(callback, own)? {
+        Disposition::Relay(e) => vec![Inbound::Event(*e)],
+        Disposition::Signal(s) => vec![Inbound::Signal(s)],
+        Disposition::Own => Vec::new(),
+        Disposition::Ignored(why) => {
+            tracing::trace!(event_id = %callback.event_id, why, "Slack event not relayed");
+            Vec::new()
+        }
+    })
+}
+
+/// What the receiver knows of "us" per workspace, for loop prevention without API calls.
+pub trait OwnIdentities: Send + Sync + fmt::Debug {
+    /// Our bot in `team`, when the connection is open (the server caches
+    /// [`SlackConnection::own_identity`](crate::SlackConnection::own_identity) per
+    /// connection).
+    fn own_identity(&self, team: &TeamId) -> Option<OwnIdentity>;
+}
+
+/// A shared map of [`OwnIdentity`] per workspace: the server inserts one when it opens a
+/// connection and removes it when the connection goes.
+#[derive(Debug, Default)]
+pub struct OwnIdentityCache {
+    map: RwLock<HashMap<TeamId, OwnIdentity>>,
+}
+
+impl OwnIdentityCache {
+    /// Remembers our identity in `team`.
+    pub fn insert(&self, team: TeamId, own: OwnIdentity) {
+        self.map
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(team, own);
+    }
+
+    /// Forgets `team`.
+    pub fn remove(&self, team: &TeamId) {
+        self.map
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(team);
+    }
+}
+
+impl OwnIdentities for OwnIdentityCache {
+    fn own_identity(&self, team: &TeamId) -> Option<OwnIdentity> {
+        self.map
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(team)
+            .cloned()
+    }
+}
+
+/// The Events API receiver of one Slack app (`POST /webhooks/slack/events`).
+///
+/// It verifies the v0 signature over the raw body within 300 s of the request's
+/// `received_at`, answers `url_verification` with a handshake, and turns `event_callback`s
+/// into [`Inbound`] items routed by workspace (`Route::Workspace`), acknowledged with 200.
+/// It makes no API calls: our own posts are recognised with the [`OwnIdentity`] the server
+/// caches per connection ([`OwnIdentities`]); for a workspace without one, by our app id and
+/// the metadata marker. Senders' names are filled in later, off the acknowledgement path
+/// ([`SlackConnection::resolve_sender`](crate::SlackConnection::resolve_sender)). Slack
+/// retries carry the same `event_id`: the inbox deduplicates on it.
+pub struct SlackEventsReceiver {
+    signing_secret: SecretString,
+    app_id: Option<String>,
+    marker_event_type: String,
+    identities: Arc<dyn OwnIdentities>,
+}
+
+impl fmt::Debug for SlackEventsReceiver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SlackEventsReceiver")
+            .field("signing_secret", &"<redacted>")
+            .field("app_id", &self.app_id)
+            .field("identities", &self.identities)
+            .finish()
+    }
+}
+
+impl SlackEventsReceiver {
+    /// A receiver for the app with `signing_secret` (and `app_id`, when known).
+    pub fn new(
+        signing_secret: SecretString,
+        app_id: Option<String>,
+        identities: Arc<dyn OwnIdentities>,
+    ) -> SlackEventsReceiver {
+        SlackEventsReceiver {
+            signing_secret,
+            app_id,
+            marker_event_type: crate::config::MARKER_EVENT_TYPE.to_owned(),
+            identities,
+        }
+    }
+
+    /// Parses a verified body into the outcome (also used for Socket Mode payloads, which
+    /// are not signed).
+    pub fn outcome(&self, request: EventRequest) -> Result<WebhookOutcome> {
+        let accept = |routed: Vec<RoutedItems>| WebhookOutcome::Accept {
+            routed,
+            status: 200,
+        };
+        match request {
+            EventRequest::UrlVerification { challenge } => Ok(WebhookOutcome::Handshake {
+                content_type: "text/plain",
+                body: challenge,
+            }),
+            EventRequest::EventCallback(cb) => {
+                let team =
+                    TeamId::new(&cb.team_id).map_err(|e| bad(format!("bad team_id: {e}")))?;
+                let own = self
+                    .identities
+                    .own_identity(&team)
+                    .unwrap_or_else(|| OwnIdentity {
+                        bot_user_id: cb
+                            .authorizations
+                            .iter()
+                            .find(|a| a.is_bot && a.team_id.as_deref() == Some(cb.team_id.as_str()))
+                            .and_then(|a| a.user_id.clone()),
+                        bot_id: None,
+                        app_id: self.app_id.clone().or_else(|| cb.api_app_id.clone()),
+                        marker_event_type: self.marker_event_type.clone(),
+                    });
+                let items = inbound_items(&cb, &own)?;
+                Ok(accept(if items.is_empty() {
+                    Vec::new()
+                } else {
+                    vec![RoutedItems {
+                        route: Route::Workspace { team },
+                        items,
+                    }]
+                }))
+            }
+            EventRequest::AppRateLimited {
+                team_id,
+                minute_rate_limited,
+            } => {
+                let Some(team) = team_id.as_deref().and_then(|t| TeamId::new(t).ok()) else {
+                    return Ok(accept(Vec::new()));
+                };
+                let since = minute_rate_limited
+                    .and_then(|m| OffsetDateTime::from_unix_timestamp(m).ok())
+                    .unwrap_or(OffsetDateTime::UNIX_EPOCH);
+                Ok(accept(vec![RoutedItems {
+                    route: Route::Workspace { team },
+                    items: vec![Inbound::Signal(ConnectionSignal::EventsDropped { since })],
+                }]))
+            }
+            EventRequest::Other { request_type } => {
+                tracing::debug!(request_type, "Slack request type not handled; acknowledged");
+                Ok(accept(Vec::new()))
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl WebhookReceiver for SlackEventsReceiver {
+    async fn receive(&self, request: &WebhookRequest<'_>) -> Result<WebhookOutcome> {
+        if request.endpoint != WebhookEndpoint::SlackEvents {
+            return Err(bad(format!(
+                "the Slack receiver does not serve {:?}",
+                request.endpoint
+            )));
+        }
+        verify_signature_values(
+            request.header(TIMESTAMP_HEADER),
+            request.header(SIGNATURE_HEADER),
+            request.body,
+            &self.signing_secret,
+            request.received_at.unix_timestamp(),
+        )?;
+        self.outcome(parse_request(request.body)?)
     }
 }
 
@@ -1034,6 +1268,160 @@ mod tests {
             Disposition::Relay(e) => *e,
             other => panic!("expected an event, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn grant_signals_broadcast_replies_and_id_only_files() {
+        use serde_json::json;
+        let d = to_platform_event(&callback(json!({"type": "app_uninstalled"})), &own()).unwrap();
+        assert!(
+            matches!(
+                d,
+                Disposition::Signal(ConnectionSignal::GrantRevoked { .. })
+            ),
+            "{d:?}"
+        );
+        let revoked =
+            callback(json!({"type": "tokens_revoked", "tokens": {"oauth": [], "bot": ["UBOT"]}}));
+        assert!(matches!(
+            to_platform_event(&revoked, &own()).unwrap(),
+            Disposition::Signal(ConnectionSignal::GrantRevoked { .. })
+        ));
+        let users_only = callback(json!({"type": "tokens_revoked", "tokens": {"oauth": ["U7"]}}));
+        assert!(matches!(
+            to_platform_event(&users_only, &own()).unwrap(),
+            Disposition::Ignored(_)
+        ));
+        // thread_broadcast: a reply (also shown in the channel) keeps its thread root
+        let b = relay(
+            to_platform_event(
+                &callback(
+                    json!({"type": "message", "subtype": "thread_broadcast", "channel": "C1",
+                    "user": "U1", "text": "also here", "ts": "1700000002.000200",
+                    "thread_ts": "1700000001.000100"}),
+                ),
+                &own(),
+            )
+            .unwrap(),
+        );
+        let EventKind::Posted { content, .. } = &b.kind else {
+            panic!("{b:?}")
+        };
+        assert_eq!(
+            content.thread_root.as_ref().unwrap().as_str(),
+            "1700000001.000100"
+        );
+        // a name is never the raw id: empty until resolved through users.info
+        assert_eq!(content.sender.display_name, "");
+        // Slack Connect: files by id only are kept, to be read with files.info
+        let f = relay(
+            to_platform_event(
+                &callback(
+                    json!({"type": "message", "subtype": "file_share", "channel": "C1",
+                    "user": "U1", "text": "", "ts": "1700000003.000300",
+                    "files": [{"id": "F9", "file_access": "check_file_info"}]}),
+                ),
+                &own(),
+            )
+            .unwrap(),
+        );
+        let EventKind::Posted { content, .. } = &f.kind else {
+            panic!("{f:?}")
+        };
+        assert_eq!(content.attachments.len(), 1);
+        assert_eq!(content.attachments[0].url, "slack-file:F9");
+    }
+
+    #[tokio::test]
+    async fn the_receiver_verifies_routes_and_answers_handshakes() {
+        use serde_json::json;
+        let secret = SecretString::from("8f742231b10e8888abcd99yyyzzz85a5".to_owned());
+        let cache = Arc::new(OwnIdentityCache::default());
+        cache.insert(TeamId::new("T1").unwrap(), own());
+        let rx = SlackEventsReceiver::new(secret.clone(), Some("AAPP".into()), cache);
+        let at = OffsetDateTime::from_unix_timestamp(1_700_000_100).unwrap();
+        let send = |body: String, signed_at: i64| {
+            let ts = signed_at.to_string();
+            let sig = compute_signature(&secret, &ts, body.as_bytes());
+            (
+                body,
+                vec![
+                    ("X-Slack-Request-Timestamp".to_owned(), ts),
+                    ("X-Slack-Signature".to_owned(), sig),
+                ],
+            )
+        };
+        async fn receive_on(
+            rx: &SlackEventsReceiver,
+            body: &(String, Vec<(String, String)>),
+            at: OffsetDateTime,
+        ) -> Result<WebhookOutcome> {
+            let req = WebhookRequest {
+                endpoint: WebhookEndpoint::SlackEvents,
+                query: "",
+                headers: &body.1,
+                body: body.0.as_bytes(),
+                received_at: at,
+            };
+            rx.receive(&req).await
+        }
+        let hs = send(
+            json!({"type": "url_verification", "challenge": "c-1"}).to_string(),
+            1_700_000_000,
+        );
+        assert_eq!(
+            receive_on(&rx, &hs, at).await.unwrap(),
+            WebhookOutcome::Handshake {
+                content_type: "text/plain",
+                body: "c-1".into()
+            }
+        );
+        // 300 s window against received_at
+        assert_eq!(
+            receive_on(&rx, &hs, at + time::Duration::seconds(201))
+                .await
+                .unwrap_err()
+                .kind(),
+            ErrorKind::Unauthorized
+        );
+        let ev = send(json!({"type": "event_callback", "team_id": "T1", "api_app_id": "AAPP",
+            "event_id": "Ev9", "event_time": 1_700_000_000,
+            "event": {"type": "message", "channel": "C1", "user": "U1", "text": "hi", "ts": "1700000000.000100"}}).to_string(), 1_700_000_050);
+        let WebhookOutcome::Accept { routed, status } = receive_on(&rx, &ev, at).await.unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(status, 200);
+        assert_eq!(routed.len(), 1);
+        assert_eq!(
+            routed[0].route,
+            Route::Workspace {
+                team: TeamId::new("T1").unwrap()
+            }
+        );
+        assert_eq!(routed[0].items[0].dedupe_key(), Some("Ev9"));
+        let own_post = send(json!({"type": "event_callback", "team_id": "T1", "event_id": "Ev10",
+            "event": {"type": "message", "subtype": "bot_message", "channel": "C1", "bot_id": "BBOT", "text": "x", "ts": "1700000000.000200"}}).to_string(), 1_700_000_050);
+        let WebhookOutcome::Accept { routed, .. } = receive_on(&rx, &own_post, at).await.unwrap()
+        else {
+            panic!()
+        };
+        assert!(routed.is_empty(), "our own post is dropped");
+        let limited = send(json!({"type": "app_rate_limited", "team_id": "T1", "minute_rate_limited": 1_700_000_040}).to_string(), 1_700_000_050);
+        let WebhookOutcome::Accept { routed, .. } = receive_on(&rx, &limited, at).await.unwrap()
+        else {
+            panic!()
+        };
+        assert!(matches!(
+            routed[0].items[0],
+            Inbound::Signal(ConnectionSignal::EventsDropped { .. })
+        ));
+        let mut tampered = ev.clone();
+        tampered.0.push(' ');
+        assert_eq!(
+            receive_on(&rx, &tampered, at).await.unwrap_err().kind(),
+            ErrorKind::Unauthorized
+        );
     }
 
     #[test]

@@ -12,8 +12,10 @@
 //! | [`oauth`] | [`SlackOAuth`]: authorize URL, `oauth.v2.access`, token rotation |
 //! | [`tokens`] | [`TokenSource`]: refresh before expiry, once for concurrent callers, rotations reported |
 //! | [`connection`] | [`SlackConnection`]: the core traits for one workspace |
-//! | [`events`] | Events API signature verification, typed parsing, translation to core events |
-//! | [`socket`] | [`SocketModeClient`]: Socket Mode with ack-after-handoff and reconnects |
+//! | [`connector`] | [`SlackConnector`]: core's `Connector` (stored connection → live objects) |
+//! | [`history`] | core's `History` over `conversations.history` / `.replies`, few calls |
+//! | [`events`] | Events API verification and parsing, [`SlackEventsReceiver`] (core's `WebhookReceiver`) |
+//! | [`socket`] | [`SocketModeClient`]: Socket Mode into core's `EventSink`, concurrent envelopes acked once stored, open-before-close reconnects |
 //! | [`mrkdwn`] | mrkdwn ⇄ portable rich text |
 //! | [`emoji`] | Slack emoji names ⇄ portable emoji |
 //!
@@ -49,9 +51,11 @@
 pub mod client;
 pub mod config;
 pub mod connection;
+pub mod connector;
 pub mod emoji;
 pub mod error;
 pub mod events;
+pub mod history;
 pub mod mrkdwn;
 pub mod oauth;
 mod pacer;
@@ -61,14 +65,19 @@ pub mod types;
 
 pub use client::{ApiResponse, Args, Auth, CallOptions, CallStats, SlackClient};
 pub use config::{
-    BOT_SCOPES, MARKER_EVENT_TYPE, Rate, RateLimits, RetryPolicy, SlackConfig, Tier, tier_of,
+    BOT_SCOPES, Distribution, MARKER_EVENT_TYPE, Rate, RateLimits, RetryPolicy, SlackConfig, Tier,
+    tier_of,
 };
-pub use connection::{AttachmentFetcher, BotIdentity, ConnectionOptions, SlackConnection};
+pub use connection::{
+    BotIdentity, CUSTOMIZE_SCOPE, ConnectionOptions, FILE_ID_SCHEME, SlackConnection,
+};
+pub use connector::SlackConnector;
 pub use error::{Error, ErrorKind, Result, SlackApiError, slack_api_error, slack_error_code};
 pub use events::{
-    Disposition, EventCallback, EventRequest, OwnIdentity, SignatureError, SlackEvent,
-    parse_request, to_platform_event, verify_signature,
+    Disposition, EventCallback, EventRequest, OwnIdentities, OwnIdentity, OwnIdentityCache,
+    SignatureError, SlackEvent, SlackEventsReceiver, inbound_items, parse_request,
+    to_platform_event, verify_signature,
 };
 pub use oauth::{Installation, NamedId, SlackOAuth};
-pub use socket::{Envelope, EnvelopeHandler, SocketModeClient, SocketModeOptions};
-pub use tokens::{RotationListener, TokenSource};
+pub use socket::{ConnectionOf, Envelope, SocketModeClient, SocketModeOptions, SocketTarget};
+pub use tokens::TokenSource;

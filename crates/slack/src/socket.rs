@@ -1,28 +1,45 @@
 //! Socket Mode: events over a WebSocket, no public URL needed.
 //!
 //! [`SocketModeClient::run`] calls `apps.connections.open` with the app-level (`xapp-`)
-//! token, connects to the returned URL, waits for `hello`, then hands every envelope to the
-//! [`EnvelopeHandler`] **in order** and acknowledges it with `{"envelope_id":…}` only after
-//! the handler returned `Ok` (the event is durably handed off); an envelope whose handler
-//! failed is not acknowledged, so Slack delivers it again. On a `disconnect` frame it opens a
-//! fresh connection at once; when the connection drops it reconnects with exponential
-//! backoff (with jitter). It returns when the shutdown future completes, or with an error
-//! that retrying cannot fix (a refused app token, Socket Mode turned off).
+//! token, connects to the returned URL, waits for `hello`, then handles envelopes
+//! **concurrently**: each `events_api` payload is parsed by the app's
+//! [`SlackEventsReceiver`] (our own posts dropped, signals recognised) and handed to core's
+//! [`EventSink`] for the route's connection; the envelope is acknowledged with
+//! `{"envelope_id":…}` as soon as `accept` returned `Ok` (stored), so a slow envelope never
+//! holds up the others (Slack redelivers after about 3 s, with the same `event_id`: the inbox
+//! deduplicates). An envelope whose `accept` failed is not acknowledged, so Slack delivers it
+//! again. Other envelope types (slash commands, interactivity) and payloads that cannot be
+//! parsed are acknowledged and logged: redelivering them would not help.
+//!
+//! On a `disconnect` frame (`warning`, `refresh_requested`) the client opens the replacement
+//! connection first and closes the old one only once the new one said `hello` (Slack warns
+//! ahead and allows up to 10 connections per app). `too_many_websockets` is not retried at
+//! once (that would make it worse): the client closes the connection and backs off.
+//! `link_disabled` and a refused app token stop the client with an error. When the
+//! connection drops it reconnects with exponential backoff (with jitter). It returns when the
+//! shutdown future completes.
+//!
+//! Acknowledgements of envelopes still in flight when a connection is replaced are lost with
+//! it; Slack redelivers those, and the inbox deduplicates them.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use futures::{SinkExt, StreamExt};
 use rand::Rng;
 use secrecy::SecretString;
 use serde_json::Value;
+use switchboard_core::{ConnectionId, EventSink, Route, WebhookOutcome};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::client::{Args, Auth, CallOptions, SlackClient};
 use crate::error::{Error, ErrorKind, Result};
-use crate::events::{self, EventRequest};
+use crate::events::{self, EventRequest, SlackEventsReceiver};
 use crate::types::ConnectionsOpen;
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// One Socket Mode envelope.
 #[derive(Debug, Clone, PartialEq)]
@@ -47,12 +64,58 @@ impl Envelope {
     }
 }
 
-/// Receives envelopes. Return `Ok` only once the envelope is safely handed off (stored):
-/// that is when it is acknowledged.
-#[async_trait]
-pub trait EnvelopeHandler: Send + Sync {
-    /// Handles one envelope.
-    async fn handle(&self, envelope: Envelope) -> Result<()>;
+/// Which connection a route belongs to (`None`: not ours, nothing is stored).
+pub type ConnectionOf = Arc<dyn Fn(&Route) -> Option<ConnectionId> + Send + Sync>;
+
+/// Where Socket Mode deliveries go.
+#[derive(Clone)]
+pub struct SocketTarget {
+    /// Parses payloads and recognises our own posts (no API calls).
+    pub receiver: Arc<SlackEventsReceiver>,
+    /// Stores the items durably; its `Ok` is when an envelope is acknowledged.
+    pub sink: Arc<dyn EventSink>,
+    /// The connection of each workspace.
+    pub connection_of: ConnectionOf,
+}
+
+impl std::fmt::Debug for SocketTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SocketTarget")
+            .field("receiver", &self.receiver)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Envelopes handled at once on one connection (more wait for a slot, unacknowledged).
+const MAX_IN_FLIGHT: usize = 64;
+
+/// Handles one envelope; `true` when it may be acknowledged.
+async fn hand_off(target: &SocketTarget, envelope: &Envelope) -> bool {
+    let Some(parsed) = envelope.event_request() else {
+        tracing::debug!(envelope_type = %envelope.envelope_type, "Socket Mode envelope type not handled; acknowledged");
+        return true;
+    };
+    let outcome = match parsed.and_then(|r| target.receiver.outcome(r)) {
+        Ok(o) => o,
+        Err(e) => {
+            tracing::warn!(envelope_id = %envelope.envelope_id, error = %e, "Socket Mode payload not understood; acknowledged and dropped");
+            return true;
+        }
+    };
+    let WebhookOutcome::Accept { routed, .. } = outcome else {
+        return true;
+    };
+    for group in routed {
+        let Some(connection) = (target.connection_of)(&group.route) else {
+            tracing::warn!(route = ?group.route, "Socket Mode event for a workspace with no connection; dropped");
+            continue;
+        };
+        if let Err(e) = target.sink.accept(&connection, group.items).await {
+            tracing::warn!(envelope_id = %envelope.envelope_id, error = %e, "Socket Mode envelope not stored; not acknowledged (Slack will retry)");
+            return false;
+        }
+    }
+    true
 }
 
 /// Timing of the Socket Mode client.
@@ -84,9 +147,10 @@ impl Default for SocketModeOptions {
 
 /// What ended one connection.
 enum SessionEnd {
-    /// Slack asked us to reconnect (`disconnect`): do so at once.
-    Refresh,
-    /// The connection failed or dropped: back off.
+    /// Slack asked us to reconnect (`disconnect`): open the next connection at once, then
+    /// close this one (handed over, still open).
+    Refresh(Box<Ws>),
+    /// The connection failed or dropped (or Slack said `too_many_websockets`): back off.
     Dropped(Error),
 }
 
@@ -144,21 +208,22 @@ impl SocketModeClient {
     }
 
     /// Runs until `shutdown` completes (then `Ok`) or a failure retrying cannot fix.
-    pub async fn run<H, S>(&self, handler: &H, shutdown: S) -> Result<()>
+    pub async fn run<S>(&self, target: &SocketTarget, shutdown: S) -> Result<()>
     where
-        H: EnvelopeHandler + ?Sized,
         S: Future<Output = ()> + Send,
     {
         tokio::pin!(shutdown);
         let mut backoff = self.options.initial_backoff;
+        let mut previous: Option<Box<Ws>> = None;
         loop {
             let end = tokio::select! {
                 _ = &mut shutdown => return Ok(()),
-                end = self.session(handler, &mut backoff) => end,
+                end = self.session(target, &mut backoff, previous.take()) => end,
             };
             match end {
-                Ok(SessionEnd::Refresh) => {
+                Ok(SessionEnd::Refresh(old)) => {
                     tracing::debug!("Socket Mode: reconnecting on Slack's request");
+                    previous = Some(old);
                 }
                 Ok(SessionEnd::Dropped(e)) | Err(e) => {
                     if is_fatal(&e) {
@@ -177,10 +242,12 @@ impl SocketModeClient {
         }
     }
 
-    async fn session<H>(&self, handler: &H, backoff: &mut Duration) -> Result<SessionEnd>
-    where
-        H: EnvelopeHandler + ?Sized,
-    {
+    async fn session(
+        &self,
+        target: &SocketTarget,
+        backoff: &mut Duration,
+        mut previous: Option<Box<Ws>>,
+    ) -> Result<SessionEnd> {
         let url = self.open_url().await?;
         let connect = tokio_tungstenite::connect_async(url.as_str());
         let (mut ws, _) = match tokio::time::timeout(self.options.hello_timeout, connect).await {
@@ -196,6 +263,8 @@ impl SocketModeClient {
                 )));
             }
         };
+        let (ack_tx, mut ack_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+        let slots = Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT));
         let mut greeted = false;
         let mut ping = tokio::time::interval(self.options.ping_interval);
         ping.tick().await;
@@ -209,6 +278,15 @@ impl SocketModeClient {
             let deadline = last_seen + wait_limit;
             let frame = tokio::select! {
                 frame = ws.next() => frame,
+                Some(envelope_id) = ack_rx.recv() => {
+                    let ack = serde_json::json!({ "envelope_id": envelope_id }).to_string();
+                    if let Err(e) = ws.send(Message::Text(ack)).await {
+                        return Ok(SessionEnd::Dropped(Error::upstream(format!(
+                            "Socket Mode acknowledgement failed: {e}"
+                        ))));
+                    }
+                    continue;
+                }
                 _ = ping.tick() => {
                     if let Err(e) = ws.send(Message::Ping(Vec::new())).await {
                         return Ok(SessionEnd::Dropped(Error::upstream(format!("Socket Mode ping failed: {e}"))));
@@ -258,17 +336,30 @@ impl SocketModeClient {
                     greeted = true;
                     *backoff = self.options.initial_backoff;
                     tracing::debug!("Socket Mode: hello");
+                    // The replacement is up: now the old connection may go.
+                    if let Some(old) = previous.take() {
+                        let mut old = *old;
+                        let _ = old.close(None).await;
+                    }
                 }
                 "disconnect" => {
                     let reason = value.get("reason").and_then(Value::as_str).unwrap_or("");
-                    let _ = ws.close(None).await;
-                    if reason == "link_disabled" {
-                        return Err(Error::new(
-                            ErrorKind::Forbidden,
-                            "Slack disabled Socket Mode for this app (disconnect: link_disabled): turn it on in the app settings or use the Events API",
-                        ));
+                    match reason {
+                        "link_disabled" => {
+                            let _ = ws.close(None).await;
+                            return Err(Error::new(
+                                ErrorKind::Forbidden,
+                                "Slack disabled Socket Mode for this app (disconnect: link_disabled): turn it on in the app settings or use the Events API",
+                            ));
+                        }
+                        "too_many_websockets" => {
+                            let _ = ws.close(None).await;
+                            return Ok(SessionEnd::Dropped(Error::upstream(
+                                "Slack refused another Socket Mode connection (too_many_websockets: at most 10 per app); backing off",
+                            )));
+                        }
+                        _ => return Ok(SessionEnd::Refresh(Box::new(ws))),
                     }
-                    return Ok(SessionEnd::Refresh);
                 }
                 _ => {
                     let Some(envelope_id) = value
@@ -296,19 +387,15 @@ impl SocketModeClient {
                             .filter(|s| !s.is_empty())
                             .map(str::to_owned),
                     };
-                    match handler.handle(envelope).await {
-                        Ok(()) => {
-                            let ack = serde_json::json!({ "envelope_id": envelope_id }).to_string();
-                            if let Err(e) = ws.send(Message::Text(ack)).await {
-                                return Ok(SessionEnd::Dropped(Error::upstream(format!(
-                                    "Socket Mode acknowledgement failed: {e}"
-                                ))));
-                            }
+                    let (target, ack_tx, slots) = (target.clone(), ack_tx.clone(), slots.clone());
+                    tokio::spawn(async move {
+                        let Ok(_slot) = slots.acquire_owned().await else {
+                            return;
+                        };
+                        if hand_off(&target, &envelope).await {
+                            let _ = ack_tx.send(envelope.envelope_id);
                         }
-                        Err(e) => {
-                            tracing::warn!(envelope_id, error = %e, "Socket Mode envelope not handed off; not acknowledged (Slack will retry)");
-                        }
-                    }
+                    });
                 }
             }
         }

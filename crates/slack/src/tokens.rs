@@ -1,43 +1,20 @@
 //! The bot token of a connection, refreshed before it expires when Slack's token rotation is
 //! on. Concurrent callers share one refresh (a tokio mutex: the first refreshes, the others
-//! wait and get the new token); every rotation is reported to the embedder so it can
-//! persist the new refresh token (the old one stops working). A dead grant is remembered:
+//! wait and get the new token); every rotation is handed to core's [`CredentialsSink`] so
+//! the new refresh token is persisted (the old one stops working). A dead grant is remembered:
 //! later calls fail fast with `NeedsReauth` instead of hammering Slack.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use secrecy::SecretString;
-use switchboard_core::Credentials;
+use switchboard_core::{Credentials, CredentialsSink};
 use time::OffsetDateTime;
 use tokio::sync::Mutex;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::oauth::SlackOAuth;
-
-/// Told about every rotation, so the new credentials can be stored (sealed) before the old
-/// refresh token is needed again.
-#[async_trait]
-pub trait RotationListener: Send + Sync {
-    /// The credentials were rotated; `credentials` replaces what was stored.
-    async fn rotated(&self, credentials: &Credentials);
-}
-
-#[async_trait]
-impl RotationListener for tokio::sync::mpsc::UnboundedSender<Credentials> {
-    async fn rotated(&self, credentials: &Credentials) {
-        let _ = self.send(credentials.clone());
-    }
-}
-
-#[async_trait]
-impl RotationListener for tokio::sync::mpsc::Sender<Credentials> {
-    async fn rotated(&self, credentials: &Credentials) {
-        let _ = self.send(credentials.clone()).await;
-    }
-}
 
 struct State {
     credentials: Credentials,
@@ -47,7 +24,7 @@ struct State {
 struct Inner {
     state: Mutex<State>,
     oauth: SlackOAuth,
-    listener: std::sync::RwLock<Option<Arc<dyn RotationListener>>>,
+    sink: std::sync::RwLock<Option<Arc<dyn CredentialsSink>>>,
     margin: Duration,
     dead: AtomicBool,
 }
@@ -87,20 +64,16 @@ impl TokenSource {
                     generation: 0,
                 }),
                 oauth,
-                listener: std::sync::RwLock::new(None),
+                sink: std::sync::RwLock::new(None),
                 margin,
                 dead: AtomicBool::new(false),
             }),
         }
     }
 
-    /// Reports every rotation to `listener` (replacing any earlier one).
-    pub fn set_listener(&self, listener: Arc<dyn RotationListener>) {
-        *self
-            .inner
-            .listener
-            .write()
-            .unwrap_or_else(|p| p.into_inner()) = Some(listener);
+    /// Hands every rotation to `sink` (replacing any earlier one).
+    pub fn set_sink(&self, sink: Arc<dyn CredentialsSink>) {
+        *self.inner.sink.write().unwrap_or_else(|p| p.into_inner()) = Some(sink);
     }
 
     /// The current credentials (after any rotation).
@@ -198,14 +171,17 @@ impl TokenSource {
                 state.credentials = fresh;
                 state.generation += 1;
                 tracing::info!(generation = state.generation, "rotated the Slack bot token");
-                let listener = self
+                let sink = self
                     .inner
-                    .listener
+                    .sink
                     .read()
                     .unwrap_or_else(|p| p.into_inner())
                     .clone();
-                if let Some(listener) = listener {
-                    listener.rotated(&state.credentials).await;
+                if let Some(sink) = sink {
+                    if let Err(e) = sink.persist(&state.credentials).await {
+                        // The fresh token is still used; the error never carries it.
+                        tracing::error!(error = %e, "could not persist the rotated Slack credentials");
+                    }
                 }
                 Ok(())
             }

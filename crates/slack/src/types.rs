@@ -218,3 +218,52 @@ pub struct MessageMetadata {
 /// An object we only need to acknowledge (`ok:true` with nothing we read).
 #[derive(Debug, Clone, Default, Deserialize)]
 pub(crate) struct Empty {}
+
+/// `users.info`.
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct UsersInfo {
+    pub user: UserObject,
+}
+
+/// `files.info`.
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct FilesInfo {
+    pub file: FileInfo,
+}
+
+/// One share of a file (`shares.public|private.{channel}[]`).
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct FileShare {
+    pub ts: String,
+}
+
+/// The parts of a file object we read from `files.info`.
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct FileInfo {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub title: Option<String>,
+    #[serde(default)]
+    pub mimetype: Option<String>,
+    #[serde(default)]
+    pub size: Option<u64>,
+    #[serde(default)]
+    pub url_private: Option<String>,
+    #[serde(default)]
+    pub url_private_download: Option<String>,
+    /// `{public: {C…: [{ts}]}, private: {G…: [{ts}]}}`.
+    #[serde(default)]
+    pub shares:
+        std::collections::HashMap<String, std::collections::HashMap<String, Vec<FileShare>>>,
+}
+
+/// `conversations.history` / `conversations.replies`: the messages stay raw JSON, parsed
+/// by [`crate::events::SlackMessage`].
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct MessagesPage {
+    #[serde(default)]
+    pub messages: Vec<Value>,
+    #[serde(default)]
+    pub has_more: bool,
+}

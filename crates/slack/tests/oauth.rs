@@ -236,6 +236,18 @@ async fn mount_team_info(server: &MockServer, token: &str) {
         .await;
 }
 
+/// Core's rotation callback, forwarding to a channel.
+struct ChannelSink(tokio::sync::mpsc::UnboundedSender<Credentials>);
+
+#[switchboard_core::async_trait]
+impl switchboard_core::CredentialsSink for ChannelSink {
+    async fn persist(&self, credentials: &Credentials) -> switchboard_core::Result<()> {
+        self.0.send(credentials.clone()).map_err(|_| {
+            switchboard_core::Error::new(switchboard_core::ErrorKind::Storage, "closed")
+        })
+    }
+}
+
 #[tokio::test]
 async fn an_expiring_token_is_refreshed_once_for_concurrent_callers_and_reported() {
     let server = MockServer::start().await;
@@ -248,7 +260,7 @@ async fn an_expiring_token_is_refreshed_once_for_concurrent_callers_and_reported
         rotating("xoxb-old", "r-old", Duration::from_secs(120)),
     );
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Credentials>();
-    let conn = conn.with_rotation_listener(Arc::new(tx));
+    let conn = conn.with_credentials_sink(Arc::new(ChannelSink(tx)));
     let calls = (0..8).map(|_| conn.list_teams());
     for r in futures::future::join_all(calls).await {
         assert_eq!(r.unwrap().teams[0].name, "Acme");

@@ -14,13 +14,12 @@ use switchboard_core::{
     Channel, ConnectionHealth, Credentials, Emoji, ErrorKind, EventKind, ImportSink, Membership,
     MembershipOutcome, MessageId, MessageRef, OutgoingMessage, Platform, PlatformKind,
     PortableMessage, Sender, ServiceAccount, TeamId, TeamImport, User, UserId, VerifyOptions,
-    async_trait,
+    WebhookReceiver, async_trait,
 };
 use switchboard_sandbox::{Sandbox, SandboxConfig, Seed};
-use switchboard_slack::events::{self, Disposition, EventRequest};
 use switchboard_slack::{
-    Envelope, EnvelopeHandler, RateLimits, SlackClient, SlackConfig, SlackConnection, SlackOAuth,
-    SocketModeClient, SocketModeOptions,
+    RateLimits, SlackClient, SlackConfig, SlackConnection, SlackOAuth, SocketModeClient,
+    SocketModeOptions,
 };
 use url::Url;
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
@@ -170,6 +169,18 @@ fn from_teams(text: &str, thread_root: Option<&str>) -> OutgoingMessage {
     }
 }
 
+/// Core's rotation callback, forwarding to a channel.
+struct ChannelSink(tokio::sync::mpsc::UnboundedSender<Credentials>);
+
+#[async_trait]
+impl switchboard_core::CredentialsSink for ChannelSink {
+    async fn persist(&self, credentials: &Credentials) -> switchboard_core::Result<()> {
+        self.0
+            .send(credentials.clone())
+            .map_err(|_| switchboard_core::Error::new(ErrorKind::Storage, "closed"))
+    }
+}
+
 #[tokio::test]
 async fn oauth_install_rotation_and_revocation() {
     let env = Env::start().await;
@@ -227,7 +238,7 @@ async fn oauth_install_rotation_and_revocation() {
         &inst,
     )
     .unwrap()
-    .with_rotation_listener(Arc::new(tx));
+    .with_credentials_sink(Arc::new(ChannelSink(tx)));
     let report = conn.verify(VerifyOptions::default()).await.unwrap();
     assert!(report.is_ok(), "{report:#?}");
     assert_eq!(report.account.user_id.as_str(), env.slack("bot_user_id"));
@@ -288,6 +299,7 @@ struct Sink {
     channels: Vec<Channel>,
     members: Vec<Membership>,
     users: Vec<User>,
+    channel_members: Vec<(String, UserId)>,
     progress: usize,
 }
 
@@ -303,6 +315,15 @@ impl ImportSink for Sink {
     }
     async fn users(&mut self, page: Vec<User>) -> switchboard_core::Result<()> {
         self.users.extend(page);
+        Ok(())
+    }
+    async fn channel_members(
+        &mut self,
+        channel: &switchboard_core::ChannelRef,
+        page: Vec<UserId>,
+    ) -> switchboard_core::Result<()> {
+        self.channel_members
+            .extend(page.into_iter().map(|u| (channel.channel.to_string(), u)));
         Ok(())
     }
     async fn progress(&mut self, _: switchboard_core::Progress) -> switchboard_core::Result<()> {
@@ -328,11 +349,12 @@ async fn the_small_seed_imports_with_exact_counts() {
     let mut names: Vec<_> = sink.channels.iter().map(|c| c.name.as_str()).collect();
     names.sort();
     assert_eq!(names, ["engineering", "general", "marketing", "random"]);
-    // alice, bob, carol, dan, erin, the bot and deploybot are in those channels.
-    assert_eq!(counts.members, 7);
+    // Channel membership is not read for every channel (a call each): on demand only.
+    assert_eq!(counts.members, 0);
+    assert!(sink.members.is_empty() && sink.channel_members.is_empty());
     // Everyone in users.list: five people, two bots, frank (deactivated).
     assert_eq!(users.users, 8);
-    assert!(sink.progress >= 3);
+    assert!(sink.progress >= 2);
 
     // Cross-check against the seeded world.
     let seed = env.seed().await;
@@ -353,6 +375,30 @@ async fn the_small_seed_imports_with_exact_counts() {
     assert!(!alice.is_bot && !alice.is_deleted && !alice.is_guest);
     assert_eq!(sink.users.iter().filter(|u| u.is_bot).count(), 2);
     assert_eq!(sink.users.iter().filter(|u| u.is_deleted).count(), 1);
+
+    // One channel's members, when it gets linked.
+    let general = env.channel_id("general").await;
+    let chan: switchboard_core::ChannelRef =
+        format!("slack:{}/{general}", env.team()).parse().unwrap();
+    let counts = conn.import_channel_members(&chan, &mut sink).await.unwrap();
+    assert_eq!(counts.members as usize, sink.channel_members.len());
+    let ids: std::collections::HashSet<&str> = sink
+        .channel_members
+        .iter()
+        .map(|(_, u)| u.as_str())
+        .collect();
+    assert_eq!(ids.len(), sink.channel_members.len(), "each member once");
+    assert!(ids.contains(env.user_id("alice").await.as_str()));
+    assert!(ids.contains(env.slack("bot_user_id").as_str()));
+    assert!(sink.channel_members.iter().all(|(c, _)| *c == general));
+    let other: switchboard_core::ChannelRef = "slack:T999/C1".parse().unwrap();
+    assert_eq!(
+        conn.import_channel_members(&other, &mut sink)
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::InvalidInput
+    );
 }
 
 #[tokio::test]
@@ -442,7 +488,10 @@ async fn post_reply_edit_react_delete_round_trip() {
     .await
     .expect("removing twice is fine");
     let m = find(&env.stored(&general).await, root.as_str());
-    assert_eq!(m["text"], "Hello again");
+    // chat.update dropped the custom name (as Slack does): the text still names the sender.
+    assert_eq!(m["username"], Value::Null, "{m}");
+    assert_eq!(m["text"], "*Megan Bowen*: Hello again");
+    assert_eq!(m["metadata"]["event_payload"]["marker"], "um-42");
     assert!(m["edited"].is_object(), "{m}");
     let reactions = m["reactions"].as_array().unwrap();
     assert_eq!(reactions.len(), 1, "{m}");
@@ -565,60 +614,108 @@ async fn events_api_delivery_is_verified_and_parsed() {
     assert!(callbacks.len() >= 2, "got {} deliveries", callbacks.len());
 
     let secret = SecretString::from(env.slack("signing_secret"));
+    let identities = Arc::new(switchboard_slack::OwnIdentityCache::default());
+    identities.insert(env.team(), own.clone());
+    let slack_events =
+        switchboard_slack::SlackEventsReceiver::new(secret.clone(), None, identities);
     let mut relayed = Vec::new();
     let mut own_count = 0;
     for r in &callbacks {
-        let mut headers = http::HeaderMap::new();
-        for (k, v) in r.headers.iter() {
-            if let (Ok(name), Ok(value)) = (
-                http::HeaderName::from_bytes(k.as_str().as_bytes()),
-                http::HeaderValue::from_bytes(v.as_bytes()),
-            ) {
-                headers.append(name, value);
-            }
-        }
-        events::verify_signature(&headers, &r.body, &secret, events::now_unix())
+        let headers: Vec<(String, String)> = r
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap().to_owned()))
+            .collect();
+        let now = time::OffsetDateTime::now_utc();
+        let req = switchboard_core::WebhookRequest {
+            endpoint: switchboard_core::WebhookEndpoint::SlackEvents,
+            query: "",
+            headers: &headers,
+            body: &r.body,
+            received_at: now,
+        };
+        let outcome = slack_events
+            .receive(&req)
+            .await
             .expect("the sandbox signs like Slack");
-        // A tampered copy does not verify.
+        // A tampered copy, or one received more than 300 s after it was signed, is refused.
         let mut tampered = r.body.clone();
         tampered.push(b' ');
-        assert!(
-            events::verify_signature(&headers, &tampered, &secret, events::now_unix()).is_err()
-        );
-        let EventRequest::EventCallback(cb) = events::parse_request(&r.body).unwrap() else {
-            panic!(
-                "not an event_callback: {}",
-                String::from_utf8_lossy(&r.body)
-            )
+        let bad = switchboard_core::WebhookRequest {
+            body: &tampered,
+            ..req
         };
-        assert!(cb.event_id.starts_with("Ev"), "{}", cb.event_id);
-        match events::to_platform_event(&cb, &own).unwrap() {
-            Disposition::Relay(e) => relayed.push(*e),
-            Disposition::Own => own_count += 1,
-            Disposition::Ignored(why) => panic!("ignored: {why}"),
+        assert_eq!(
+            slack_events.receive(&bad).await.unwrap_err().kind(),
+            ErrorKind::Unauthorized
+        );
+        let late = switchboard_core::WebhookRequest {
+            received_at: now + time::Duration::seconds(301),
+            ..req
+        };
+        assert_eq!(
+            slack_events.receive(&late).await.unwrap_err().kind(),
+            ErrorKind::Unauthorized
+        );
+        let switchboard_core::WebhookOutcome::Accept { routed, status } = outcome else {
+            panic!("not an event: {}", String::from_utf8_lossy(&r.body))
+        };
+        assert_eq!(status, 200);
+        if routed.is_empty() {
+            own_count += 1;
+        }
+        for group in routed {
+            assert_eq!(
+                group.route,
+                switchboard_core::Route::Workspace { team: env.team() }
+            );
+            for item in group.items {
+                let switchboard_core::Inbound::Event(e) = item else {
+                    panic!("{item:?}")
+                };
+                assert!(e.event_id.starts_with("Ev"), "{}", e.event_id);
+                relayed.push(e);
+            }
         }
     }
     assert_eq!(own_count, 1, "our own post is recognised");
     assert_eq!(relayed.len(), 1);
-    let ev = &relayed[0];
+    let mut ev = relayed[0].clone();
     assert_eq!(ev.channel.channel.as_str(), general);
+    {
+        let EventKind::Posted { content, .. } = &ev.kind else {
+            panic!("{ev:?}")
+        };
+        assert_eq!(content.sender.user.as_str(), alice);
+        assert_ne!(content.sender.display_name, alice, "never the raw id");
+        assert_eq!(content.text.to_plain_text(), "Hi team 🎉");
+    }
+    // The name comes from users.info (cached in the connection), off the ack path.
+    conn.resolve_sender(&mut ev).await.unwrap();
     let EventKind::Posted { content, .. } = &ev.kind else {
         panic!("{ev:?}")
     };
-    assert_eq!(content.sender.user.as_str(), alice);
-    assert_eq!(content.text.to_plain_text(), "Hi team 🎉");
+    assert_eq!(content.sender.display_name, "Alice");
+    assert_eq!(content.sender.email.as_deref(), Some("alice@contoso.com"));
 }
 
 struct Forward {
-    tx: tokio::sync::mpsc::UnboundedSender<Envelope>,
+    tx: tokio::sync::mpsc::UnboundedSender<switchboard_core::Inbound>,
 }
 
 #[async_trait]
-impl EnvelopeHandler for Forward {
-    async fn handle(&self, envelope: Envelope) -> switchboard_core::Result<()> {
-        self.tx
-            .send(envelope)
-            .map_err(|_| switchboard_core::Error::new(ErrorKind::Storage, "receiver gone"))
+impl switchboard_core::EventSink for Forward {
+    async fn accept(
+        &self,
+        _: &switchboard_core::ConnectionId,
+        items: Vec<switchboard_core::Inbound>,
+    ) -> switchboard_core::Result<()> {
+        for item in items {
+            self.tx
+                .send(item)
+                .map_err(|_| switchboard_core::Error::new(ErrorKind::Storage, "receiver gone"))?;
+        }
+        Ok(())
     }
 }
 
@@ -650,10 +747,20 @@ async fn socket_mode_session_receives_and_acknowledges_events() {
     });
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let identities = Arc::new(switchboard_slack::OwnIdentityCache::default());
+    identities.insert(env.team(), own.clone());
+    let target = switchboard_slack::SocketTarget {
+        receiver: Arc::new(switchboard_slack::SlackEventsReceiver::new(
+            SecretString::from(env.slack("signing_secret")),
+            None,
+            identities,
+        )),
+        sink: Arc::new(Forward { tx }),
+        connection_of: Arc::new(|_| Some(switchboard_core::ConnectionId::new("c-1").unwrap())),
+    };
     let run = tokio::spawn(async move {
-        let handler = Forward { tx };
         client
-            .run(&handler, async {
+            .run(&target, async {
                 let _ = stop_rx.await;
             })
             .await
@@ -684,16 +791,12 @@ async fn socket_mode_session_receives_and_acknowledges_events() {
             Some(json!({"user": bob, "channel": general, "text": text})),
         )
         .await;
-        let envelope = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        let item = tokio::time::timeout(Duration::from_secs(10), rx.recv())
             .await
-            .expect("an envelope arrives")
+            .expect("an event arrives")
             .unwrap();
-        assert_eq!(envelope.envelope_type, "events_api");
-        let Some(Ok(EventRequest::EventCallback(cb))) = envelope.event_request() else {
-            panic!("{envelope:?}")
-        };
-        let Disposition::Relay(ev) = events::to_platform_event(&cb, &own).unwrap() else {
-            panic!("not relayed")
+        let switchboard_core::Inbound::Event(ev) = item else {
+            panic!("{item:?}")
         };
         let EventKind::Posted { content, .. } = ev.kind else {
             panic!()
@@ -768,11 +871,207 @@ async fn the_import_survives_injected_5xx_and_429_storms() {
     let users = conn.import_users(&mut sink).await.unwrap();
     env.control(reqwest::Method::DELETE, "/faults", None).await;
     // The same exact counts as without faults: nothing lost, nothing twice.
-    assert_eq!((counts.channels, counts.members, users.users), (4, 7, 8));
+    assert_eq!((counts.channels, counts.members, users.users), (4, 0, 8));
     let stats = env.control(reqwest::Method::GET, "/stats", None).await;
     let client = conn.client().stats();
     assert_eq!(
         client.rate_limited,
         stats["throttled_429"].as_u64().unwrap()
     );
+}
+
+#[tokio::test]
+async fn history_catch_up_spends_few_calls_under_the_2025_limits_and_finds_markers() {
+    use switchboard_core::{History, HistoryStart};
+    let env = Env::start().await;
+    let config = env
+        .config
+        .clone()
+        .with_distribution(switchboard_slack::Distribution::NonMarketplace);
+    let conn = SlackConnection::new(
+        &config,
+        SlackClient::new(&config).unwrap(),
+        env.team(),
+        Credentials {
+            access_token: SecretString::from(env.slack("bot_token")),
+            refresh_token: None,
+            expires_at: None,
+            scopes: vec![],
+        },
+    );
+    let general = env.channel_id("general").await;
+    let chan: switchboard_core::ChannelRef =
+        format!("slack:{}/{general}", env.team()).parse().unwrap();
+    let since = time::OffsetDateTime::now_utc() - time::Duration::seconds(5);
+    let say = |user: &'static str, text: String, thread: Option<String>| {
+        let env = &env;
+        let general = general.clone();
+        async move {
+            let mut body = json!({"user": user, "channel": general, "text": text});
+            if let Some(t) = thread {
+                body["thread_ts"] = json!(t);
+            }
+            env.control(reqwest::Method::POST, "/slack/messages", Some(body))
+                .await["ts"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    for i in 0..20 {
+        say("alice", format!("old {i}"), None).await;
+    }
+    let root = say("alice", "a thread".into(), None).await;
+    let r1 = say("bob", "reply one".into(), Some(root.clone())).await;
+    let r2 = say("bob", "reply two".into(), Some(root.clone())).await;
+    let ours = conn
+        .post(&chan, &from_teams("relayed", None))
+        .await
+        .unwrap();
+
+    // Reconciliation (an internal app here): our marker comes back
+    // (include_all_metadata=true), newest first.
+    let recent = env
+        .connection()
+        .recent_messages(&chan, since, 5)
+        .await
+        .unwrap();
+    assert_eq!(recent.len(), 5);
+    assert_eq!(recent[0].reference.message, ours.reference.message);
+    assert_eq!(recent[0].marker.as_deref(), Some("um-42"));
+    assert_eq!(
+        recent[0].posted_by,
+        Some(switchboard_core::PostingIdentity::ServiceAccount)
+    );
+    assert!(
+        recent[1..]
+            .iter()
+            .all(|m| m.marker.is_none() && m.posted_by.is_none())
+    );
+
+    // A non-Marketplace commercial app: 1 history request a minute, 15 messages a page.
+    env.control(
+        reqwest::Method::PUT,
+        "/slack/modes",
+        Some(json!({"history_limits": "non_marketplace"})),
+    )
+    .await;
+    let before = conn.client().stats();
+    let page = conn
+        .changes_since(&chan, &HistoryStart::Time { since }, 100)
+        .await
+        .unwrap();
+    let after = conn.client().stats();
+    let calls = |m: &str| {
+        after.requests.get(m).copied().unwrap_or(0) - before.requests.get(m).copied().unwrap_or(0)
+    };
+    assert_eq!(calls("conversations.history"), 1, "one history page");
+    assert_eq!(
+        calls("conversations.replies"),
+        1,
+        "replies only for the thread with new ones"
+    );
+    assert_eq!(after.rate_limited, before.rate_limited, "no 429");
+    // The newest page (15 top-level messages, ours left out) plus the thread's replies, in
+    // ts order; more exists before it.
+    assert!(page.more);
+    let ts: Vec<String> = page
+        .events
+        .iter()
+        .map(|e| match &e.kind {
+            EventKind::Posted { message, .. } => message.to_string(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(ts.len(), 14 + 2, "{ts:?}");
+    let mut sorted = ts.clone();
+    sorted.sort_by(|a, b| {
+        let n = |t: &str| t.replace('.', "").parse::<u64>().unwrap();
+        n(a).cmp(&n(b))
+    });
+    assert_eq!(ts, sorted, "oldest first, by ts");
+    assert!(
+        !ts.contains(&ours.reference.message.to_string()),
+        "our own post is not caught up"
+    );
+    let pos = |t: &str| ts.iter().position(|x| x == t).unwrap();
+    assert!(pos(&root) < pos(&r1) && pos(&r1) < pos(&r2));
+    assert_eq!(page.cursor.0, r2.max(ours.reference.message.to_string()));
+}
+
+#[tokio::test]
+async fn the_connector_opens_a_stored_connection_into_live_objects() {
+    use switchboard_core::Connector;
+    let env = Env::start().await;
+    let connector = switchboard_slack::SlackConnector::new(env.config.clone()).unwrap();
+    assert_eq!(connector.platform(), PlatformKind::Slack);
+    let mut stored = switchboard_core::Connection {
+        id: switchboard_core::ConnectionId::new("conn-slack-1").unwrap(),
+        org: switchboard_core::OrgId::new("org-1").unwrap(),
+        platform: PlatformKind::Slack,
+        tenant: switchboard_core::TenantId::new(env.team().as_str()).unwrap(),
+        enterprise: None,
+        display_name: "Contoso".into(),
+        account: switchboard_core::AccountIdentity {
+            user_id: UserId::new(env.slack("bot_user_id")).unwrap(),
+            display_name: "switchboard".into(),
+            is_service_account: true,
+        },
+        health: ConnectionHealth::Ok,
+        created_at: time::OffsetDateTime::now_utc(),
+    };
+    let credentials = || Credentials {
+        access_token: SecretString::from(env.slack("bot_token")),
+        refresh_token: None,
+        expires_at: None,
+        scopes: vec![],
+    };
+    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel::<Credentials>();
+    let sink = Arc::new(ChannelSink(tx));
+    let live = connector
+        .open(&stored, credentials(), sink.clone())
+        .await
+        .unwrap();
+    assert_eq!(live.platform.kind(), PlatformKind::Slack);
+    assert!(live.resolver.is_none(), "Slack events carry their content");
+    let teams = live.import.list_teams().await.unwrap();
+    assert_eq!(teams.teams[0].id, env.team());
+    let report = live.account.verify(VerifyOptions::default()).await.unwrap();
+    assert!(
+        report
+            .checks
+            .iter()
+            .any(|c| c.kind == switchboard_core::CheckKind::Token && c.ok)
+    );
+    assert!(
+        report
+            .checks
+            .iter()
+            .all(|c| c.kind != switchboard_core::CheckKind::Scope || c.ok)
+    );
+    let general = env.channel_id("general").await;
+    let chan: switchboard_core::ChannelRef =
+        format!("slack:{}/{general}", env.team()).parse().unwrap();
+    let posted = live
+        .platform
+        .post(&chan, &from_teams("via the connector", None))
+        .await
+        .unwrap();
+    let recent = live
+        .history
+        .recent_messages(
+            &chan,
+            time::OffsetDateTime::now_utc() - time::Duration::seconds(60),
+            3,
+        )
+        .await
+        .unwrap();
+    assert_eq!(recent[0].reference.message, posted.reference.message);
+    // Another platform's connection is refused, nothing opened.
+    stored.platform = PlatformKind::Msteams;
+    let e = connector
+        .open(&stored, credentials(), sink)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput);
 }

@@ -1,7 +1,8 @@
 //! The Socket Mode client against a local WebSocket server and a wiremock
-//! `apps.connections.open`: hello, acknowledgement only after the handler returned `Ok`, no
-//! acknowledgement when it failed (Slack redelivers), reconnection on `disconnect` and on a
-//! dropped connection, and fatal errors that stop the client.
+//! `apps.connections.open`: hello, acknowledgement only after core's `EventSink` stored the
+//! items, none when it failed (Slack redelivers), envelopes handled concurrently, the
+//! replacement connection opened before the old one closes on `disconnect`, backoff on
+//! `too_many_websockets` and on a dropped connection, and fatal errors that stop the client.
 
 mod common;
 
@@ -12,10 +13,10 @@ use common::*;
 use futures::{SinkExt, StreamExt};
 use secrecy::SecretString;
 use serde_json::{Value, json};
-use switchboard_core::ErrorKind;
+use switchboard_core::{ConnectionId, ErrorKind, EventSink, Inbound};
 use switchboard_slack::{
-    Envelope, EnvelopeHandler, EventRequest, SlackClient, SlackEvent, SocketModeClient,
-    SocketModeOptions,
+    OwnIdentityCache, SlackClient, SlackEventsReceiver, SocketModeClient, SocketModeOptions,
+    SocketTarget,
 };
 use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;
@@ -26,32 +27,62 @@ type Log = Arc<Mutex<Vec<String>>>;
 
 struct Recorder {
     log: Log,
+    /// Event ids whose first hand-off fails (not stored, so not acknowledged).
+    fail_once: Mutex<Vec<String>>,
+    /// Event ids whose hand-off is slow (the others must not wait for them).
+    slow: Vec<String>,
 }
 
 #[switchboard_core::async_trait]
-impl EnvelopeHandler for Recorder {
-    async fn handle(&self, envelope: Envelope) -> switchboard_core::Result<()> {
-        let event_id = match envelope.event_request() {
-            Some(Ok(EventRequest::EventCallback(cb))) => {
-                assert!(matches!(cb.event, SlackEvent::Message(_)));
-                cb.event_id.clone()
+impl EventSink for Recorder {
+    async fn accept(
+        &self,
+        connection: &ConnectionId,
+        items: Vec<Inbound>,
+    ) -> switchboard_core::Result<()> {
+        assert_eq!(connection.as_str(), "conn-1");
+        for item in items {
+            let Inbound::Event(e) = item else {
+                panic!("unexpected {item:?}")
+            };
+            if self.slow.contains(&e.event_id) {
+                tokio::time::sleep(Duration::from_millis(800)).await;
             }
-            Some(other) => panic!("unexpected payload {other:?}"),
-            None => format!("({})", envelope.envelope_type),
-        };
-        // The envelope that fails the first time: not handed off, so not acknowledged.
-        if envelope.envelope_id == "env-2" && envelope.retry_attempt == 0 {
-            self.log.lock().unwrap().push("failed:env-2".into());
-            return Err(switchboard_core::Error::new(
-                ErrorKind::Storage,
-                "disk full",
-            ));
+            let mut fail = self.fail_once.lock().unwrap();
+            if let Some(i) = fail.iter().position(|f| *f == e.event_id) {
+                fail.remove(i);
+                self.log
+                    .lock()
+                    .unwrap()
+                    .push(format!("failed:{}", e.event_id));
+                return Err(switchboard_core::Error::new(
+                    ErrorKind::Storage,
+                    "disk full",
+                ));
+            }
+            drop(fail);
+            self.log
+                .lock()
+                .unwrap()
+                .push(format!("stored:{}", e.event_id));
         }
-        self.log
-            .lock()
-            .unwrap()
-            .push(format!("handled:{}:{event_id}", envelope.envelope_id));
         Ok(())
+    }
+}
+
+fn target(log: &Log, fail_once: &[&str], slow: &[&str]) -> SocketTarget {
+    SocketTarget {
+        receiver: Arc::new(SlackEventsReceiver::new(
+            SecretString::from("unused-for-sockets"),
+            Some("A1".into()),
+            Arc::new(OwnIdentityCache::default()),
+        )),
+        sink: Arc::new(Recorder {
+            log: log.clone(),
+            fail_once: Mutex::new(fail_once.iter().map(|s| (*s).to_owned()).collect()),
+            slow: slow.iter().map(|s| (*s).to_owned()).collect(),
+        }),
+        connection_of: Arc::new(|_| Some(ConnectionId::new("conn-1").unwrap())),
     }
 }
 
@@ -151,13 +182,27 @@ async fn acks_after_handoff_and_reconnects_on_disconnect_and_drop() {
         ))
         .await
         .unwrap();
-        let _ = next_text(&mut ws).await;
+        // The old connection stays open until the new one said hello.
+        let old_log = server_log.clone();
+        let old = tokio::spawn(async move {
+            let _ = next_text(&mut ws).await;
+            old_log.lock().unwrap().push("closed:1".into());
+        });
 
         // Connection 2: Slack redelivers env-2; then the connection just drops.
         let (tcp, _) = listener.accept().await.unwrap();
         let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
         server_log.lock().unwrap().push("connected:2".into());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(
+            !old.is_finished(),
+            "the old connection closed before the new one was up"
+        );
         ws.send(Message::Text(HELLO.into())).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(5), old)
+            .await
+            .expect("the old connection is closed after the new hello")
+            .unwrap();
         ws.send(Message::Text(events_api("env-2", "Ev2", 1)))
             .await
             .unwrap();
@@ -186,7 +231,7 @@ async fn acks_after_handoff_and_reconnects_on_disconnect_and_drop() {
     )
     .with_options(options());
     assert!(!format!("{client:?}").contains("xapp-1-secret"));
-    let handler = Recorder { log: log.clone() };
+    let handler = target(&log, &["Ev2"], &[]);
     let run = client.run(&handler, async {
         let _ = done_rx.await;
     });
@@ -201,14 +246,14 @@ async fn acks_after_handoff_and_reconnects_on_disconnect_and_drop() {
         log,
         vec![
             "connected:1",
-            "handled:env-1:Ev1",
+            "stored:Ev1",
             "ack:env-1",
-            "failed:env-2",
+            "failed:Ev2",
             "connected:2",
-            "handled:env-2:Ev2",
+            "closed:1",
+            "stored:Ev2",
             "ack:env-2",
             "connected:3",
-            "handled:env-3:(slash_commands)",
             "ack:env-3",
         ]
     );
@@ -236,9 +281,7 @@ async fn link_disabled_and_a_refused_app_token_stop_the_client() {
         let _ = next_text(&mut ws).await;
     });
     let config = config(&server);
-    let handler = Recorder {
-        log: Arc::default(),
-    };
+    let handler = target(&Arc::default(), &[], &[]);
     let client = SocketModeClient::new(
         SlackClient::new(&config).unwrap(),
         SecretString::from("xapp-1-secret"),
@@ -305,9 +348,7 @@ async fn a_server_that_never_says_hello_is_abandoned_and_retried() {
         SecretString::from("xapp-1-secret"),
     )
     .with_options(opts);
-    let handler = Recorder {
-        log: Arc::default(),
-    };
+    let handler = target(&Arc::default(), &[], &[]);
     tokio::time::timeout(
         Duration::from_secs(10),
         client.run(&handler, async {
@@ -317,6 +358,75 @@ async fn a_server_that_never_says_hello_is_abandoned_and_retried() {
     .await
     .expect("reconnected")
     .unwrap();
+    assert_eq!(
+        requests_for(&server, "apps.connections.open").await.len(),
+        2
+    );
+}
+
+#[tokio::test]
+async fn envelopes_are_handled_concurrently_and_too_many_websockets_backs_off() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let ws_url = format!("ws://{}/link", listener.local_addr().unwrap());
+    let server = MockServer::start().await;
+    mount_open(&server, &ws_url).await;
+    let log: Log = Arc::default();
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+    let server_log = log.clone();
+    tokio::spawn(async move {
+        // Connection 1: Slack has too many connections for the app.
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
+        ws.send(Message::Text(HELLO.into())).await.unwrap();
+        ws.send(Message::Text(
+            r#"{"type":"disconnect","reason":"too_many_websockets"}"#.into(),
+        ))
+        .await
+        .unwrap();
+        let _ = next_text(&mut ws).await;
+        server_log.lock().unwrap().push("closed:1".into());
+        // Connection 2, after a backoff: a slow envelope, then a quick one.
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
+        ws.send(Message::Text(HELLO.into())).await.unwrap();
+        ws.send(Message::Text(events_api("env-slow", "EvSlow", 0)))
+            .await
+            .unwrap();
+        ws.send(Message::Text(events_api("env-quick", "EvQuick", 0)))
+            .await
+            .unwrap();
+        expect_ack(&mut ws, &server_log).await;
+        expect_ack(&mut ws, &server_log).await;
+        let _ = done_tx.send(());
+        let _ = next_text(&mut ws).await;
+    });
+    let client = SocketModeClient::new(
+        SlackClient::new(&config(&server)).unwrap(),
+        SecretString::from("xapp-1-secret"),
+    )
+    .with_options(options());
+    let handler = target(&log, &[], &["EvSlow"]);
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        client.run(&handler, async {
+            let _ = done_rx.await;
+        }),
+    )
+    .await
+    .expect("finished")
+    .expect("too_many_websockets is not fatal");
+    let log = log.lock().unwrap().clone();
+    // The quick envelope did not wait for the slow one.
+    assert_eq!(
+        log,
+        vec![
+            "closed:1",
+            "stored:EvQuick",
+            "ack:env-quick",
+            "stored:EvSlow",
+            "ack:env-slow"
+        ]
+    );
     assert_eq!(
         requests_for(&server, "apps.connections.open").await.len(),
         2

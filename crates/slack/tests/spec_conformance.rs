@@ -10,7 +10,6 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use common::*;
 use secrecy::SecretString;
@@ -19,7 +18,7 @@ use switchboard_core::{
     Attachment, ChannelRef, Emoji, MessageId, MessageRef, OutgoingMessage, Platform, PlatformKind,
     PortableMessage, RichText, Sender, ServiceAccount, TeamId, TeamImport, UserId, VerifyOptions,
 };
-use switchboard_slack::{AttachmentFetcher, SlackClient, SlackOAuth, SocketModeClient};
+use switchboard_slack::{SlackClient, SlackOAuth, SocketModeClient};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 /// Methods newer than the 2020 spec, with where they are documented.
@@ -49,6 +48,11 @@ const NEWER_ARGUMENTS: &[(&str, &str, &str)] = &[
         "chat.update",
         "metadata",
         "https://api.slack.com/methods/chat.update#arg_metadata (message metadata, 2022)",
+    ),
+    (
+        "conversations.history",
+        "include_all_metadata",
+        "https://docs.slack.dev/reference/methods/conversations.history (message metadata)",
     ),
     (
         "oauth.v2.access",
@@ -108,6 +112,8 @@ impl Respond for Canned {
             "team.info" => json!({"team":{"id":"T1","name":"Acme"}}),
             "conversations.list" => json!({"channels":[{"id":"C1","name":"general"}]}),
             "conversations.members" => json!({"members":["U1"]}),
+            "users.info" => json!({"user":{"id":"U1","profile":{"display_name":"Una"}}}),
+            "conversations.history" => json!({"messages":[],"has_more":false}),
             "users.list" => json!({"members":[{"id":"U1","profile":{}}]}),
             "chat.postMessage" => json!({"channel":"C1","ts":"1.1"}),
             "files.getUploadURLExternal" => {
@@ -122,15 +128,6 @@ impl Respond for Canned {
     }
 }
 
-struct Bytes;
-
-#[switchboard_core::async_trait]
-impl AttachmentFetcher for Bytes {
-    async fn fetch(&self, _: &Attachment) -> switchboard_core::Result<Vec<u8>> {
-        Ok(b"data".to_vec())
-    }
-}
-
 /// Drives every operation the crate has.
 async fn exercise_everything(server: &MockServer) {
     let config = config(server);
@@ -139,7 +136,7 @@ async fn exercise_everything(server: &MockServer) {
     oauth.exchange_code("code").await.unwrap();
     oauth.refresh(&SecretString::from("r-1")).await.unwrap();
 
-    let slack = connection(server).with_attachment_fetcher(Arc::new(Bytes));
+    let slack = connection(server);
     slack.verify(VerifyOptions::default()).await.unwrap();
     slack.list_teams().await.unwrap();
     let mut sink = RecordingSink::default();
@@ -172,9 +169,40 @@ async fn exercise_everything(server: &MockServer) {
         reply_to: Some(MessageId::new("1.0").unwrap()),
         broadcast: false,
         post_as: switchboard_core::PostingIdentity::ServiceAccount,
-        files: vec![],
+        files: vec![switchboard_core::OutgoingFile {
+            attachment: Attachment {
+                name: "f.txt".into(),
+                url: "https://origin.test/f".into(),
+                mime_type: None,
+                size: None,
+            },
+            content: Some(switchboard_core::FileContent {
+                name: "f.txt".into(),
+                mime_type: None,
+                bytes: b"data".to_vec(),
+            }),
+        }],
     };
     let posted = slack.post(&channel, &message).await.unwrap();
+    slack
+        .import_channel_members(&channel, &mut RecordingSink::default())
+        .await
+        .unwrap();
+    slack
+        .user_display_name(&UserId::new("U1").unwrap())
+        .await
+        .unwrap();
+    use switchboard_core::History;
+    slack
+        .changes_since(
+            &channel,
+            &switchboard_core::HistoryStart::Time {
+                since: time::OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap(),
+            },
+            50,
+        )
+        .await
+        .unwrap();
     let r = MessageRef {
         channel: channel.clone(),
         message: posted.reference.message.clone(),
@@ -305,15 +333,18 @@ async fn every_method_and_argument_sent_is_in_the_spec_or_listed_as_newer() {
         "chat.delete",
         "chat.postMessage",
         "chat.update",
+        "conversations.history",
         "conversations.join",
         "conversations.list",
         "conversations.members",
         "files.completeUploadExternal",
         "files.getUploadURLExternal",
+        "files.info",
         "oauth.v2.access",
         "reactions.add",
         "reactions.remove",
         "team.info",
+        "users.info",
         "users.list",
     ];
     let got: Vec<&str> = seen.keys().map(String::as_str).collect();
@@ -336,6 +367,7 @@ async fn every_method_and_argument_sent_is_in_the_spec_or_listed_as_newer() {
     );
     assert!(seen["oauth.v2.access"].contains("grant_type"));
     assert!(seen["conversations.list"].contains("exclude_archived"));
+    assert!(seen["conversations.history"].contains("include_all_metadata"));
 }
 
 fn spec_params<'a>(

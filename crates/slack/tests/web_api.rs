@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -15,7 +14,7 @@ use switchboard_core::{
     PortableMessage, RichText, Sender, ServiceAccount, TeamId, TeamImport, TeamListSource, UserId,
     VerifyOptions,
 };
-use switchboard_slack::{AttachmentFetcher, slack_api_error, slack_error_code};
+use switchboard_slack::{slack_api_error, slack_error_code};
 use wiremock::matchers::{
     body_string_contains, header, method, path, query_param, query_param_is_missing,
 };
@@ -132,13 +131,13 @@ async fn team_info_is_the_workspace() {
 }
 
 #[tokio::test]
-async fn import_team_follows_cursors_and_delivers_each_member_once() {
+async fn import_team_follows_cursors_and_members_are_read_per_channel_on_demand() {
     let server = MockServer::start().await;
     Mock::given(method("GET"))
         .and(path("/api/conversations.list"))
         .and(query_param("types", "public_channel,private_channel"))
         .and(query_param("exclude_archived", "true"))
-        .and(query_param("limit", "200"))
+        .and(query_param("limit", "999"))
         .and(query_param_is_missing("cursor"))
         .respond_with(ok(json!({
             "channels": [
@@ -167,6 +166,7 @@ async fn import_team_follows_cursors_and_delivers_each_member_once() {
     Mock::given(method("GET"))
         .and(path("/api/conversations.members"))
         .and(query_param("channel", "C1"))
+        .and(query_param("limit", "999"))
         .and(query_param_is_missing("cursor"))
         .respond_with(ok(
             json!({"members":["U1","U2"],"response_metadata":{"next_cursor":"m2"}}),
@@ -188,10 +188,10 @@ async fn import_team_follows_cursors_and_delivers_each_member_once() {
         .and(path("/api/conversations.members"))
         .and(query_param("channel", "G2"))
         .respond_with(ok(json!({"members":["U2","U4"]})))
-        .expect(1)
+        .expect(0)
         .mount(&server)
         .await;
-    // C4 disappears between the listing and the member call: skipped, not fatal.
+    // C4 disappears between the listing and the member call.
     Mock::given(method("GET"))
         .and(path("/api/conversations.members"))
         .and(query_param("channel", "C4"))
@@ -207,7 +207,12 @@ async fn import_team_follows_cursors_and_delivers_each_member_once() {
         .await
         .unwrap();
     assert_eq!(counts.channels, 3);
-    assert_eq!(counts.members, 4);
+    assert_eq!(counts.members, 0, "no conversations.members per channel");
+    assert!(
+        requests_for(&server, "conversations.members")
+            .await
+            .is_empty()
+    );
     let ids: Vec<_> = sink.channels.iter().map(|c| c.id.as_str()).collect();
     assert_eq!(ids, vec!["C1", "G2", "C4"]);
     assert_eq!(sink.channels[0].kind, ChannelKind::Standard);
@@ -218,17 +223,28 @@ async fn import_team_follows_cursors_and_delivers_each_member_once() {
     assert_eq!(sink.channels[1].kind, ChannelKind::Private);
     assert_eq!(sink.channels[1].description.as_deref(), Some("shh"));
     assert_eq!(sink.channels[2].kind, ChannelKind::Shared);
-    let users: Vec<_> = sink.members.iter().map(|m| m.user.as_str()).collect();
-    assert_eq!(users, vec!["U1", "U2", "U3", "U4"]);
-    assert!(sink.members.iter().all(|m| m.team.as_str() == "T1"));
-    // Progress after every page of each phase.
+    assert!(sink.members.is_empty());
     assert!(
         sink.progress
             .iter()
             .any(|p| p.phase == ImportPhase::Channels && p.done == 3)
     );
-    assert_eq!(sink.progress.last().unwrap().phase, ImportPhase::Members);
-    assert_eq!(sink.progress.last().unwrap().done, 4);
+    // One channel's members, on demand: every page, into the sink's channel_members.
+    let c1: ChannelRef = "slack:T1/C1".parse().unwrap();
+    let mut sink = RecordingSink::default();
+    let counts = slack.import_channel_members(&c1, &mut sink).await.unwrap();
+    assert_eq!(counts.members, 3);
+    assert_eq!(
+        sink.progress.last().unwrap().phase,
+        ImportPhase::ChannelMembers
+    );
+    assert_eq!(sink.progress.last().unwrap().done, 3);
+    let gone: ChannelRef = "slack:T1/C4".parse().unwrap();
+    let e = slack
+        .import_channel_members(&gone, &mut RecordingSink::default())
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
 
     // Another workspace is refused before any call.
     let err = slack
@@ -243,7 +259,7 @@ async fn import_users_pages_and_maps_profiles() {
     let server = MockServer::start().await;
     Mock::given(method("GET"))
         .and(path("/api/users.list"))
-        .and(query_param("limit", "200"))
+        .and(query_param("limit", "1000"))
         .and(query_param_is_missing("cursor"))
         .respond_with(ok(json!({
             "members": [
@@ -492,7 +508,9 @@ async fn post_sends_attribution_thread_and_marker() {
     let slack = connection(&server);
     let mut m = outgoing("");
     m.content.text = switchboard_slack::mrkdwn::from_mrkdwn("*hi* <@U42> & <https://x.test|docs>");
-    m.content.thread_root = Some(MessageId::new("1700000000.000100").unwrap());
+    // The origin's thread root is not the target's: only `reply_to` addresses the thread.
+    m.content.thread_root = Some(MessageId::new("1600000000.000001").unwrap());
+    m.reply_to = Some(MessageId::new("1700000000.000100").unwrap());
     let posted = slack.post(&chan("C1"), &m).await.unwrap();
     assert_eq!(posted.reference.message.as_str(), "1700000000.000200");
     assert_eq!(
@@ -526,13 +544,15 @@ async fn post_sends_attribution_thread_and_marker() {
 
 #[tokio::test]
 async fn without_chat_write_customize_attribution_moves_into_the_text() {
+    // Slack ignores username/icon_url silently without the scope: the adapter decides from
+    // the granted scopes (X-OAuth-Scopes of auth.test) before posting.
     let server = MockServer::start().await;
     Mock::given(method("POST"))
-        .and(path("/api/chat.postMessage"))
-        .and(body_string_contains("\"username\""))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-            "ok": false, "error": "missing_scope", "needed": "chat:write.customize", "provided": "chat:write"
-        })))
+        .and(path("/api/auth.test"))
+        .respond_with(
+            ok(json!({"user_id":"UBOT","bot_id":"B1","team_id":"T1","user":"switchboard"}))
+                .insert_header("x-oauth-scopes", "chat:write,channels:read"),
+        )
         .mount(&server)
         .await;
     Mock::given(method("POST"))
@@ -540,17 +560,19 @@ async fn without_chat_write_customize_attribution_moves_into_the_text() {
         .respond_with(ok(json!({"channel":"C1","ts":"5.5"})))
         .mount(&server)
         .await;
-    let posted = connection(&server)
-        .post(&chan("C1"), &outgoing("hello"))
-        .await
-        .unwrap();
+    let slack = connection(&server);
+    assert!(!slack.can_customize().await);
+    let posted = slack.post(&chan("C1"), &outgoing("hello")).await.unwrap();
     assert_eq!(posted.reference.message.as_str(), "5.5");
     let reqs = requests_for(&server, "chat.postMessage").await;
-    assert_eq!(reqs.len(), 2);
-    let second = json_body(&reqs[1]);
-    assert_eq!(second["text"], "*Jane Doe*: hello");
-    assert!(second.get("username").is_none() && second.get("icon_url").is_none());
-    assert!(second.get("metadata").is_some());
+    assert_eq!(reqs.len(), 1, "one post, no failed attempt first");
+    let body = json_body(&reqs[0]);
+    assert_eq!(body["text"], "*Jane Doe*: hello");
+    assert!(body.get("username").is_none() && body.get("icon_url").is_none());
+    assert!(body.get("metadata").is_some());
+    // the scopes are read once per connection
+    slack.post(&chan("C1"), &outgoing("again")).await.unwrap();
+    assert_eq!(requests_for(&server, "auth.test").await.len(), 1);
 }
 
 #[tokio::test]
@@ -562,7 +584,6 @@ async fn attachments_are_linked_without_a_fetcher() {
         .mount(&server)
         .await;
     let slack = connection(&server);
-    assert!(!slack.capabilities().file_upload);
     let mut m = outgoing("see file");
     m.content.attachments.push(Attachment {
         name: "report <q3>.pdf".into(),
@@ -578,33 +599,33 @@ async fn attachments_are_linked_without_a_fetcher() {
     );
 }
 
-struct Fetcher;
-
-#[switchboard_core::async_trait]
-impl AttachmentFetcher for Fetcher {
-    async fn fetch(&self, a: &Attachment) -> switchboard_core::Result<Vec<u8>> {
-        if a.name == "broken.bin" {
-            return Err(switchboard_core::Error::upstream("origin unavailable"));
-        }
-        Ok(b"hello file".to_vec())
-    }
-}
-
 #[tokio::test]
-async fn attachments_are_re_uploaded_with_the_external_upload_flow() {
+async fn files_are_uploaded_recorded_as_extra_parts_and_linked_when_upload_fails() {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path("/api/chat.postMessage"))
+        .and(body_string_contains("with files"))
         .respond_with(ok(json!({"channel":"C1","ts":"7.7"})))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/api/chat.postMessage"))
+        .respond_with(ok(json!({"channel":"C1","ts":"7.9"})))
         .mount(&server)
         .await;
     Mock::given(method("POST"))
         .and(path("/api/files.getUploadURLExternal"))
         .and(header("content-type", "application/x-www-form-urlencoded"))
+        .and(body_string_contains("notes.txt"))
         .respond_with(ok(
             json!({"upload_url": format!("{}/upload/F123", server.uri()), "file_id": "F123"}),
         ))
         .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/api/files.getUploadURLExternal"))
+        .respond_with(slack_err("file_upload_disabled"))
         .mount(&server)
         .await;
     Mock::given(method("POST"))
@@ -619,20 +640,47 @@ async fn attachments_are_re_uploaded_with_the_external_upload_flow() {
         .expect(1)
         .mount(&server)
         .await;
-    let slack = connection(&server).with_attachment_fetcher(Arc::new(Fetcher));
+    Mock::given(method("GET"))
+        .and(path("/api/files.info"))
+        .respond_with(ok(json!({"file": {"id": "F123", "name": "notes.txt",
+            "shares": {"public": {"C1": [{"ts": "7.8", "thread_ts": "7.0"}]}}}})))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let slack = connection(&server);
     assert!(slack.capabilities().file_upload);
     let mut m = outgoing("with files");
-    m.content.thread_root = Some(MessageId::new("7.0").unwrap());
+    m.reply_to = Some(MessageId::new("7.0").unwrap());
     for name in ["notes.txt", "broken.bin"] {
-        m.content.attachments.push(Attachment {
-            name: name.into(),
-            url: format!("https://origin.test/{name}"),
-            mime_type: None,
-            size: Some(10),
+        m.files.push(switchboard_core::OutgoingFile {
+            attachment: Attachment {
+                name: name.into(),
+                url: format!("https://origin.test/{name}"),
+                mime_type: None,
+                size: Some(10),
+            },
+            content: Some(switchboard_core::FileContent {
+                name: name.into(),
+                mime_type: None,
+                bytes: b"hello file".to_vec(),
+            }),
         });
     }
     let posted = slack.post(&chan("C1"), &m).await.unwrap();
     assert_eq!(posted.reference.message.as_str(), "7.7");
+    // every further message is recorded, so edits and deletes reach them
+    let extra: Vec<&str> = posted
+        .extra_parts
+        .iter()
+        .map(|r| r.message.as_str())
+        .collect();
+    assert_eq!(extra, ["7.8", "7.9"]);
+    assert!(
+        posted
+            .extra_parts
+            .iter()
+            .all(|r| r.thread_root.as_ref().unwrap().as_str() == "7.0")
+    );
 
     let get = &requests_for(&server, "files.getUploadURLExternal").await[0];
     let form = form_body(get);
@@ -655,7 +703,7 @@ async fn attachments_are_re_uploaded_with_the_external_upload_flow() {
         complete,
         json!({"files":[{"id":"F123","title":"notes.txt"}],"channel_id":"C1","thread_ts":"7.0"})
     );
-    // The file that could not be fetched is linked, not dropped.
+    // The file that could not be uploaded is linked, not dropped.
     let posts = requests_for(&server, "chat.postMessage").await;
     assert_eq!(posts.len(), 2);
     assert_eq!(json_body(&posts[0])["text"], "with files");
@@ -664,6 +712,60 @@ async fn attachments_are_re_uploaded_with_the_external_upload_flow() {
         "📎 <https://origin.test/broken.bin|broken.bin>"
     );
     assert_eq!(json_body(&posts[1])["thread_ts"], "7.0");
+}
+
+#[tokio::test]
+async fn fetch_attachment_downloads_with_the_bot_token_within_bounds() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/files-pri/T1-F1/a.txt"))
+        .and(header("authorization", format!("Bearer {TOKEN}").as_str()))
+        .respond_with(ResponseTemplate::new(200).set_body_string("0123456789"))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api/files.info"))
+        .respond_with(ok(json!({"file": {"id": "F2", "name": "connect.txt",
+            "url_private_download": format!("{}/files-pri/T1-F1/a.txt", server.uri())}})))
+        .mount(&server)
+        .await;
+    let slack = connection(&server);
+    let file = |url: String, size: Option<u64>| Attachment {
+        name: "a.txt".into(),
+        url,
+        mime_type: Some("text/plain".into()),
+        size,
+    };
+    let url = format!("{}/files-pri/T1-F1/a.txt", server.uri());
+    let got = slack
+        .fetch_attachment(&file(url.clone(), None), 100)
+        .await
+        .unwrap();
+    assert_eq!(got.bytes, b"0123456789");
+    assert_eq!(got.name, "a.txt");
+    // more than max_bytes: refused, whether the size is announced or not
+    let e = slack
+        .fetch_attachment(&file(url.clone(), Some(10)), 9)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput);
+    let e = slack
+        .fetch_attachment(&file(url, None), 9)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput);
+    // an ID-only (Slack Connect) file is read through files.info first
+    let by_id = file(format!("{}F2", switchboard_slack::FILE_ID_SCHEME), None);
+    let got = slack.fetch_attachment(&by_id, 100).await.unwrap();
+    assert_eq!(got.name, "connect.txt");
+    assert_eq!(got.bytes, b"0123456789");
+    // the bot token goes to Slack's hosts only
+    let e = slack
+        .fetch_attachment(&file("https://evil.test/steal".into(), None), 100)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput);
+    assert!(e.message().contains("evil.test"), "{e}");
 }
 
 #[tokio::test]
@@ -724,8 +826,9 @@ async fn edit_delete_and_react() {
     let body = json_body(&requests_for(&server, "chat.update").await[0]);
     assert_eq!(
         body,
-        json!({"channel":"C1","ts":"1.1","text":"new *text*",
-               "metadata":{"event_type":"switchboard_relayed","event_payload":{"marker":"um-123"}}})
+        json!({"channel":"C1","ts":"1.1","text":"*Jane Doe*: new *text*",
+               "metadata":{"event_type":"switchboard_relayed","event_payload":{"marker":"um-123"}}}),
+        "chat.update cannot carry username: the sender is named in the text"
     );
     slack
         .delete(

@@ -39,6 +39,46 @@ pub(crate) fn routes() -> Router<SharedWorld> {
         .route("/tokens/expire", post(expire_token))
         .route("/tokens/revoke", post(revoke_token))
         .route("/socket/disconnect", post(socket_disconnect))
+        .route("/modes", get(get_modes).put(set_modes))
+}
+
+fn modes_json(m: &super::model::Modes) -> Value {
+    json!({
+        "shuffle": m.shuffle,
+        "id_only_files": m.id_only_files,
+        "history_limits": m.history.as_str(),
+    })
+}
+
+async fn get_modes(State(world): State<SharedWorld>) -> Response {
+    reply(StatusCode::OK, modes_json(&world.slack.ws.read().modes))
+}
+
+/// `PUT /_sandbox/slack/modes`: `{shuffle?, id_only_files?, history_limits?}`; fields left
+/// out keep their value. A bad field changes nothing.
+async fn set_modes(State(world): State<SharedWorld>, body: Bytes) -> Response {
+    let o = match body_json(&body) {
+        Ok(o) => o,
+        Err(r) => return r,
+    };
+    let mut modes = world.slack.ws.read().modes;
+    for (k, v) in &o {
+        match (k.as_str(), v) {
+            ("shuffle", Value::Bool(b)) => modes.shuffle = *b,
+            ("id_only_files", Value::Bool(b)) => modes.id_only_files = *b,
+            ("history_limits", Value::String(s)) => match super::model::HistoryLimits::parse(s) {
+                Some(h) => modes.history = h,
+                None => {
+                    return bad("`history_limits` is \"internal\" or \"non_marketplace\"");
+                }
+            },
+            ("shuffle" | "id_only_files", _) => return bad(format!("`{k}` must be a boolean")),
+            ("history_limits", _) => return bad("`history_limits` must be a string"),
+            _ => return bad(format!("unknown mode `{k}`")),
+        }
+    }
+    world.slack.ws.write().modes = modes;
+    reply(StatusCode::OK, modes_json(&modes))
 }
 
 fn reply(status: StatusCode, v: Value) -> Response {
@@ -236,10 +276,16 @@ async fn edit_message(
         }
         (ch, ts, author)
     };
-    match world
-        .slack
-        .update(&world.base_url, ch, ts, author, None, Some(text), None)
-    {
+    match world.slack.update(
+        &world.base_url,
+        ch,
+        ts,
+        author,
+        None,
+        Some(text),
+        None,
+        None,
+    ) {
         Ok(_) => {
             let id = world.slack.ws.read().channel(ch).id.clone();
             reply(

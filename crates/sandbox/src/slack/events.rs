@@ -274,6 +274,19 @@ pub(crate) fn spawn_dispatcher(world: &SharedWorld) {
         let queues: Arc<Mutex<HashMap<String, VecDeque<Queued>>>> = Arc::default();
         while let Some(q) = rx.recv().await {
             let Some(world) = weak.upgrade() else { break };
+            if world.slack.ws.read().modes.shuffle {
+                // As Slack: every event on its own, concurrently, after a random delay,
+                // retried independently, so order is not kept.
+                let delay = {
+                    use rand::Rng;
+                    Duration::from_millis(rand::thread_rng().gen_range(0..200))
+                };
+                tokio::spawn(async move {
+                    tokio::time::sleep(scaled(delay, world.config.time_scale)).await;
+                    deliver(&world, q).await;
+                });
+                continue;
+            }
             let channel = q.channel.clone();
             let start = {
                 let mut map = queues.lock();

@@ -73,6 +73,66 @@ pub(crate) fn new_pending(
     (file_id, upload_id)
 }
 
+/// `files.info`: a file the caller can see (uploaded it, or it is shared in a conversation
+/// the caller is in). Slack Connect events carry only `{id, file_access:"check_file_info"}`:
+/// this is where the URLs come from.
+pub(crate) fn info(world: &crate::World, p: &Principal, args: &Args) -> ApiResult {
+    if !p.scopes.has("files:read") {
+        return Err(ApiError::MissingScope("files:read"));
+    }
+    let id = args.str("file").ok_or(ApiError::Code("file_not_found"))?;
+    let ws = world.slack.ws.read();
+    let f = ws
+        .files
+        .get(&id)
+        .filter(|f| f.completed)
+        .ok_or(ApiError::Code("file_not_found"))?;
+    let visible = f.user == p.user
+        || f.channels
+            .iter()
+            .any(|c| ws.channel(*c).members.contains(&p.user));
+    if !visible {
+        return Err("file_not_found".into());
+    }
+    // Where it was shared: {public|private: {channel: [{ts, thread_ts?}]}}.
+    let (mut public, mut private) = (serde_json::Map::new(), serde_json::Map::new());
+    for &c in &f.channels {
+        let ch = ws.channel(c);
+        let shares: Vec<Value> = ch
+            .messages
+            .iter()
+            .filter(|m| !m.deleted && m.files.contains(&f.id))
+            .map(|m| {
+                let mut s = json!({"ts": super::model::fmt_ts(m.ts), "channel_name": ch.name});
+                if let Some(t) = m.thread_ts.filter(|t| *t != m.ts) {
+                    s["thread_ts"] = json!(super::model::fmt_ts(t));
+                }
+                s
+            })
+            .collect();
+        let map = if ch.is_private {
+            &mut private
+        } else {
+            &mut public
+        };
+        map.insert(ch.id.clone(), json!(shares));
+    }
+    let mut file = super::render::file_json(&ws, &world.base_url, f);
+    let mut shares = serde_json::Map::new();
+    if !public.is_empty() {
+        shares.insert("public".into(), Value::Object(public));
+    }
+    if !private.is_empty() {
+        shares.insert("private".into(), Value::Object(private));
+    }
+    file["shares"] = Value::Object(shares);
+    Ok(json!({
+        "file": file,
+        "comments": [],
+        "response_metadata": {"next_cursor": ""},
+    }))
+}
+
 pub(crate) fn get_upload_url(world: &crate::World, p: &Principal, args: &Args) -> ApiResult {
     if !p.scopes.has("files:write") {
         return Err(ApiError::MissingScope("files:write"));

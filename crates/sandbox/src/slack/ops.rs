@@ -159,6 +159,7 @@ impl SlackState {
         author: Option<u32>,
         text: Option<String>,
         blocks: Option<Value>,
+        metadata: Option<Value>,
     ) -> Result<Value, &'static str> {
         let mut guard = self.ws.write();
         let ws = &mut *guard;
@@ -188,6 +189,14 @@ impl SlackState {
         if let Some(b) = blocks {
             m.blocks = Some(b);
         }
+        if metadata.is_some() {
+            m.metadata = metadata;
+        }
+        // chat.update takes no username / icons: the edited message shows the app's own
+        // name and avatar afterwards, as on Slack.
+        m.username = None;
+        m.icon_url = None;
+        m.icon_emoji = None;
         m.edited = Some((editor, edit_ts));
         let c = ws.channel(ch);
         let message = message_json(ws, base, c, &c.messages[i], Flavor::Event);

@@ -359,7 +359,14 @@ pub(crate) fn message_json(
             .files
             .iter()
             .filter_map(|id| ws.files.get(id))
-            .map(|f| file_json(ws, base, f))
+            .map(|f| {
+                if flavor == Flavor::Event && ws.modes.id_only_files {
+                    // Slack Connect: only the id; the rest comes from files.info.
+                    json!({"id": f.id, "file_access": "check_file_info"})
+                } else {
+                    file_json(ws, base, f)
+                }
+            })
             .collect();
         o.insert("files".into(), json!(fs));
         o.insert("upload".into(), json!(true));
@@ -371,7 +378,14 @@ pub(crate) fn message_json(
     };
     if with_metadata {
         if let Some(md) = &m.metadata {
-            o.insert("metadata".into(), md.clone());
+            let md = if flavor == Flavor::Event {
+                // Events carry `event_payload` only for event types declared in the app's
+                // manifest; the sandbox's app declares none: `event_type` alone comes back.
+                json!({"event_type": md["event_type"]})
+            } else {
+                md.clone()
+            };
+            o.insert("metadata".into(), md);
         }
     }
     if flavor == Flavor::Event {

@@ -12,7 +12,7 @@ use base64::Engine;
 use serde_json::{Map, Value, json};
 
 use super::auth::{Principal, TokenKind};
-use super::model::{Workspace, fmt_ts, parse_ts};
+use super::model::{HistoryLimits, Workspace, fmt_ts, is_standard_emoji, parse_exact_ts, parse_ts};
 use super::ops::NewMessage;
 use super::render::{Flavor, channel_json, message_json, team_json, user_json};
 use crate::SharedWorld;
@@ -201,12 +201,27 @@ fn history_scope(is_private: bool) -> &'static str {
     }
 }
 
-/// Resolves a conversation the caller can see: private ones only for members.
+/// Resolves a conversation the caller can see by its exact id (as Slack's
+/// `conversations.*`, `chat.update`, `chat.delete` and `reactions.*` do: a channel name
+/// is `channel_not_found`): private ones only for members.
 fn visible_channel(ws: &Workspace, p: &Principal, key: Option<&str>) -> Result<u32, ApiError> {
     let key = key.ok_or(ApiError::Code("channel_not_found"))?;
     let ix = ws
+        .find_channel_id(key)
+        .ok_or(ApiError::Code("channel_not_found"))?;
+    check_visible(ws, p, ix)
+}
+
+/// Like [`visible_channel`], also accepting a channel name (`chat.postMessage` and
+/// `files.completeUploadExternal` take "an encoded ID, or a name").
+fn visible_channel_or_name(ws: &Workspace, p: &Principal, key: &str) -> Result<u32, ApiError> {
+    let ix = ws
         .find_channel(key)
         .ok_or(ApiError::Code("channel_not_found"))?;
+    check_visible(ws, p, ix)
+}
+
+fn check_visible(ws: &Workspace, p: &Principal, ix: u32) -> Result<u32, ApiError> {
     let c = ws.channel(ix);
     if c.is_private && !c.members.contains(&p.user) {
         return Err(ApiError::Code("channel_not_found"));
@@ -237,10 +252,11 @@ fn method_limit(method: &str) -> Option<(u32, Duration)> {
         | "users.lookupByEmail"
         | "chat.update"
         | "chat.delete"
-        | "reactions.add"
-        | "reactions.remove" => tier(3),
+        | "reactions.add" => tier(3),
+        "reactions.remove" => tier(2),
         "conversations.members"
         | "users.info"
+        | "files.info"
         | "files.getUploadURLExternal"
         | "files.completeUploadExternal"
         | "oauth.v2.access" => tier(4),
@@ -248,6 +264,23 @@ fn method_limit(method: &str) -> Option<(u32, Duration)> {
         "chat.postMessage" => return None,
         _ => return None,
     })
+}
+
+/// `conversations.history` / `conversations.replies` of a non-Marketplace commercial app
+/// (Slack's 2025-05-29 rules): 1 request a minute.
+fn history_limit(ws: &Workspace, method: &str) -> Option<(u32, Duration)> {
+    let limited = ws.modes.history == HistoryLimits::NonMarketplace
+        && matches!(method, "conversations.history" | "conversations.replies");
+    limited.then_some((1, Duration::from_secs(60)))
+}
+
+/// `limit` of `conversations.history` / `conversations.replies`: with the 2025 limits the
+/// default and the maximum are 15.
+fn history_page_limit(ws: &Workspace, args: &Args, max: usize) -> Result<usize, ApiError> {
+    match ws.modes.history {
+        HistoryLimits::Internal => args.limit(100, max),
+        HistoryLimits::NonMarketplace => Ok(args.limit(15, max)?.min(15)),
+    }
 }
 
 /// Every method this emulator serves.
@@ -271,6 +304,7 @@ pub(crate) const METHODS: &[&str] = &[
     "chat.delete",
     "reactions.add",
     "reactions.remove",
+    "files.info",
     "files.getUploadURLExternal",
     "files.completeUploadExternal",
     "apps.connections.open",
@@ -408,7 +442,9 @@ pub(crate) async fn api(
             (k1.as_str(), POST_PER_CHANNEL.0, POST_PER_CHANNEL.1),
             (k2.as_str(), POST_PER_WORKSPACE.0, POST_PER_WORKSPACE.1),
         ])
-    } else if let Some((limit, per)) = method_limit(&method) {
+    } else if let Some((limit, per)) =
+        history_limit(&slack.ws.read(), &method).or_else(|| method_limit(&method))
+    {
         world
             .limiter
             .check(&format!("slack:{team}:{method}"), limit, per)
@@ -519,7 +555,7 @@ fn call(world: &crate::World, p: &Principal, token: &str, method: &str, args: &A
             };
             let ts = args
                 .str("ts")
-                .and_then(|t| parse_ts(&t))
+                .and_then(|t| parse_exact_ts(&t))
                 .ok_or(ApiError::Code("message_not_found"))?;
             world.slack.delete(base, ix, ts, Some(p.user))?;
             let id = world.slack.ws.read().channel(ix).id.clone();
@@ -538,14 +574,15 @@ fn call(world: &crate::World, p: &Principal, token: &str, method: &str, args: &A
             let ts = args
                 .str("timestamp")
                 .ok_or(ApiError::Code("no_item_specified"))?;
-            let ts = parse_ts(&ts).ok_or(ApiError::Code("message_not_found"))?;
+            let ts = parse_exact_ts(&ts).ok_or(ApiError::Code("message_not_found"))?;
             let name = args.str("name").ok_or(ApiError::Code("invalid_name"))?;
-            if !valid_reaction_name(&name) {
+            if !known_reaction_name(&name) {
                 return Err("invalid_name".into());
             }
             world.slack.react(ix, ts, p.user, &name, add)?;
             Ok(json!({}))
         }
+        "files.info" => super::files::info(world, p, args),
         "files.getUploadURLExternal" => super::files::get_upload_url(world, p, args),
         "files.completeUploadExternal" => super::files::complete_upload(world, p, args),
         "apps.connections.open" => {
@@ -578,6 +615,17 @@ pub(crate) fn valid_reaction_name(name: &str) -> bool {
             .is_some_and(|n| matches!(n, "2" | "3" | "4" | "5" | "6"))
     });
     ok_base && ok_tone
+}
+
+/// A reaction name Slack accepts: well formed, and a standard emoji of Slack's own table
+/// (iamcal emoji-data short names, e.g. `thinking_face`, not gemoji's `thinking`), with an
+/// optional skin tone. The sandbox workspace has no custom emoji.
+pub(crate) fn known_reaction_name(name: &str) -> bool {
+    if !valid_reaction_name(name) {
+        return false;
+    }
+    let base = name.split_once("::").map_or(name, |(b, _)| b);
+    is_standard_emoji(base)
 }
 
 fn auth_test(world: &crate::World, p: &Principal) -> ApiResult {
@@ -687,7 +735,7 @@ fn conversations_join(world: &crate::World, p: &Principal, args: &Args) -> ApiRe
             .str("channel")
             .ok_or(ApiError::Code("channel_not_found"))?;
         let ix = ws
-            .find_channel(&key)
+            .find_channel_id(&key)
             .ok_or(ApiError::Code("channel_not_found"))?;
         let c = ws.channel(ix);
         if c.is_private {
@@ -737,7 +785,7 @@ fn conversations_history(world: &crate::World, p: &Principal, args: &Args) -> Ap
     let latest = ts_arg(args, "latest", "invalid_ts_latest")?;
     let oldest = ts_arg(args, "oldest", "invalid_ts_oldest")?.unwrap_or(0);
     let inclusive = args.bool("inclusive")?;
-    let limit = args.limit(100, 999)?;
+    let limit = history_page_limit(&ws, args, 999)?;
     let with_md = args.bool("include_all_metadata")?;
     let cursor = match decode_cursor(args, "next_ts")? {
         None => None,
@@ -797,7 +845,7 @@ fn conversations_replies(world: &crate::World, p: &Principal, args: &Args) -> Ap
     let c = ws.channel(ix);
     let ts = args
         .str("ts")
-        .and_then(|t| parse_ts(&t))
+        .and_then(|t| parse_exact_ts(&t))
         .ok_or(ApiError::Code("thread_not_found"))?;
     let i = c
         .find(ts)
@@ -815,7 +863,7 @@ fn conversations_replies(world: &crate::World, p: &Principal, args: &Args) -> Ap
     let latest = ts_arg(args, "latest", "invalid_ts_latest")?;
     let oldest = ts_arg(args, "oldest", "invalid_ts_oldest")?.unwrap_or(0);
     let inclusive = args.bool("inclusive")?;
-    let limit = args.limit(100, 1000)?;
+    let limit = history_page_limit(&ws, args, 1000)?;
     let with_md = args.bool("include_all_metadata")?;
     let cursor = match decode_cursor(args, "next_ts")? {
         None => None,
@@ -910,7 +958,7 @@ fn metadata_arg(args: &Args) -> Result<Option<Value>, ApiError> {
 
 /// Checks the caller may post in `key`'s conversation.
 pub(crate) fn postable_channel(ws: &Workspace, p: &Principal, key: &str) -> Result<u32, ApiError> {
-    let ix = visible_channel(ws, p, Some(key))?;
+    let ix = visible_channel_or_name(ws, p, key)?;
     let c = ws.channel(ix);
     if c.is_archived {
         return Err("is_archived".into());
@@ -955,8 +1003,10 @@ fn chat_post(world: &crate::World, p: &Principal, args: &Args) -> ApiResult {
         args.str("icon_emoji"),
     );
     if p.is_bot() {
-        if username.is_some() || icon_url.is_some() || icon_emoji.is_some() {
-            need(p, "chat:write.customize")?;
+        // Without chat:write.customize Slack ignores the overrides silently and posts as the
+        // app (no `missing_scope`).
+        if !p.scopes.has("chat:write.customize") {
+            (username, icon_url, icon_emoji) = (None, None, None);
         }
     } else {
         // User tokens post as the user: customisation is ignored, as on Slack.
@@ -1001,9 +1051,12 @@ fn chat_update(world: &crate::World, p: &Principal, args: &Args) -> ApiResult {
     };
     let ts = args
         .str("ts")
-        .and_then(|t| parse_ts(&t))
+        .and_then(|t| parse_exact_ts(&t))
         .ok_or(ApiError::Code("message_not_found"))?;
     let text = args.str("text");
+    // chat.update takes no username / icon_url / icon_emoji: they are not read, and the
+    // updated message shows the app's own name (see `SlackState::update`).
+    let metadata = metadata_arg(args)?;
     let blocks = args
         .json("blocks")
         .map_err(|_| ApiError::Code("invalid_blocks"))?;
@@ -1015,7 +1068,7 @@ fn chat_update(world: &crate::World, p: &Principal, args: &Args) -> ApiResult {
     }
     let message = world
         .slack
-        .update(base, ix, ts, p.user, Some(p.user), text, blocks)?;
+        .update(base, ix, ts, p.user, Some(p.user), text, blocks, metadata)?;
     let id = world.slack.ws.read().channel(ix).id.clone();
     let text = message["text"].clone();
     Ok(json!({"channel": id, "ts": fmt_ts(ts), "text": text, "message": message}))

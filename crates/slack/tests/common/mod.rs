@@ -40,7 +40,12 @@ pub fn credentials(token: &str) -> Credentials {
         access_token: SecretString::from(token.to_owned()),
         refresh_token: None,
         expires_at: None,
-        scopes: vec![],
+        // What the install granted (the adapter falls back to it when `auth.test` does not
+        // report X-OAuth-Scopes).
+        scopes: switchboard_slack::BOT_SCOPES
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect(),
     }
 }
 
