@@ -17,6 +17,7 @@ use serde::Deserialize;
 use subtle::ConstantTimeEq;
 use switchboard_core::{
     ChannelRef, ConnectionId, Error, EventKind, MessageId, PlatformEvent, Result, Subscription,
+    SubscriptionId,
 };
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -96,14 +97,18 @@ impl fmt::Debug for CreatedSubscription {
 
 impl CreatedSubscription {
     /// The core record to store (the client state is sealed at rest by the store).
-    pub fn into_core(self, connection: ConnectionId) -> Subscription {
-        Subscription {
-            id: self.id,
+    /// `Upstream` when Graph returned an id that is not a usable id.
+    pub fn into_core(self, connection: ConnectionId) -> Result<Subscription> {
+        let id = SubscriptionId::new(self.id).map_err(|e| {
+            Error::upstream(format!("Graph returned an unusable subscription id: {e}"))
+        })?;
+        Ok(Subscription {
+            id,
             connection,
             channel: self.channel,
             client_state: self.client_state,
             expires_at: self.expires_at,
-        }
+        })
     }
 }
 

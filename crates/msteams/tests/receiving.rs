@@ -125,7 +125,7 @@ async fn subscriptions_are_created_renewed_reauthorized_and_deleted() {
                 + time::Duration::seconds(5)
     );
     assert!(lifetime > time::Duration::minutes(55));
-    let core = sub.clone().into_core(ConnectionId::generate());
+    let core = sub.clone().into_core(ConnectionId::generate()).unwrap();
     assert_eq!(core.channel, channel());
 
     let renewed = conn

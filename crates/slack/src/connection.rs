@@ -810,8 +810,18 @@ fn attributed(display_name: &str, text: &str) -> String {
 }
 
 fn attachment_link(a: &Attachment) -> String {
+    let scheme_ok = ["https://", "http://"].iter().any(|p| {
+        a.url
+            .get(..p.len())
+            .is_some_and(|s| s.eq_ignore_ascii_case(p))
+    });
+    let name = mrkdwn::escape(&a.name).replace(['|', '>'], " ");
+    if !scheme_ok || a.url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        // Never a link Slack would follow somewhere unexpected: the name alone.
+        return format!("📎 {name}");
+    }
     let url = mrkdwn::escape(&a.url).replace('|', "%7C");
-    format!("📎 <{url}|{}>", mrkdwn::escape(&a.name))
+    format!("📎 <{url}|{name}>")
 }
 
 fn truncate_chars(mut s: String, max: usize) -> String {

@@ -826,9 +826,10 @@ async fn edit_delete_and_react() {
     let body = json_body(&requests_for(&server, "chat.update").await[0]);
     assert_eq!(
         body,
-        json!({"channel":"C1","ts":"1.1","text":"*Jane Doe*: new *text*",
+        json!({"channel":"C1","ts":"1.1","text":"*Jane Doe*: new \u{200B}*\u{200B}text\u{200B}*\u{200B}",
                "metadata":{"event_type":"switchboard_relayed","event_payload":{"marker":"um-123"}}}),
-        "chat.update cannot carry username: the sender is named in the text"
+        "chat.update cannot carry username: the sender is named in the text (and the literal \
+         asterisks of plain text are neutralised so they do not become bold)"
     );
     slack
         .delete(
