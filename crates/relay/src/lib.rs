@@ -1,8 +1,9 @@
 //! # switchboard-relay
 //!
 //! The universal-channel engine, written against `switchboard-core`'s traits only (no adapter,
-//! no storage crate). This first part holds the pure building blocks the delivery pipeline is
-//! made of, each without I/O and tested on its own:
+//! no storage crate). [`engine`] is the pipeline (inbox → translate → outbox → deliver) over
+//! core's `Store` and the platforms' trait objects; it is made of pure building blocks, each
+//! without I/O and tested on its own:
 //!
 //! - [`marker`]: the marker embedded in every copy we post (loop prevention, crash
 //!   reconciliation through history).
@@ -19,6 +20,7 @@
 #![warn(missing_docs)]
 
 pub mod batch;
+pub mod engine;
 pub mod marker;
 pub mod order;
 pub mod reactions;
