@@ -290,6 +290,12 @@ impl GraphClient {
         self
     }
 
+    /// The plain HTTP client (no bearer): for pre-authenticated download URLs Graph hands
+    /// out, which must never receive the token.
+    pub(crate) fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
     /// The pacer.
     pub fn pacer(&self) -> &Arc<Pacer> {
         &self.pacer
