@@ -123,9 +123,19 @@ impl MsTeamsConnection {
     /// The first URL of a fresh delta round for `channel`, bounded by `since` (the required
     /// date range: `$filter=lastModifiedDateTime gt {since}`).
     pub fn delta_start(&self, channel: &ChannelRef, since: OffsetDateTime) -> Result<Url> {
+        self.delta_start_paged(channel, since, DELTA_PAGE_SIZE)
+    }
+
+    /// [`MsTeamsConnection::delta_start`] with pages of `top` root messages (1..=50).
+    fn delta_start_paged(
+        &self,
+        channel: &ChannelRef,
+        since: OffsetDateTime,
+        top: usize,
+    ) -> Result<Url> {
         check_channel(channel)?;
         let filter = delta_filter(since)?;
-        let top = DELTA_PAGE_SIZE.to_string();
+        let top = top.clamp(1, DELTA_PAGE_SIZE).to_string();
         Ok(self.graph.url(
             &[
                 "teams",
@@ -323,7 +333,12 @@ impl History for MsTeamsConnection {
         check_channel(channel)?;
         let limit = limit.max(1);
         let (since, mut link, from_cursor) = match start {
-            HistoryStart::Time { since } => (*since, self.delta_start(channel, *since)?, false),
+            // pages no larger than the limit, so a page boundary falls where the limit does
+            HistoryStart::Time { since } => (
+                *since,
+                self.delta_start_paged(channel, *since, limit)?,
+                false,
+            ),
             HistoryStart::Cursor { cursor } => {
                 let (taken, link) = decode_cursor(cursor)?;
                 (
@@ -343,7 +358,7 @@ impl History for MsTeamsConnection {
                     if first && from_cursor && is_expired_link(status, code.as_deref()) =>
                 {
                     tracing::info!(%channel, %since, "the history cursor expired; restarting from its time");
-                    link = self.delta_start(channel, since)?;
+                    link = self.delta_start_paged(channel, since, limit)?;
                     first = false;
                     continue;
                 }

@@ -115,7 +115,7 @@ pub struct TeamsImport {
 /// The words for a team the account may not read.
 fn skipped_reason(team: &TeamId, e: &Error) -> String {
     format!(
-        "team {team} was skipped: the service account may not read its channels and members (it is not a member and not a Teams Administrator; a non-admin sees every team in /teams, private ones included). Add the account to the team, or give it the Teams Administrator role, to import it. Graph said: {}",
+        "team {team} was skipped: the service account may not read its channels and members (it is not a member, or was removed from team {team}, and is not a Teams Administrator; a non-admin sees every team in /teams, private ones included). Add the account to the team (ensure_membership) or give it the Teams Administrator role to import it. Graph said: {}",
         e.message()
     )
 }

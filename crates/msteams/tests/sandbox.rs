@@ -5,18 +5,24 @@
 
 mod sandbox_support;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use sandbox_support::*;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 use switchboard_core::{
-    ChannelRef, ConnectionHealth, ErrorKind, EventKind, ImportCounts, MembershipOutcome,
-    MessageRef, OutgoingMessage, Platform, PlatformKind, PortableMessage, RichText, Sender,
-    ServiceAccount, TeamId, TeamImport, TeamListSource, UserId, VerifyOptions,
+    ChannelRef, ClientStates, ConnectionHealth, ErrorKind, EventKind, History, HistoryStart,
+    ImportCounts, Inbound, MembershipOutcome, MessageRef, OutgoingMessage, Platform, PlatformKind,
+    PortableMessage, Resolver, RichText, Sender, ServiceAccount, SubscriptionId, TeamId,
+    TeamImport, TeamListSource, UserId, VerifyOptions, WebhookEndpoint, WebhookOutcome,
+    WebhookReceiver, WebhookRequest,
 };
-use switchboard_msteams::subscriptions::{SubscriptionSpec, parse_notifications};
-use switchboard_msteams::{MsTeamsConnection, OAuthClient, Pkce, TeamAccess, validation_response};
+use switchboard_msteams::subscriptions::{SubscribeOutcome, SubscriptionSpec, parse_notifications};
+use switchboard_msteams::{
+    GraphReceiver, MsTeamsConnection, OAuthClient, Pkce, TeamAccess, TeamsResolver,
+    validation_response,
+};
 use switchboard_sandbox::Seed;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -472,7 +478,9 @@ async fn subscription_with_validation_handshake_delivers_notifications() {
                 && !r.url.query().is_some_and(|q| q.contains("validationToken"))
             {
                 if let Ok(batch) = parse_notifications(&r.body) {
-                    notification = batch.items.into_iter().find(|n| n.resource.contains(&id));
+                    if let Some(n) = batch.items.into_iter().find(|n| n.resource.contains(&id)) {
+                        notification = Some((n, r.body.clone()));
+                    }
                 }
             }
         }
@@ -481,21 +489,92 @@ async fn subscription_with_validation_handshake_delivers_notifications() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let n = notification.expect("a change notification arrived");
+    let (n, raw) = notification.expect("a change notification arrived");
     assert_eq!(n.subscription_id, sub.id);
     assert!(n.client_state_matches(&sub.client_state));
     assert!(!n.client_state_matches(&SecretString::from("forged")));
-    let ev = conn
-        .event_for_notification(&channel, &n)
+    // the delivery goes through the receiver (no Graph call) and the resolver (one fetch)
+    let states = Arc::new(OneState(
+        SubscriptionId::new(sub.id.clone()).unwrap(),
+        sub.client_state.clone(),
+    ));
+    let receiver = GraphReceiver::new(states);
+    let headers = Vec::new();
+    let outcome = receiver
+        .receive(&WebhookRequest {
+            endpoint: WebhookEndpoint::GraphNotifications,
+            query: "",
+            headers: &headers,
+            body: &raw,
+            received_at: time::OffsetDateTime::now_utc(),
+        })
         .await
-        .unwrap()
         .unwrap();
-    let EventKind::Posted { content, .. } = ev.kind else {
-        panic!("{ev:?}")
+    let WebhookOutcome::Accept { routed, status } = outcome else {
+        panic!("{outcome:?}")
+    };
+    assert_eq!(status, 202);
+    let hint = routed
+        .iter()
+        .flat_map(|r| r.items.iter())
+        .find_map(|i| match i {
+            Inbound::Changed(h) if h.message.as_str() == id => Some(h.clone()),
+            _ => None,
+        })
+        .expect("a hint for the message");
+    let conn = Arc::new(conn);
+    let resolved = TeamsResolver::new(conn.clone())
+        .resolve(&hint, None)
+        .await
+        .unwrap();
+    let EventKind::Posted { content, .. } = &resolved.events[0].kind else {
+        panic!("{resolved:?}")
     };
     assert_eq!(content.text.to_plain_text(), "hi from Teams");
+    assert!(resolved.snapshot.is_some());
+
+    // one subscription per app per channel: a second subscribe reuses the first, and a
+    // raw second POST is refused with 403 as Graph does
+    let again = conn.subscribe_channel(&channel, &spec).await.unwrap();
+    assert_eq!(again.id, sub.id);
+    assert_eq!(again.outcome, SubscribeOutcome::Renewed);
+    let token = conn.tokens().access_token().await.unwrap();
+    let raw = reqwest::Client::new()
+        .post(format!(
+            "{}/subscriptions",
+            env.info["graph_api_url"]
+                .as_str()
+                .unwrap()
+                .trim_end_matches('/')
+        ))
+        .bearer_auth(token.expose_secret())
+        .json(&json!({
+            "changeType": "created,updated,deleted",
+            "notificationUrl": spec.notification_url.as_str(),
+            "resource": format!("/teams/{}/channels/{}/messages", channel.team, channel.channel),
+            "expirationDateTime": (time::OffsetDateTime::now_utc() + time::Duration::minutes(30))
+                .format(&time::format_description::well_known::Rfc3339).unwrap(),
+            "clientState": "x",
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(raw.status().as_u16(), 403);
 
     conn.delete_subscription(&sub.id).await.unwrap();
+}
+
+/// The stored secret of one subscription.
+struct OneState(SubscriptionId, SecretString);
+
+#[async_trait::async_trait]
+impl ClientStates for OneState {
+    async fn client_state(
+        &self,
+        subscription: &SubscriptionId,
+    ) -> switchboard_core::Result<Option<SecretString>> {
+        Ok((subscription == &self.0).then(|| self.1.clone()))
+    }
 }
 
 #[tokio::test]
@@ -503,7 +582,8 @@ async fn delta_catches_up_after_downtime() {
     let env = Env::start(Seed::Small, SCALE).await;
     let conn = env.service_connection(SCALE).await;
     let (_, channel) = seeded_channel(&env).await;
-    let baseline = conn.channel_delta(&channel, None).await.unwrap();
+    let linked_at = time::OffsetDateTime::now_utc() - time::Duration::minutes(1);
+    let baseline = conn.channel_delta(&channel, None, linked_at).await.unwrap();
     assert!(!baseline.delta_link.is_empty());
     // "downtime": a user posts twice and edits
     let seed = env.control_get("/seed").await;
@@ -527,7 +607,7 @@ async fn delta_catches_up_after_downtime() {
         );
     }
     let caught = conn
-        .channel_delta(&channel, Some(&baseline.delta_link))
+        .channel_delta(&channel, Some(&baseline.delta_link), linked_at)
         .await
         .unwrap();
     assert!(!caught.restarted);
@@ -542,10 +622,59 @@ async fn delta_catches_up_after_downtime() {
     assert_eq!(posted, ids, "{:#?}", caught.events);
     // nothing new: an empty round
     let again = conn
-        .channel_delta(&channel, Some(&caught.delta_link))
+        .channel_delta(&channel, Some(&caught.delta_link), linked_at)
         .await
         .unwrap();
     assert!(again.events.is_empty(), "{:#?}", again.events);
+    // the sandbox expires the channel's delta links: the round restarts from the date
+    // filter (the two posts come again, deduplicated downstream), never from zero
+    env.control_post(
+        "/msteams/delta/expire",
+        json!({"channel": channel.channel.as_str()}),
+    )
+    .await;
+    let restarted = conn
+        .channel_delta(&channel, Some(&again.delta_link), linked_at)
+        .await
+        .unwrap();
+    assert!(restarted.restarted);
+    let reposted: Vec<String> = restarted
+        .events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::Posted { message, .. } => Some(message.to_string()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reposted, ids);
+    // History over the same: bounded, oldest first, and the cursor resumes
+    let page = conn
+        .changes_since(&channel, &HistoryStart::Time { since: linked_at }, 1)
+        .await
+        .unwrap();
+    assert_eq!(page.events.len(), 1);
+    assert!(page.more);
+    let rest = conn
+        .changes_since(
+            &channel,
+            &HistoryStart::Cursor {
+                cursor: page.cursor,
+            },
+            10,
+        )
+        .await
+        .unwrap();
+    assert!(!rest.more);
+    let all: Vec<String> = page
+        .events
+        .iter()
+        .chain(rest.events.iter())
+        .filter_map(|e| match &e.kind {
+            EventKind::Posted { message, .. } => Some(message.to_string()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(all, ids);
 }
 
 #[tokio::test]
