@@ -179,10 +179,9 @@ impl MsTeamsConnection {
     /// Fetches one delta page from `link` (a start URL, a next link, or a stored delta
     /// link, which must be on the Graph base).
     pub async fn delta_page(&self, channel: &ChannelRef, link: &Url) -> Result<DeltaPage> {
-        Ok(self
-            .delta_page_raw(channel, link)
+        self.delta_page_raw(channel, link)
             .await
-            .map_err(|(_, _, e)| e)?)
+            .map_err(|(_, _, e)| e)
     }
 
     async fn delta_page_raw(
@@ -466,7 +465,7 @@ impl History for MsTeamsConnection {
                 next = page.next_link;
             }
         }
-        out.sort_by(|a, b| b.posted_at.cmp(&a.posted_at));
+        out.sort_by_key(|m| std::cmp::Reverse(m.posted_at));
         out.truncate(limit);
         Ok(out)
     }

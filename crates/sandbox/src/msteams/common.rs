@@ -198,8 +198,6 @@ pub(crate) enum Limit {
     Invitations,
     /// Subscriptions: 1,000 per 10 s.
     Subscriptions,
-    /// Drive calls (uploads, downloads): 30 per s.
-    Files,
 }
 
 impl Limit {
@@ -231,7 +229,6 @@ impl Limit {
                 1_000,
                 Duration::from_secs(10),
             ),
-            Limit::Files => (format!("graph:{client}:files"), 30, s),
         }
     }
 }
