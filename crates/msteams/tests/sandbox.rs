@@ -190,6 +190,29 @@ async fn role_reports_for_the_good_and_the_underprivileged_account() {
     assert_eq!(problems, ["Teams Administrator role"], "{report:#?}");
     let fix = report.problems().next().unwrap().fix.clone().unwrap();
     assert!(fix.contains(&env.ms("underprivileged_upn")), "{fix}");
+
+    // a non-admin lists every team (as Graph allows with Team.ReadBasic.All); the import
+    // skips the teams it may not read, says why, and imports the others
+    let listing = weak.list_teams().await.unwrap();
+    assert_eq!(listing.source, TeamListSource::TenantWide);
+    let ids: Vec<TeamId> = listing.teams.iter().map(|t| t.id.clone()).collect();
+    let mut sink = Collect {
+        channels: vec![],
+        members: vec![],
+        users: vec![],
+    };
+    let report = weak.import_teams_report(&ids, &mut sink).await.unwrap();
+    assert!(!report.skipped.is_empty());
+    assert!(report.skipped.len() < ids.len());
+    assert!(
+        report.skipped[0].reason.contains("was skipped")
+            && report.skipped[0].reason.contains("Teams Administrator"),
+        "{:?}",
+        report.skipped[0]
+    );
+    let skipped: Vec<&TeamId> = report.skipped.iter().map(|s| &s.team).collect();
+    assert!(sink.channels.iter().all(|c| !skipped.contains(&&c.team)));
+    assert!(report.counts.channels > 0);
 }
 
 #[tokio::test]
@@ -237,6 +260,34 @@ async fn import_of_the_small_seed_has_exact_counts_and_membership() {
         (total.channels, total.members)
     );
 
+    // channel members on demand: a private channel's own members, a standard channel's
+    // are the team's
+    for t in seed_teams {
+        let tid = TeamId::new(t["id"].as_str().unwrap()).unwrap();
+        let team_members = conn
+            .import_team(&tid, &mut collect())
+            .await
+            .unwrap()
+            .members;
+        for c in t["channels"].as_array().unwrap() {
+            let cref: ChannelRef = format!(
+                "msteams:{}/{}",
+                t["id"].as_str().unwrap(),
+                c["id"].as_str().unwrap()
+            )
+            .parse()
+            .unwrap();
+            let mut sink = ChannelMembers(Vec::new());
+            let n = conn.import_channel_members(&cref, &mut sink).await.unwrap();
+            assert_eq!(n.members as usize, sink.0.len());
+            if c["membershipType"] == "standard" {
+                assert_eq!(n.members, team_members, "{cref}");
+            } else if c["membershipType"] == "private" {
+                assert!(n.members >= 1 && n.members <= team_members, "{cref}");
+            }
+        }
+    }
+
     let mut users = collect();
     let counts = conn.import_users(&mut users).await.unwrap();
     assert_eq!(counts.users as usize, seed_users.len());
@@ -264,6 +315,38 @@ async fn import_of_the_small_seed_has_exact_counts_and_membership() {
             TeamAccess::Member,
             "{team}"
         );
+    }
+}
+
+/// Collects channel-member pages.
+struct ChannelMembers(Vec<UserId>);
+
+#[async_trait::async_trait]
+impl switchboard_core::ImportSink for ChannelMembers {
+    async fn channels(
+        &mut self,
+        _t: &TeamId,
+        _p: Vec<switchboard_core::Channel>,
+    ) -> switchboard_core::Result<()> {
+        Ok(())
+    }
+    async fn members(
+        &mut self,
+        _t: &TeamId,
+        _p: Vec<switchboard_core::Membership>,
+    ) -> switchboard_core::Result<()> {
+        Ok(())
+    }
+    async fn users(&mut self, _p: Vec<switchboard_core::User>) -> switchboard_core::Result<()> {
+        Ok(())
+    }
+    async fn channel_members(
+        &mut self,
+        _c: &ChannelRef,
+        page: Vec<UserId>,
+    ) -> switchboard_core::Result<()> {
+        self.0.extend(page);
+        Ok(())
     }
 }
 
@@ -362,6 +445,36 @@ async fn post_reply_edit_delete_round_trip() {
     let m = find(root.as_str());
     let content = m["body"]["content"].as_str().unwrap();
     assert!(content.contains("<b>Sam Slack</b>"), "{content}");
+
+    // our copies are found again among the channel's recent messages, marker and all
+    let since = time::OffsetDateTime::now_utc() - time::Duration::minutes(5);
+    let marked = conn
+        .post(
+            &channel,
+            &slack_message("with a marker", None).with_marker("sb:relay:42"),
+        )
+        .await
+        .unwrap();
+    let recent = conn.recent_messages(&channel, since, 10).await.unwrap();
+    let found = recent
+        .iter()
+        .find(|m| m.reference.message == marked.reference.message)
+        .expect("the marked copy is among the recent messages");
+    assert_eq!(found.marker.as_deref(), Some("sb:relay:42"));
+    assert_eq!(
+        found.posted_by,
+        Some(switchboard_core::PostingIdentity::ServiceAccount)
+    );
+    assert_eq!(
+        recent[0].reference.message, marked.reference.message,
+        "newest first"
+    );
+    assert!(
+        recent
+            .iter()
+            .any(|m| m.reference.message == reply.reference.message
+                && m.reference.thread_root.as_ref() == Some(&root))
+    );
     assert!(content.contains("hello, edited"), "{content}");
     let r = find(reply.reference.message.as_str());
     assert!(
