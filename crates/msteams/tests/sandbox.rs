@@ -12,10 +12,10 @@ use sandbox_support::*;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 use switchboard_core::{
-    ChannelRef, ClientStates, ConnectionHealth, ErrorKind, EventKind, History, HistoryStart,
-    ImportCounts, Inbound, MembershipOutcome, MessageRef, OutgoingMessage, Platform, PlatformKind,
-    PortableMessage, Resolver, RichText, Sender, ServiceAccount, SubscriptionId, TeamId,
-    TeamImport, TeamListSource, UserId, VerifyOptions, WebhookEndpoint, WebhookOutcome,
+    ChannelRef, ClientStates, ConnectionHealth, Connector, ErrorKind, EventKind, History,
+    HistoryStart, ImportCounts, Inbound, MembershipOutcome, MessageRef, OutgoingMessage, Platform,
+    PlatformKind, PortableMessage, Resolver, RichText, Sender, ServiceAccount, SubscriptionId,
+    TeamId, TeamImport, TeamListSource, UserId, VerifyOptions, WebhookEndpoint, WebhookOutcome,
     WebhookReceiver, WebhookRequest,
 };
 use switchboard_msteams::subscriptions::{SubscribeOutcome, SubscriptionSpec, parse_notifications};
@@ -134,6 +134,49 @@ async fn connect_with_code_and_pkce_then_refresh() {
         rotated.refresh_token.unwrap().expose_secret(),
         first_refresh.expose_secret()
     );
+
+    // the connector opens a stored connection: one object behind every seam, and every
+    // rotation goes to core's CredentialsSink
+    let creds = env
+        .sign_in(
+            &config,
+            &env.ms("service_account_upn"),
+            &env.ms("service_account_password"),
+        )
+        .await;
+    let stored = switchboard_core::Connection {
+        id: switchboard_core::ConnectionId::generate(),
+        org: switchboard_core::OrgId::generate(),
+        platform: PlatformKind::Msteams,
+        tenant: switchboard_core::TenantId::new(env.ms("tenant_id")).unwrap(),
+        enterprise: None,
+        display_name: "Contoso".into(),
+        account: me.clone(),
+        health: ConnectionHealth::Ok,
+        created_at: time::OffsetDateTime::now_utc(),
+    };
+    let sink = Arc::new(Persisted(parking_lot::Mutex::new(0)));
+    let connected = switchboard_msteams::MsTeamsConnector::new(config.clone())
+        .open(&stored, creds, sink.clone())
+        .await
+        .unwrap();
+    assert_eq!(connected.platform.kind(), PlatformKind::Msteams);
+    assert_eq!(
+        connected.platform.identity().await.unwrap().user_id,
+        me.user_id
+    );
+    assert!(connected.resolver.is_some());
+    connected.account.refresh_credentials().await.unwrap();
+    assert_eq!(*sink.0.lock(), 1);
+    let slack = switchboard_core::Connection {
+        platform: PlatformKind::Slack,
+        ..stored
+    };
+    let e = switchboard_msteams::MsTeamsConnector::new(config.clone())
+        .open(&slack, conn.tokens().credentials().await, sink)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput);
 
     // the code is bound to the PKCE verifier: the wrong verifier is refused
     let oauth = OAuthClient::new(&config).unwrap();
@@ -315,6 +358,20 @@ async fn import_of_the_small_seed_has_exact_counts_and_membership() {
             TeamAccess::Member,
             "{team}"
         );
+    }
+}
+
+/// Counts rotations handed to it.
+struct Persisted(parking_lot::Mutex<u32>);
+
+#[async_trait::async_trait]
+impl switchboard_core::CredentialsSink for Persisted {
+    async fn persist(
+        &self,
+        _credentials: &switchboard_core::Credentials,
+    ) -> switchboard_core::Result<()> {
+        *self.0.lock() += 1;
+        Ok(())
     }
 }
 
