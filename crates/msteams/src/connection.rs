@@ -239,9 +239,10 @@ impl Platform for MsTeamsConnection {
     }
 
     /// Reactions: Unicode emoji only (Graph `setReaction`/`unsetReaction`; custom emoji are
-    /// `Unsupported`). Edits and deletes: yes. File upload: no (files are posted as links).
-    /// Sender attribution: yes, as a name line in the message (Graph cannot post as another
-    /// user); a linked user's own token posts as them.
+    /// `Unsupported`). Edits and deletes: yes. File upload: no (files are posted as links;
+    /// Teams files are downloaded by `fetch_attachment`). Sender attribution: yes, as a name
+    /// line in the message (Graph cannot post as another user); a linked user's own token
+    /// posts as them.
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             reactions: true,
@@ -360,6 +361,12 @@ impl Platform for MsTeamsConnection {
         }
     }
 
+    /// `setReaction`/`unsetReaction` as `identity` (the linked user's token, or the service
+    /// account's). Graph keeps **one reaction per identity per type**: reactions relayed
+    /// through the service account collapse, so removing one takes it away for every
+    /// relayed reactor. Counting is the caller's job: the relay keeps, per (message, emoji),
+    /// how many relayed reactors hold it, and asks for `Remove` only when the last one
+    /// leaves. A linked user whose token is gone is `Forbidden`.
     async fn react(
         &self,
         message: &MessageRef,

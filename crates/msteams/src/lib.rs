@@ -82,6 +82,7 @@ pub use config::{MsTeamsConfig, RetryPolicy};
 pub use connection::MsTeamsConnection;
 pub use connector::MsTeamsConnector;
 pub use graph::{GraphClient, GraphRequest};
+pub use import::{SkippedTeam, TeamsImport};
 pub use oauth::{AuthorizationRequest, OAuthClient, Pkce};
 pub use pacer::{DailyBudget, Pacer, RateLimits};
 pub use receive::{GraphReceiver, TeamsResolver};
