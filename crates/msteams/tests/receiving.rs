@@ -468,6 +468,17 @@ async fn delta_rounds_store_and_resume_the_delta_link() {
     let delta1 = format!("{}{base}?$deltatoken=d1", server.uri());
     let delta2 = format!("{}{base}?$deltatoken=d2", server.uri());
     let since = OffsetDateTime::parse("2024-04-30T00:00:00Z", &Rfc3339).unwrap();
+    let replies_path = format!("/v1.0/teams/T1/channels/{CH}/messages/1/replies");
+    let replies_next = format!("{}{replies_path}?$skiptoken=r2", server.uri());
+    Mock::given(method("GET"))
+        .and(path(replies_path.as_str()))
+        .and(query_param("$skiptoken", "r2"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "value": [message("2b", serde_json::json!({"replyToId": "1", "createdDateTime": "2024-05-01T10:30:00Z"}))]
+        })))
+        .expect(2)
+        .mount(&server)
+        .await;
     Mock::given(method("GET"))
         .and(path(base.as_str()))
         .and(query_param("$top", "50"))
@@ -481,7 +492,11 @@ async fn delta_rounds_store_and_resume_the_delta_link() {
             "@odata.context": "x",
             "@odata.nextLink": next,
             "value": [
-                message("1", serde_json::json!({"replies": [message("2", serde_json::json!({"replyToId": "1"}))]})),
+                // over 1,000 replies: the rest behind replies@odata.nextLink
+                message("1", serde_json::json!({
+                    "replies": [message("2", serde_json::json!({"replyToId": "1"}))],
+                    "replies@odata.nextLink": replies_next,
+                })),
                 message("3", serde_json::json!({"messageType": "systemEventMessage", "from": null, "body": {"content": "<systemEventMessage/>"}})),
                 {"no": "id"}
             ]
@@ -535,7 +550,12 @@ async fn delta_rounds_store_and_resume_the_delta_link() {
     let ids: Vec<_> = first.events.iter().map(|e| e.event_id.as_str()).collect();
     assert_eq!(
         ids,
-        ["msteams:1:posted", "msteams:2:posted", "msteams:4:deleted"]
+        [
+            "msteams:1:posted",
+            "msteams:2:posted",
+            "msteams:2b:posted",
+            "msteams:4:deleted"
+        ]
     );
     assert_eq!(first.skipped, 1);
     assert_eq!(first.delta_link, delta1);
