@@ -2,12 +2,12 @@
 //! implementing [`Platform`] (here), [`TeamImport`](switchboard_core::TeamImport) (in
 //! `import`) and [`ServiceAccount`](switchboard_core::ServiceAccount) (in `account`).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use parking_lot::{Mutex, RwLock};
+use parking_lot::RwLock;
 use reqwest::Method;
 use switchboard_core::{
     AccountIdentity, Attachment, Capabilities, ChannelRef, ConnectionHealth, Credentials, Emoji,
@@ -24,25 +24,14 @@ use crate::oauth::OAuthClient;
 use crate::token::{CredentialsSink, TokenProvider};
 use crate::wire::{ChatMessage, Me};
 
-/// How many messages posted with a linked user's token are remembered (to delete them with
-/// the same token).
-const USER_POSTS_REMEMBERED: usize = 10_000;
-
 /// One connected Microsoft tenant.
 pub struct MsTeamsConnection {
     pub(crate) config: Arc<MsTeamsConfig>,
     pub(crate) graph: GraphClient,
     me: OnceCell<Me>,
     service_account: bool,
-    linked: RwLock<HashMap<(PlatformKind, UserId), Arc<TokenProvider>>>,
-    user_posts: Mutex<UserPosts>,
-}
-
-/// Messages posted with a linked user's token, oldest first, bounded.
-#[derive(Default)]
-struct UserPosts {
-    by_id: HashMap<MessageId, Arc<TokenProvider>>,
-    order: VecDeque<MessageId>,
+    /// Linked users' own delegated tokens, by their Teams user id.
+    linked: RwLock<HashMap<UserId, Arc<TokenProvider>>>,
 }
 
 impl fmt::Debug for MsTeamsConnection {
@@ -66,7 +55,6 @@ impl MsTeamsConnection {
             me: OnceCell::new(),
             service_account: true,
             linked: RwLock::new(HashMap::new()),
-            user_posts: Mutex::new(UserPosts::default()),
         })
     }
 
@@ -124,41 +112,56 @@ impl MsTeamsConnection {
         Ok(me.clone())
     }
 
-    /// Lets the user `user` of `platform` post as themselves: messages whose sender is that
-    /// user are posted with `tokens` (their own delegated Teams token) instead of the
-    /// service account's, without the attribution line.
-    pub fn link_user_token(
+    /// Lets the Teams user `user` post as themselves: messages asked to be posted as
+    /// [`PostingIdentity::LinkedUser`] with this user go out with `tokens` (their own
+    /// delegated Teams token) instead of the service account's, without the attribution
+    /// line; edits and deletes of those copies use the same token.
+    pub fn link_user_token(&self, user: UserId, tokens: Arc<TokenProvider>) {
+        self.linked.write().insert(user, tokens);
+    }
+
+    /// Forgets that user's token: copies they posted can no longer be edited or deleted
+    /// (Teams lets only the sender change a message).
+    pub fn unlink_user_token(&self, user: &UserId) {
+        self.linked.write().remove(user);
+    }
+
+    /// Whether the Teams user `user` has a linked token.
+    pub fn is_linked(&self, user: &UserId) -> bool {
+        self.linked.read().contains_key(user)
+    }
+
+    /// The token of a linked user, when there is one.
+    fn linked_tokens(&self, user: &UserId) -> Option<Arc<TokenProvider>> {
+        self.linked.read().get(user).cloned()
+    }
+
+    /// The token to change a copy posted by `posted_by` with (`None`: the service
+    /// account's). `Forbidden` with words when that identity's token is gone.
+    fn tokens_of_poster(
         &self,
-        platform: PlatformKind,
-        user: UserId,
-        tokens: Arc<TokenProvider>,
-    ) {
-        self.linked.write().insert((platform, user), tokens);
-    }
-
-    /// Stops posting as that user.
-    pub fn unlink_user_token(&self, platform: PlatformKind, user: &UserId) {
-        self.linked.write().remove(&(platform, user.clone()));
-    }
-
-    fn linked_tokens(&self, message: &OutgoingMessage) -> Option<Arc<TokenProvider>> {
-        let s = &message.content.sender;
-        self.linked
-            .read()
-            .get(&(s.platform, s.user.clone()))
-            .cloned()
-    }
-
-    fn remember_user_post(&self, id: &MessageId, tokens: Arc<TokenProvider>) {
-        let mut g = self.user_posts.lock();
-        if g.by_id.insert(id.clone(), tokens).is_none() {
-            g.order.push_back(id.clone());
+        posted_by: &PostingIdentity,
+        what: &str,
+    ) -> Result<Option<Arc<TokenProvider>>> {
+        match posted_by {
+            PostingIdentity::ServiceAccount => Ok(None),
+            PostingIdentity::LinkedUser { user } => match self.linked_tokens(user) {
+                Some(t) => Ok(Some(t)),
+                None => Err(Error::new(
+                    ErrorKind::Forbidden,
+                    format!(
+                        "this copy was posted in Teams as the linked user {user}, whose Teams token is no longer available; Teams lets only the sender {what} a message, so the copy can no longer be changed (the user can link their account again)"
+                    ),
+                )),
+            },
         }
-        while g.order.len() > USER_POSTS_REMEMBERED {
-            if let Some(old) = g.order.pop_front() {
-                g.by_id.remove(&old);
-            }
-        }
+    }
+
+    /// Whether `message` carries the service account's own words (no attribution line).
+    async fn is_own_words(&self, message: &OutgoingMessage) -> Result<bool> {
+        let me = self.me().await?;
+        Ok(message.content.sender.platform == PlatformKind::Msteams
+            && message.content.sender.user.as_str() == me.id)
     }
 
     fn check_channel(channel: &ChannelRef) -> Result<()> {
@@ -236,9 +239,10 @@ impl Platform for MsTeamsConnection {
     }
 
     /// Reactions: Unicode emoji only (Graph `setReaction`/`unsetReaction`; custom emoji are
-    /// `Unsupported`). Edits and deletes: yes. File upload: no (files are posted as links).
-    /// Sender attribution: yes, as a name line in the message (Graph cannot post as another
-    /// user); a linked user's own token posts as them.
+    /// `Unsupported`). Edits and deletes: yes. File upload: no (files are posted as links;
+    /// Teams files are downloaded by `fetch_attachment`). Sender attribution: yes, as a name
+    /// line in the message (Graph cannot post as another user); a linked user's own token
+    /// posts as them.
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             reactions: true,
@@ -267,16 +271,20 @@ impl Platform for MsTeamsConnection {
 
     async fn post(&self, channel: &ChannelRef, message: &OutgoingMessage) -> Result<PostedMessage> {
         Self::check_channel(channel)?;
-        let user_tokens = self.linked_tokens(message);
-        let me = match &user_tokens {
-            Some(_) => None,
-            None => Some(self.me().await?),
+        // a linked user posts as themselves; without their token the service account posts
+        // with the attribution line, and says so in `posted_by`
+        let user_tokens = match &message.post_as {
+            PostingIdentity::LinkedUser { user } => {
+                let t = self.linked_tokens(user);
+                if t.is_none() {
+                    tracing::info!(%user, "no Teams token linked for the user; posting as the service account");
+                }
+                t
+            }
+            PostingIdentity::ServiceAccount => None,
         };
-        let is_self = me.as_ref().is_some_and(|m| {
-            message.content.sender.platform == PlatformKind::Msteams
-                && message.content.sender.user.as_str() == m.id
-        });
-        let rendered = render_outgoing(message, user_tokens.is_none() && !is_self)?;
+        let attribution = user_tokens.is_none() && !self.is_own_words(message).await?;
+        let rendered = render_outgoing(message, attribution)?;
         let root = message.reply_to.as_ref();
         let url = self.message_url(channel, root, None, &[]);
         let req = GraphRequest::new(Method::POST, url).json(message_body(&rendered));
@@ -289,10 +297,7 @@ impl Platform for MsTeamsConnection {
         let id = MessageId::new(posted.id)
             .map_err(|e| Error::upstream(format!("Graph returned an unusable message id: {e}")))?;
         let posted_by = match user_tokens {
-            Some(t) => {
-                self.remember_user_post(&id, t);
-                message.post_as.clone()
-            }
+            Some(_) => message.post_as.clone(),
             None => PostingIdentity::ServiceAccount,
         };
         Ok(PostedMessage {
@@ -306,23 +311,18 @@ impl Platform for MsTeamsConnection {
         })
     }
 
+    /// As `posted_by` (Teams lets only the sender edit): the service account's token, or
+    /// the linked user's; `Forbidden` when that user's token is gone.
     async fn edit(
         &self,
         message: &MessageRef,
         content: &OutgoingMessage,
-        _posted_by: &PostingIdentity,
+        posted_by: &PostingIdentity,
     ) -> Result<()> {
         Self::check_channel(&message.channel)?;
-        let user_tokens = self.linked_tokens(content);
-        let is_self = match &user_tokens {
-            Some(_) => false,
-            None => {
-                let me = self.me().await?;
-                content.content.sender.platform == PlatformKind::Msteams
-                    && content.content.sender.user.as_str() == me.id
-            }
-        };
-        let rendered = render_outgoing(content, user_tokens.is_none() && !is_self)?;
+        let user_tokens = self.tokens_of_poster(posted_by, "edit")?;
+        let attribution = user_tokens.is_none() && !self.is_own_words(content).await?;
+        let rendered = render_outgoing(content, attribution)?;
         let url = self.message_url(
             &message.channel,
             message.thread_root.as_ref(),
@@ -338,8 +338,10 @@ impl Platform for MsTeamsConnection {
         Ok(())
     }
 
-    async fn delete(&self, message: &MessageRef, _posted_by: &PostingIdentity) -> Result<()> {
+    /// As `posted_by`, like [`Platform::edit`]; an already deleted message is success.
+    async fn delete(&self, message: &MessageRef, posted_by: &PostingIdentity) -> Result<()> {
         Self::check_channel(&message.channel)?;
+        let user_tokens = self.tokens_of_poster(posted_by, "delete")?;
         let url = self.message_url(
             &message.channel,
             message.thread_root.as_ref(),
@@ -347,7 +349,6 @@ impl Platform for MsTeamsConnection {
             &["softDelete"],
         );
         let req = GraphRequest::new(Method::POST, url).idempotent(true);
-        let user_tokens = self.user_posts.lock().by_id.get(&message.message).cloned();
         let result = match &user_tokens {
             Some(t) => self.graph.send_as(&req, t).await,
             None => self.graph.send(&req).await,
@@ -360,15 +361,22 @@ impl Platform for MsTeamsConnection {
         }
     }
 
+    /// `setReaction`/`unsetReaction` as `identity` (the linked user's token, or the service
+    /// account's). Graph keeps **one reaction per identity per type**: reactions relayed
+    /// through the service account collapse, so removing one takes it away for every
+    /// relayed reactor. Counting is the caller's job: the relay keeps, per (message, emoji),
+    /// how many relayed reactors hold it, and asks for `Remove` only when the last one
+    /// leaves. A linked user whose token is gone is `Forbidden`.
     async fn react(
         &self,
         message: &MessageRef,
         emoji: &Emoji,
         change: ReactionChange,
-        _identity: &PostingIdentity,
+        identity: &PostingIdentity,
     ) -> Result<()> {
         let add = change == ReactionChange::Add;
         Self::check_channel(&message.channel)?;
+        let user_tokens = self.tokens_of_poster(identity, "react to")?;
         let value = match emoji {
             Emoji::Unicode { value, .. } if !value.trim().is_empty() => value.trim(),
             Emoji::Unicode { .. } => {
@@ -393,7 +401,11 @@ impl Platform for MsTeamsConnection {
         let req = GraphRequest::new(Method::POST, url)
             .json(serde_json::json!({ "reactionType": value }))
             .idempotent(true);
-        match self.graph.send(&req).await {
+        let result = match &user_tokens {
+            Some(t) => self.graph.send_as(&req, t).await,
+            None => self.graph.send(&req).await,
+        };
+        match result {
             Ok(_) => Ok(()),
             // removing an absent reaction succeeds
             Err(f) if !add && f.status == Some(404) => Ok(()),
@@ -401,18 +413,17 @@ impl Platform for MsTeamsConnection {
         }
     }
 
+    /// Teams files live in SharePoint: the attachment's `contentUrl` is resolved through
+    /// `GET /shares/{u!base64url(url)}/driveItem` (its `size` is checked against `max_bytes`
+    /// before anything is downloaded), then the bytes come from the item's
+    /// pre-authenticated `@microsoft.graph.downloadUrl` (no bearer token is sent there),
+    /// read with the same bound.
     async fn fetch_attachment(
         &self,
         attachment: &Attachment,
-        _max_bytes: u64,
+        max_bytes: u64,
     ) -> Result<FileContent> {
-        Err(Error::new(
-            ErrorKind::Unsupported,
-            format!(
-                "fetching Teams file {:?} is not implemented yet; it is linked instead",
-                attachment.name
-            ),
-        ))
+        crate::files::fetch(self, attachment, max_bytes).await
     }
 
     async fn health(&self) -> Result<ConnectionHealth> {

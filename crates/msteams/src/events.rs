@@ -171,15 +171,15 @@ pub fn message_events(channel: &ChannelRef, msg: &ChatMessage) -> Vec<PlatformEv
 }
 
 /// The HTML body of a post: the sender's name line when the post carries someone else's
-/// words (Graph cannot post as another user), the content, and files as links (never
-/// silently dropped). `InvalidInput` when there is nothing to post or it is over Graph's
+/// words (Graph cannot post as another user), the content, files as links (never
+/// silently dropped), and the marker (see [`marker_html`]). `InvalidInput` when there is nothing to post or it is over Graph's
 /// size limit.
 pub fn render_outgoing(
     message: &OutgoingMessage,
     attribution: bool,
 ) -> Result<RenderedHtml, Error> {
     let content = &message.content;
-    if content.text.is_empty() && content.attachments.is_empty() {
+    if content.text.is_empty() && content.attachments.is_empty() && message.files.is_empty() {
         return Err(Error::invalid(
             "the message has no text and no files; nothing to post",
         ));
@@ -194,7 +194,13 @@ pub fn render_outgoing(
         out.push_str(")</i></p>");
     }
     out.push_str(&rendered.html);
-    for a in &content.attachments {
+    // the origin's attachments, then files handed over apart (never dropped: linked)
+    let extra = message
+        .files
+        .iter()
+        .map(|f| &f.attachment)
+        .filter(|f| !content.attachments.iter().any(|a| a.url == f.url));
+    for a in content.attachments.iter().chain(extra) {
         out.push_str("<p>📎 ");
         if is_safe_url(&a.url) {
             out.push_str("<a href=\"");
@@ -207,6 +213,9 @@ pub fn render_outgoing(
         }
         out.push_str("</p>");
     }
+    if let Some(m) = &message.marker {
+        out.push_str(&marker_html(m));
+    }
     if out.len() > MAX_TEXT_BYTES {
         return Err(Error::invalid(format!(
             "the message is {} bytes of HTML; Teams accepts about {} KB",
@@ -216,6 +225,37 @@ pub fn render_outgoing(
     }
     rendered.html = out;
     Ok(rendered)
+}
+
+/// The `itemid` prefix of the element carrying our marker.
+pub const MARKER_PREFIX: &str = "switchboard:";
+
+/// How a Teams copy carries its marker: an empty `<span>` whose `itemid` attribute is
+/// `switchboard:{marker}`. Graph has no metadata field on channel messages, so the marker
+/// lives in the body: an empty element shows nothing in Teams, and `itemid` is an attribute
+/// Teams' own HTML uses (`<span itemscope itemtype=… itemid=…>` for mentions and cards), so
+/// its sanitizer keeps it. Markers are restricted to `[A-Za-z0-9._:-]` (others are
+/// dropped) so they never need escaping.
+pub fn marker_html(marker: &str) -> String {
+    let clean: String = marker
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-'))
+        .take(200)
+        .collect();
+    format!("<span itemid=\"{MARKER_PREFIX}{clean}\"></span>")
+}
+
+/// The marker a message body carries ([`marker_html`]), when it carries one.
+pub fn marker_of(html: &str) -> Option<String> {
+    let needle = format!("itemid=\"{MARKER_PREFIX}");
+    let start = html.find(&needle)? + needle.len();
+    let rest = &html[start..];
+    let end = rest.find('"')?;
+    let m = &rest[..end];
+    (!m.is_empty()
+        && m.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-')))
+    .then(|| m.to_owned())
 }
 
 /// The JSON body of a post or edit.

@@ -17,7 +17,7 @@ use url::Url;
 
 use crate::config::{MsTeamsConfig, RetryPolicy};
 use crate::oauth::describe_reqwest;
-use crate::pacer::{BucketKey, Pacer, classify};
+use crate::pacer::{Bucket, BucketKey, Pacer, classify};
 use crate::token::TokenProvider;
 
 /// The longest `Retry-After` honoured as given (longer ones are capped).
@@ -290,6 +290,12 @@ impl GraphClient {
         self
     }
 
+    /// The plain HTTP client (no bearer): for pre-authenticated download URLs Graph hands
+    /// out, which must never receive the token.
+    pub(crate) fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
     /// The pacer.
     pub fn pacer(&self) -> &Arc<Pacer> {
         &self.pacer
@@ -389,6 +395,22 @@ impl GraphClient {
             attempt += 1;
             let budget = policy.max_total_wait.saturating_sub(started.elapsed());
             if let Err(wait) = self.pacer.acquire(&keys, budget).await {
+                if let Some(channel) = keys
+                    .iter()
+                    .filter(|k| k.bucket == Bucket::ChannelDaily)
+                    .filter_map(|k| k.scope.as_deref())
+                    .find(|c| self.pacer.daily_remaining(c) == 0)
+                {
+                    return Err(GraphFailure::from(Error::new(
+                        ErrorKind::RateLimited {
+                            retry_after: Some(wait),
+                        },
+                        format!(
+                            "{label}: Graph accepts 3,000 messages per app per day into one channel and today's budget of channel {channel} is spent; it starts over in {:.0}s",
+                            wait.as_secs_f64()
+                        ),
+                    )));
+                }
                 return Err(GraphFailure::from(Error::new(
                     ErrorKind::RateLimited {
                         retry_after: Some(wait),

@@ -3,9 +3,9 @@
 use async_trait::async_trait;
 use futures::StreamExt;
 use switchboard_core::{
-    Channel, ChannelId, ChannelKind, Error, ErrorKind, ImportCounts, ImportPhase, ImportSink,
-    Membership, Progress, Result, Team, TeamId, TeamImport, TeamListSource, TeamListing, User,
-    UserId,
+    Channel, ChannelId, ChannelKind, ChannelRef, Error, ErrorKind, ImportCounts, ImportPhase,
+    ImportSink, Membership, PlatformKind, Progress, Result, Team, TeamId, TeamImport,
+    TeamListSource, TeamListing, User, UserId,
 };
 use tokio::sync::mpsc;
 
@@ -89,7 +89,35 @@ enum Item {
     Channels(TeamId, Vec<Channel>, bool),
     /// A page of members; `true` on the team's last member page.
     Members(TeamId, Vec<Membership>, bool),
+    /// The team could not be read (403: a private team the account is not a member of).
+    Skipped(SkippedTeam),
     Failed(Error),
+}
+
+/// A team an import left out because the account may not read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkippedTeam {
+    /// The team.
+    pub team: TeamId,
+    /// Why, in words for an administrator.
+    pub reason: String,
+}
+
+/// What [`MsTeamsConnection::import_teams_report`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TeamsImport {
+    /// What was delivered.
+    pub counts: ImportCounts,
+    /// Teams left out, with the reason (nothing of theirs was delivered).
+    pub skipped: Vec<SkippedTeam>,
+}
+
+/// The words for a team the account may not read.
+fn skipped_reason(team: &TeamId, e: &Error) -> String {
+    format!(
+        "team {team} was skipped: the service account may not read its channels and members (it is not a member, or was removed from team {team}, and is not a Teams Administrator; a non-admin sees every team in /teams, private ones included). Add the account to the team (ensure_membership) or give it the Teams Administrator role to import it. Graph said: {}",
+        e.message()
+    )
 }
 
 impl MsTeamsConnection {
@@ -124,11 +152,24 @@ impl MsTeamsConnection {
     /// (bounded by the connection's concurrency and paced under the limits) and handed to
     /// `sink` one page at a time, so memory stays bounded by a few pages. Progress reports
     /// an estimated total extrapolated from the teams finished so far.
+    ///
+    /// Teams the account may not read (403 on their channels: private teams of which a
+    /// non-admin account is not a member) are skipped and logged; use
+    /// [`MsTeamsConnection::import_teams_report`] to get the list.
     pub async fn import_teams(
         &self,
         teams: &[TeamId],
         sink: &mut dyn ImportSink,
     ) -> Result<ImportCounts> {
+        Ok(self.import_teams_report(teams, sink).await?.counts)
+    }
+
+    /// As [`MsTeamsConnection::import_teams`], returning the skipped teams with the reason.
+    pub async fn import_teams_report(
+        &self,
+        teams: &[TeamId],
+        sink: &mut dyn ImportSink,
+    ) -> Result<TeamsImport> {
         let concurrency = self.config.max_concurrency.max(1);
         let (tx, mut rx) = mpsc::channel::<Item>(concurrency * 2);
         let total_teams = teams.len() as u64;
@@ -154,6 +195,7 @@ impl MsTeamsConnection {
         };
         let consumer = async {
             let mut counts = ImportCounts::default();
+            let mut skipped = Vec::new();
             // teams whose channels / members are complete, for the estimate
             let (mut channels_done, mut members_done) = (0u64, 0u64);
             let estimate = |done: u64, finished: u64| {
@@ -187,10 +229,17 @@ impl MsTeamsConnection {
                         })
                         .await?;
                     }
+                    Item::Skipped(s) => {
+                        tracing::warn!(team = %s.team, reason = %s.reason, "team skipped by the import");
+                        // a skipped team finishes both phases for the estimate
+                        channels_done += 1;
+                        members_done += 1;
+                        skipped.push(s);
+                    }
                     Item::Failed(e) => return Err(e),
                 }
             }
-            Ok(counts)
+            Ok(TeamsImport { counts, skipped })
         };
         let ((), result) = futures::future::join(producer, consumer).await;
         result
@@ -202,12 +251,23 @@ impl MsTeamsConnection {
             &["teams", team.as_str(), "channels"],
             &[("$select", CHANNEL_SELECT)],
         ));
+        let mut first = true;
         while let Some(u) = next.take() {
-            let page = self
-                .graph
-                .get_page::<GraphChannel>(u)
-                .await
-                .map_err(|e| self.team_error(team.as_str(), e))?;
+            let page = match self.graph.get_page::<GraphChannel>(u).await {
+                Ok(p) => p,
+                Err(e) if first && e.kind() == ErrorKind::Forbidden => {
+                    let reason = skipped_reason(team, &e);
+                    return tx
+                        .send(Item::Skipped(SkippedTeam {
+                            team: team.clone(),
+                            reason,
+                        }))
+                        .await
+                        .map_err(|_| closed());
+                }
+                Err(e) => return Err(self.team_error(team.as_str(), e)),
+            };
+            first = false;
             next = page.next_link;
             let items = page
                 .items
@@ -271,12 +331,16 @@ impl TeamImport for MsTeamsConnection {
             &[("$select", CHANNEL_SELECT)],
         );
         let mut next = Some(url);
+        let mut first = true;
         while let Some(u) = next.take() {
-            let page = self
-                .graph
-                .get_page::<GraphChannel>(u)
-                .await
-                .map_err(|e| self.team_error(team.as_str(), e))?;
+            let page = match self.graph.get_page::<GraphChannel>(u).await {
+                Ok(p) => p,
+                Err(e) if first && e.kind() == ErrorKind::Forbidden => {
+                    return Err(Error::new(ErrorKind::Forbidden, skipped_reason(team, &e)));
+                }
+                Err(e) => return Err(self.team_error(team.as_str(), e)),
+            };
+            first = false;
             next = page.next_link.clone();
             let items: Vec<Channel> = page
                 .items
@@ -312,6 +376,70 @@ impl TeamImport for MsTeamsConnection {
             sink.members(team, items).await?;
             sink.progress(Progress {
                 phase: ImportPhase::Members,
+                done: counts.members,
+                estimated_total: page.count.or(next.is_none().then_some(counts.members)),
+            })
+            .await?;
+        }
+        Ok(counts)
+    }
+
+    /// Private and shared channels: their own members (`/teams/{t}/channels/{c}/members`);
+    /// standard channels: the team's members (`/teams/{t}/members`). `$top=999`, the
+    /// largest page both allow. Each page goes to `sink.channel_members` as user ids.
+    async fn import_channel_members(
+        &self,
+        channel: &ChannelRef,
+        sink: &mut dyn ImportSink,
+    ) -> Result<ImportCounts> {
+        if channel.platform != PlatformKind::Msteams {
+            return Err(Error::invalid(format!(
+                "{channel} is not a Microsoft Teams channel"
+            )));
+        }
+        let team = channel.team.as_str();
+        let url = self.graph.url(
+            &["teams", team, "channels", channel.channel.as_str()],
+            &[("$select", "id,membershipType")],
+        );
+        let c: GraphChannel = self
+            .graph
+            .get_json(url)
+            .await
+            .map_err(|e| self.team_error(team, e))?;
+        let url = match channel_kind(c.membership_type.as_deref()) {
+            ChannelKind::Standard => self
+                .graph
+                .url(&["teams", team, "members"], &[("$top", "999")]),
+            _ => self.graph.url(
+                &[
+                    "teams",
+                    team,
+                    "channels",
+                    channel.channel.as_str(),
+                    "members",
+                ],
+                &[("$top", "999")],
+            ),
+        };
+        let mut counts = ImportCounts::default();
+        let mut next = Some(url);
+        while let Some(u) = next.take() {
+            let page = self
+                .graph
+                .get_page::<GraphMember>(u)
+                .await
+                .map_err(|e| self.team_error(team, e))?;
+            next = page.next_link.clone();
+            let users: Vec<UserId> = page
+                .items
+                .into_iter()
+                .filter_map(|m| UserId::new(m.user_id?).ok())
+                .collect();
+            counts.members += users.len() as u64;
+            sink.channel_members(channel, users).await?;
+            sink.progress(Progress {
+                phase: ImportPhase::ChannelMembers,
                 done: counts.members,
                 estimated_total: page.count.or(next.is_none().then_some(counts.members)),
             })

@@ -17,13 +17,16 @@
 //! | [`pacer`] | client-side token buckets for Graph's documented limits |
 //! | [`graph`] | [`GraphClient`]: bearer, pacing, bounded concurrency, `Retry-After`, backoff, paging |
 //! | [`connection`] | [`MsTeamsConnection`] and its [`Platform`](switchboard_core::Platform) impl |
+//! | [`connector`] | [`MsTeamsConnector`]: core's `Connector` for Teams |
 //! | [`account`] | directory roles, scopes, team membership ([`ServiceAccount`](switchboard_core::ServiceAccount)) |
 //! | [`import`] | teams, channels, members, users ([`TeamImport`](switchboard_core::TeamImport)) |
-//! | [`subscriptions`] | change notifications: create/renew/delete, validation, parsing |
-//! | [`delta`] | delta polling per channel with a stored delta link |
+//! | [`subscriptions`] | change notifications: list-and-reuse/renew/delete, validation, parsing |
+//! | [`receive`] | [`GraphReceiver`] (webhooks → hints and signals) and [`TeamsResolver`] (hint → events) |
+//! | [`delta`] | delta catch-up with a date range, and core's `History` |
 //! | [`guests`] | inviting guests through `/invitations` |
 //! | [`html`] | Teams HTML ⇄ portable rich text, safe against hostile HTML |
 //! | [`events`] | Graph messages → portable messages and platform events; outgoing bodies |
+//! | [`files`] | downloading Teams (SharePoint) files bounded in size |
 //! | [`wire`] | Graph's JSON shapes |
 //!
 //! Errors are the core [`Error`](switchboard_core::Error) with its
@@ -59,14 +62,17 @@
 pub mod account;
 pub mod config;
 pub mod connection;
+pub mod connector;
 pub mod delta;
 pub mod events;
+pub mod files;
 pub mod graph;
 pub mod guests;
 pub mod html;
 pub mod import;
 pub mod oauth;
 pub mod pacer;
+pub mod receive;
 pub mod subscriptions;
 pub mod token;
 pub mod wire;
@@ -74,8 +80,11 @@ pub mod wire;
 pub use account::TeamAccess;
 pub use config::{MsTeamsConfig, RetryPolicy};
 pub use connection::MsTeamsConnection;
+pub use connector::MsTeamsConnector;
 pub use graph::{GraphClient, GraphRequest};
+pub use import::{SkippedTeam, TeamsImport};
 pub use oauth::{AuthorizationRequest, OAuthClient, Pkce};
-pub use pacer::{Pacer, RateLimits};
+pub use pacer::{DailyBudget, Pacer, RateLimits};
+pub use receive::{GraphReceiver, TeamsResolver};
 pub use subscriptions::{SubscriptionSpec, validation_response};
 pub use token::{CredentialsSink, TokenProvider};

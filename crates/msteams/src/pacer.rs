@@ -41,25 +41,30 @@ impl Limit {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[non_exhaustive]
 pub enum Bucket {
-    /// Any Teams Graph call (per app per tenant).
+    /// Every Teams Graph call, counted for reports only: the current table has no
+    /// tenant-wide "any call" limit (the old 15,000 per 10 s row is gone).
     TeamsAny,
-    /// GET of team or channel collections and items (`/teams/{id}/channels`, `/members`).
-    GetTeamChannel,
-    /// GET `/teams/{id}` and `/me/joinedTeams`.
-    GetTeamOrJoined,
-    /// GET of channel messages (list, item, replies, delta).
+    /// GET of one team or channel (`/teams/{id}`, `/teams/{id}/channels/{id}`) and
+    /// `/me/joinedTeams`: 30 per s.
+    GetTeamOrChannel,
+    /// GET `/teams/{id}/members`, `/teams/{id}/channels` and a channel's members: 60 per s.
+    GetMembersOrChannels,
+    /// GET of channel messages (list, item, replies, delta): 20 per s.
     GetChannelMessage,
-    /// POST of a channel message or reply.
+    /// POST of a channel message or reply: 50 per s.
     PostChannelMessage,
-    /// POST or PATCH of a channel.
+    /// POST or PUT of a channel (and PATCH of one): 30 per s.
     WriteChannel,
-    /// Other Teams writes: member add/remove, message PATCH, softDelete, reactions.
-    OtherTeamsWrite,
-    /// Any call on one team (scoped by team id).
+    /// Other GET calls for Teams (`/teams`, `filesFolder`, …): 30 per s.
+    OtherGet,
+    /// Other Teams calls (member add/remove, message PATCH, softDelete, reactions): 30 per s.
+    OtherTeamsCall,
+    /// Any call on one team (scoped by team id): 4 per s.
     PerTeam,
-    /// Any call on one channel (scoped by channel id).
+    /// Any call on one channel (scoped by channel id): 4 per s.
     PerChannel,
-    /// Messages posted to one channel per day (scoped by channel id).
+    /// Messages posted to one channel per day (scoped by channel id): 3,000 per app. Kept
+    /// as a count per day, not as a pacing bucket: see [`Pacer::daily_remaining`].
     ChannelDaily,
     /// Adding a member to a team (Microsoft advises spacing these).
     AddMember,
@@ -69,6 +74,8 @@ pub enum Bucket {
     Directory,
     /// `/subscriptions`.
     Subscriptions,
+    /// Drive (SharePoint) calls: file uploads and downloads.
+    Files,
 }
 
 impl Bucket {
@@ -76,12 +83,13 @@ impl Bucket {
     pub fn as_str(self) -> &'static str {
         match self {
             Bucket::TeamsAny => "teams_any",
-            Bucket::GetTeamChannel => "get_team_channel",
-            Bucket::GetTeamOrJoined => "get_team_or_joined",
+            Bucket::GetTeamOrChannel => "get_team_or_channel",
+            Bucket::GetMembersOrChannels => "get_members_or_channels",
             Bucket::GetChannelMessage => "get_channel_message",
             Bucket::PostChannelMessage => "post_channel_message",
             Bucket::WriteChannel => "write_channel",
-            Bucket::OtherTeamsWrite => "other_teams_write",
+            Bucket::OtherGet => "other_get",
+            Bucket::OtherTeamsCall => "other_teams_call",
             Bucket::PerTeam => "per_team",
             Bucket::PerChannel => "per_channel",
             Bucket::ChannelDaily => "channel_daily",
@@ -89,6 +97,7 @@ impl Bucket {
             Bucket::Invitations => "invitations",
             Bucket::Directory => "directory",
             Bucket::Subscriptions => "subscriptions",
+            Bucket::Files => "files",
         }
     }
 
@@ -99,6 +108,11 @@ impl Bucket {
             Bucket::PerTeam | Bucket::PerChannel | Bucket::ChannelDaily
         )
     }
+
+    /// Whether the pacer spaces requests in this bucket (the others are only counted).
+    pub fn is_paced(self) -> bool {
+        !matches!(self, Bucket::TeamsAny | Bucket::ChannelDaily)
+    }
 }
 
 impl fmt::Display for Bucket {
@@ -107,26 +121,27 @@ impl fmt::Display for Bucket {
     }
 }
 
-/// The limits the pacer keeps under, and how tightly.
+/// The limits the pacer keeps under, and how tightly: the current "Microsoft Teams service
+/// limits" table of Graph's throttling page (per app per tenant).
 #[derive(Debug, Clone, PartialEq)]
 pub struct RateLimits {
-    /// Any Teams Graph call: 15,000 per 10 s.
-    pub teams_any: Limit,
-    /// GET team / channel: 60 per s.
-    pub get_team_channel: Limit,
-    /// GET `/teams/{id}`, joinedTeams: 30 per s.
-    pub get_team_or_joined: Limit,
-    /// GET channel message: 5 per s.
+    /// GET team, GET channel, joinedTeams: 30 per s.
+    pub get_team_or_channel: Limit,
+    /// GET `/teams/{id}/members`, `/teams/{id}/channels`, channel members: 60 per s.
+    pub get_members_or_channels: Limit,
+    /// GET channel message: 20 per s.
     pub get_channel_message: Limit,
-    /// POST channel message: 2 per s.
+    /// POST channel message: 50 per s.
     pub post_channel_message: Limit,
-    /// POST/PATCH channel: 30 per s.
+    /// POST/PUT channel: 30 per s.
     pub write_channel: Limit,
-    /// Other Teams writes (members, message PATCH, softDelete, reactions): 30 per s.
-    pub other_teams_write: Limit,
+    /// Other GET calls for Teams: 30 per s.
+    pub other_get: Limit,
+    /// Other Teams calls (members, message PATCH, softDelete, reactions): 30 per s.
+    pub other_teams_call: Limit,
     /// One team or channel, any call: 4 per s.
     pub per_team_or_channel: Limit,
-    /// Messages to one channel: 3,000 per day.
+    /// Messages to one channel: 3,000 per app per day.
     pub channel_daily: Limit,
     /// Adding a team member: one per 2 s (Microsoft's advice).
     pub add_member: Limit,
@@ -136,7 +151,10 @@ pub struct RateLimits {
     pub directory: Limit,
     /// Subscriptions: 1,000 per 10 s.
     pub subscriptions: Limit,
-    /// Multiplies every limit (the sandbox's `time_scale`); `0` turns pacing off.
+    /// Drive calls (uploads, downloads): 30 per s, as other calls.
+    pub files: Limit,
+    /// Multiplies every limit (the sandbox's `time_scale`); `0` turns pacing off. The daily
+    /// message budget is kept with a day of `86,400 s / scale` (a day at scale 1).
     pub scale: f64,
     /// The fraction of a bucket's capacity used as the client's burst (the rest absorbs
     /// timing jitter between client and server).
@@ -146,29 +164,31 @@ pub struct RateLimits {
 }
 
 impl RateLimits {
-    /// The documented limits (`PLATFORM_FACTS.md`), unscaled.
+    /// The documented limits (`PLATFORM_FACTS.md`, the current Teams service limits),
+    /// unscaled.
     pub fn documented() -> Self {
         RateLimits {
-            teams_any: Limit::new(15_000, Duration::from_secs(10)),
-            get_team_channel: Limit::per_second(60),
-            get_team_or_joined: Limit::per_second(30),
-            get_channel_message: Limit::per_second(5),
-            post_channel_message: Limit::per_second(2),
+            get_team_or_channel: Limit::per_second(30),
+            get_members_or_channels: Limit::per_second(60),
+            get_channel_message: Limit::per_second(20),
+            post_channel_message: Limit::per_second(50),
             write_channel: Limit::per_second(30),
-            other_teams_write: Limit::per_second(30),
+            other_get: Limit::per_second(30),
+            other_teams_call: Limit::per_second(30),
             per_team_or_channel: Limit::per_second(4),
             channel_daily: Limit::new(3_000, Duration::from_secs(86_400)),
             add_member: Limit::new(1, Duration::from_secs(2)),
             invitations: Limit::new(150, Duration::from_secs(5)),
             directory: Limit::new(3_000, Duration::from_secs(10)),
             subscriptions: Limit::new(1_000, Duration::from_secs(10)),
+            files: Limit::per_second(30),
             scale: 1.0,
             burst_fraction: 0.8,
             rate_fraction: 0.98,
         }
     }
 
-    /// No pacing at all.
+    /// No pacing at all (the daily message budget is still counted).
     pub fn unlimited() -> Self {
         RateLimits {
             scale: 0.0,
@@ -188,34 +208,50 @@ impl RateLimits {
         self.scale > 0.0
     }
 
-    /// The limit of a bucket, unscaled.
-    pub fn limit(&self, bucket: Bucket) -> Limit {
-        match bucket {
-            Bucket::TeamsAny => self.teams_any,
-            Bucket::GetTeamChannel => self.get_team_channel,
-            Bucket::GetTeamOrJoined => self.get_team_or_joined,
+    /// The limit of a bucket, unscaled; `None` for a bucket that is only counted
+    /// ([`Bucket::TeamsAny`]).
+    pub fn limit(&self, bucket: Bucket) -> Option<Limit> {
+        Some(match bucket {
+            Bucket::TeamsAny => return None,
+            Bucket::GetTeamOrChannel => self.get_team_or_channel,
+            Bucket::GetMembersOrChannels => self.get_members_or_channels,
             Bucket::GetChannelMessage => self.get_channel_message,
             Bucket::PostChannelMessage => self.post_channel_message,
             Bucket::WriteChannel => self.write_channel,
-            Bucket::OtherTeamsWrite => self.other_teams_write,
+            Bucket::OtherGet => self.other_get,
+            Bucket::OtherTeamsCall => self.other_teams_call,
             Bucket::PerTeam | Bucket::PerChannel => self.per_team_or_channel,
             Bucket::ChannelDaily => self.channel_daily,
             Bucket::AddMember => self.add_member,
             Bucket::Invitations => self.invitations,
             Bucket::Directory => self.directory,
             Bucket::Subscriptions => self.subscriptions,
-        }
+            Bucket::Files => self.files,
+        })
     }
 
     /// The scaled capacity (burst) of a bucket as a server enforcing these limits sees it:
-    /// `requests × scale`, at least 1.
+    /// `requests × scale`, at least 1 (infinite for a bucket without a limit).
     pub fn capacity(&self, bucket: Bucket) -> f64 {
-        (f64::from(self.limit(bucket).requests) * self.scale).max(1.0)
+        match self.limit(bucket) {
+            Some(l) => (f64::from(l.requests) * self.scale).max(1.0),
+            None => f64::INFINITY,
+        }
     }
 
-    /// The scaled sustained rate of a bucket in requests per second.
+    /// The scaled sustained rate of a bucket in requests per second (infinite for a bucket
+    /// without a limit).
     pub fn rate(&self, bucket: Bucket) -> f64 {
-        self.capacity(bucket) / self.limit(bucket).per.as_secs_f64().max(1e-9)
+        match self.limit(bucket) {
+            Some(l) => self.capacity(bucket) / l.per.as_secs_f64().max(1e-9),
+            None => f64::INFINITY,
+        }
+    }
+
+    /// The length of the daily message budget's day: 86,400 s divided by the scale.
+    pub fn day(&self) -> Duration {
+        let scale = if self.enabled() { self.scale } else { 1.0 };
+        Duration::from_secs_f64(self.channel_daily.per.as_secs_f64() / scale)
     }
 }
 
@@ -255,16 +291,18 @@ pub fn classify(method: &Method, segments: &[&str]) -> Vec<BucketKey> {
     use Bucket::*;
     let get = *method == Method::GET;
     let post = *method == Method::POST;
+    let put = *method == Method::PUT;
     let patch = *method == Method::PATCH;
     let global = |b: &[Bucket]| b.iter().map(|b| BucketKey::global(*b)).collect::<Vec<_>>();
     match segments {
         ["invitations", ..] => global(&[Invitations]),
         ["subscriptions", ..] => global(&[Subscriptions]),
-        ["me", "joinedTeams", ..] if get => global(&[TeamsAny, GetTeamOrJoined]),
-        ["me", "joinedTeams", ..] => global(&[TeamsAny]),
+        ["me", "joinedTeams", ..] if get => global(&[TeamsAny, GetTeamOrChannel]),
+        ["me", "joinedTeams", ..] => global(&[TeamsAny, OtherTeamsCall]),
         ["me", ..] | ["users", ..] | ["directoryObjects", ..] => global(&[Directory]),
-        ["teams"] if get => global(&[TeamsAny, GetTeamChannel]),
-        ["teams"] => global(&[TeamsAny]),
+        ["drives", ..] | ["shares", ..] => global(&[Files]),
+        ["teams"] if get => global(&[TeamsAny, OtherGet]),
+        ["teams"] => global(&[TeamsAny, OtherTeamsCall]),
         ["teams", team, rest @ ..] => {
             // "one team or channel, any call": a call on a channel counts against that
             // channel, any other call under the team against the team
@@ -274,21 +312,20 @@ pub fn classify(method: &Method, segments: &[&str]) -> Vec<BucketKey> {
                 _ => keys.push(BucketKey::scoped(PerTeam, team)),
             }
             let op: &[Bucket] = match rest {
-                [] if get => &[GetTeamOrJoined],
-                ["members", ..] if get => &[GetTeamChannel],
-                ["members", ..] if post => &[OtherTeamsWrite, AddMember],
-                ["members", ..] => &[OtherTeamsWrite],
-                ["channels"] if get => &[GetTeamChannel],
-                ["channels"] if post => &[WriteChannel],
-                ["channels", _] if get => &[GetTeamChannel],
-                ["channels", _] if patch => &[WriteChannel],
+                [] if get => &[GetTeamOrChannel],
+                ["members", ..] if get => &[GetMembersOrChannels],
+                ["members", ..] if post => &[OtherTeamsCall, AddMember],
+                ["channels"] if get => &[GetMembersOrChannels],
+                ["channels"] if post || put => &[WriteChannel],
+                ["channels", _] if get => &[GetTeamOrChannel],
+                ["channels", _] if patch || put => &[WriteChannel],
+                ["channels", _, "members", ..] if get => &[GetMembersOrChannels],
                 ["channels", _, "messages", ..] if get => &[GetChannelMessage],
                 ["channels", _, "messages"] | ["channels", _, "messages", _, "replies"] if post => {
                     &[PostChannelMessage]
                 }
-                ["channels", _, "messages", ..] => &[OtherTeamsWrite],
-                ["channels", _, ..] if get => &[GetTeamChannel],
-                _ => &[],
+                _ if get => &[OtherGet],
+                _ => &[OtherTeamsCall],
             };
             keys.extend(global(op));
             if op == [PostChannelMessage] {
@@ -336,6 +373,9 @@ impl PacerStats {
         }
         let mut worst = 0.0f64;
         for (bucket, n) in &self.per_bucket {
+            if !bucket.is_paced() {
+                continue;
+            }
             let n = if bucket.is_scoped() {
                 self.max_per_scope.get(bucket).copied().unwrap_or(0)
             } else {
@@ -348,12 +388,31 @@ impl PacerStats {
     }
 }
 
+/// The day's message budget of one channel ([`Pacer::daily_budget`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DailyBudget {
+    /// Messages this app may still post into the channel today.
+    pub remaining: u32,
+    /// Messages posted into it today.
+    pub used: u32,
+    /// When the day's count starts over (zero when nothing was posted yet).
+    pub resets_in: Duration,
+}
+
+/// Posts into one channel during the current day.
+#[derive(Debug)]
+struct DayCount {
+    started: Instant,
+    used: u32,
+}
+
 /// The pacer of one connection (share it between clients of the same app and tenant).
 pub struct Pacer {
     limits: RateLimits,
     epoch: Instant,
     cells: Mutex<HashMap<BucketKey, Cell>>,
     counters: Mutex<Counters>,
+    days: Mutex<HashMap<String, DayCount>>,
 }
 
 impl fmt::Debug for Pacer {
@@ -376,6 +435,7 @@ impl Pacer {
             epoch: Instant::now(),
             cells: Mutex::new(HashMap::new()),
             counters: Mutex::new(Counters::default()),
+            days: Mutex::new(HashMap::new()),
         }
     }
 
@@ -386,6 +446,67 @@ impl Pacer {
 
     fn now(&self) -> f64 {
         self.epoch.elapsed().as_secs_f64()
+    }
+
+    /// The day's message budget of `channel` (a channel id): Graph accepts 3,000 messages
+    /// per app per day into one channel; the relay reads this to hold back or summarise
+    /// before the 3,001st is refused.
+    pub fn daily_budget(&self, channel: &str) -> DailyBudget {
+        let limit = self.limits.channel_daily.requests;
+        let day = self.limits.day();
+        let days = self.days.lock();
+        match days.get(channel) {
+            Some(d) if d.started.elapsed() < day => DailyBudget {
+                remaining: limit.saturating_sub(d.used),
+                used: d.used,
+                resets_in: day.saturating_sub(d.started.elapsed()),
+            },
+            _ => DailyBudget {
+                remaining: limit,
+                used: 0,
+                resets_in: Duration::ZERO,
+            },
+        }
+    }
+
+    /// Messages this app may still post into `channel` today ([`Pacer::daily_budget`]).
+    pub fn daily_remaining(&self, channel: &str) -> u32 {
+        self.daily_budget(channel).remaining
+    }
+
+    /// Counts one post into each channel of `keys`' daily buckets, or refuses (counting
+    /// nothing) with the time until the day starts over when one is spent.
+    fn take_daily(&self, keys: &[BucketKey]) -> Result<(), Duration> {
+        let channels: Vec<&str> = keys
+            .iter()
+            .filter(|k| k.bucket == Bucket::ChannelDaily)
+            .filter_map(|k| k.scope.as_deref())
+            .collect();
+        if channels.is_empty() {
+            return Ok(());
+        }
+        let limit = self.limits.channel_daily.requests;
+        let day = self.limits.day();
+        let mut days = self.days.lock();
+        for c in &channels {
+            if let Some(d) = days.get(*c) {
+                if d.started.elapsed() < day && d.used >= limit {
+                    return Err(day.saturating_sub(d.started.elapsed()));
+                }
+            }
+        }
+        for c in channels {
+            let d = days.entry(c.to_owned()).or_insert(DayCount {
+                started: Instant::now(),
+                used: 0,
+            });
+            if d.started.elapsed() >= day {
+                d.started = Instant::now();
+                d.used = 0;
+            }
+            d.used += 1;
+        }
+        Ok(())
     }
 
     /// (interval, tolerance) of a bucket in seconds.
@@ -412,6 +533,7 @@ impl Pacer {
             }
         }
         if !self.limits.enabled() || keys.is_empty() {
+            self.take_daily(keys)?;
             return Ok(Duration::ZERO);
         }
         let now = self.now();
@@ -419,8 +541,9 @@ impl Pacer {
         if cells.len() > PRUNE_AT {
             cells.retain(|_, c| c.tat > now);
         }
+        let paced: Vec<&BucketKey> = keys.iter().filter(|k| k.bucket.is_paced()).collect();
         let mut at = now;
-        for k in keys {
+        for k in &paced {
             let (_, tolerance) = self.shape(k.bucket);
             if let Some(c) = cells.get(k) {
                 at = at.max(c.tat - tolerance);
@@ -430,7 +553,8 @@ impl Pacer {
         if wait > max_wait.as_secs_f64() {
             return Err(Duration::from_secs_f64(wait));
         }
-        for k in keys {
+        self.take_daily(keys)?;
+        for k in paced {
             let (interval, _) = self.shape(k.bucket);
             let cell = cells.entry(k.clone()).or_insert(Cell { tat: now });
             cell.tat = cell.tat.max(at) + interval;
@@ -457,7 +581,7 @@ impl Pacer {
         }
         let now = self.now();
         let mut cells = self.cells.lock();
-        for k in keys {
+        for k in keys.iter().filter(|k| k.bucket.is_paced()) {
             let (_, tolerance) = self.shape(k.bucket);
             let cell = cells.entry(k.clone()).or_insert(Cell { tat: now });
             cell.tat = cell.tat.max(now + retry_after.as_secs_f64() + tolerance);
@@ -497,18 +621,34 @@ mod tests {
         use Bucket::*;
         assert_eq!(
             buckets(Method::GET, "teams"),
-            vec![(TeamsAny, None), (GetTeamChannel, None)]
+            vec![(TeamsAny, None), (OtherGet, None)]
         );
         assert_eq!(
             buckets(Method::GET, "me/joinedTeams"),
-            vec![(TeamsAny, None), (GetTeamOrJoined, None)]
+            vec![(TeamsAny, None), (GetTeamOrChannel, None)]
         );
         assert_eq!(
             buckets(Method::GET, "teams/T1/channels"),
             vec![
                 (TeamsAny, None),
                 (PerTeam, Some("T1".into())),
-                (GetTeamChannel, None)
+                (GetMembersOrChannels, None)
+            ]
+        );
+        assert_eq!(
+            buckets(Method::GET, "teams/T1/members"),
+            vec![
+                (TeamsAny, None),
+                (PerTeam, Some("T1".into())),
+                (GetMembersOrChannels, None)
+            ]
+        );
+        assert_eq!(
+            buckets(Method::GET, "teams/T1/channels/C1/members"),
+            vec![
+                (TeamsAny, None),
+                (PerChannel, Some("C1".into())),
+                (GetMembersOrChannels, None)
             ]
         );
         assert_eq!(
@@ -516,7 +656,23 @@ mod tests {
             vec![
                 (TeamsAny, None),
                 (PerTeam, Some("T1".into())),
-                (GetTeamOrJoined, None)
+                (GetTeamOrChannel, None)
+            ]
+        );
+        assert_eq!(
+            buckets(Method::GET, "teams/T1/channels/C1"),
+            vec![
+                (TeamsAny, None),
+                (PerChannel, Some("C1".into())),
+                (GetTeamOrChannel, None)
+            ]
+        );
+        assert_eq!(
+            buckets(Method::GET, "teams/T1/channels/C1/filesFolder"),
+            vec![
+                (TeamsAny, None),
+                (PerChannel, Some("C1".into())),
+                (OtherGet, None)
             ]
         );
         assert_eq!(
@@ -547,13 +703,13 @@ mod tests {
             vec![
                 (TeamsAny, None),
                 (PerTeam, Some("T1".into())),
-                (OtherTeamsWrite, None),
+                (OtherTeamsCall, None),
                 (AddMember, None)
             ]
         );
         assert!(
             buckets(Method::PATCH, "teams/T1/channels/C1/messages/M1")
-                .contains(&(OtherTeamsWrite, None))
+                .contains(&(OtherTeamsCall, None))
         );
         assert_eq!(buckets(Method::GET, "users"), vec![(Directory, None)]);
         assert_eq!(
@@ -564,11 +720,77 @@ mod tests {
             buckets(Method::PATCH, "subscriptions/s1"),
             vec![(Subscriptions, None)]
         );
+        assert_eq!(
+            buckets(Method::PUT, "drives/d1/items/f1:/a.txt:/content"),
+            vec![(Files, None)]
+        );
         assert_eq!(buckets(Method::GET, "sites/x"), vec![]);
         assert_eq!(
             buckets(Method::POST, "invitations"),
             vec![(Invitations, None)]
         );
+    }
+
+    #[test]
+    fn the_table_is_the_current_one() {
+        let l = RateLimits::documented();
+        let per_s = |b| {
+            l.limit(b)
+                .map(|x: Limit| f64::from(x.requests) / x.per.as_secs_f64())
+        };
+        assert_eq!(per_s(Bucket::PerChannel), Some(4.0));
+        assert_eq!(per_s(Bucket::PerTeam), Some(4.0));
+        assert_eq!(per_s(Bucket::PostChannelMessage), Some(50.0));
+        assert_eq!(per_s(Bucket::GetChannelMessage), Some(20.0));
+        assert_eq!(per_s(Bucket::GetTeamOrChannel), Some(30.0));
+        assert_eq!(per_s(Bucket::GetMembersOrChannels), Some(60.0));
+        assert_eq!(per_s(Bucket::OtherGet), Some(30.0));
+        assert_eq!(per_s(Bucket::OtherTeamsCall), Some(30.0));
+        // no tenant-wide "any call" row any more: counted, never paced
+        assert_eq!(l.limit(Bucket::TeamsAny), None);
+        assert_eq!(
+            l.channel_daily,
+            Limit::new(3_000, Duration::from_secs(86_400))
+        );
+    }
+
+    #[test]
+    fn the_daily_budget_of_a_channel_is_counted_and_enforced() {
+        let p = Pacer::new(RateLimits::unlimited());
+        let post = |c: &str| {
+            vec![
+                BucketKey::global(Bucket::PostChannelMessage),
+                BucketKey::scoped(Bucket::ChannelDaily, c),
+            ]
+        };
+        assert_eq!(p.daily_remaining("C1"), 3_000);
+        for _ in 0..2_999 {
+            p.reserve(&post("C1"), Duration::ZERO).unwrap();
+        }
+        let b = p.daily_budget("C1");
+        assert_eq!((b.remaining, b.used), (1, 2_999));
+        assert!(b.resets_in > Duration::from_secs(86_000), "{b:?}");
+        p.reserve(&post("C1"), Duration::ZERO).unwrap();
+        assert_eq!(p.daily_remaining("C1"), 0);
+        // the 3,001st is refused until the day starts over, and counts nothing
+        let wait = p.reserve(&post("C1"), Duration::from_secs(60)).unwrap_err();
+        assert!(wait > Duration::from_secs(86_000), "{wait:?}");
+        assert_eq!(p.daily_budget("C1").used, 3_000);
+        // another channel has its own budget; other calls are not counted against it
+        p.reserve(&post("C2"), Duration::ZERO).unwrap();
+        p.reserve(
+            &[BucketKey::scoped(Bucket::PerChannel, "C2")],
+            Duration::ZERO,
+        )
+        .unwrap();
+        assert_eq!(p.daily_remaining("C2"), 2_999);
+    }
+
+    #[test]
+    fn a_scaled_day_is_shorter() {
+        let l = RateLimits::documented().scaled(1_000.0);
+        assert!((l.day().as_secs_f64() - 86.4).abs() < 1e-9);
+        assert_eq!(RateLimits::unlimited().day(), Duration::from_secs(86_400));
     }
 
     #[test]
@@ -579,27 +801,28 @@ mod tests {
             ..RateLimits::documented()
         };
         let p = Pacer::new(limits);
-        let key = [BucketKey::global(Bucket::PostChannelMessage)]; // 2 per s
+        let key = [BucketKey::scoped(Bucket::PerChannel, "C1")]; // 4 per s
         let max = Duration::from_secs(60);
-        assert_eq!(p.reserve(&key, max).unwrap(), Duration::ZERO);
-        assert_eq!(p.reserve(&key, max).unwrap(), Duration::ZERO);
-        let w3 = p.reserve(&key, max).unwrap();
+        for _ in 0..4 {
+            assert_eq!(p.reserve(&key, max).unwrap(), Duration::ZERO);
+        }
+        let w5 = p.reserve(&key, max).unwrap();
         assert!(
-            w3 > Duration::from_millis(400) && w3 <= Duration::from_millis(500),
-            "{w3:?}"
+            w5 > Duration::from_millis(200) && w5 <= Duration::from_millis(250),
+            "{w5:?}"
         );
-        let w4 = p.reserve(&key, max).unwrap();
+        let w6 = p.reserve(&key, max).unwrap();
         assert!(
-            w4 > Duration::from_millis(900) && w4 <= Duration::from_millis(1000),
-            "{w4:?}"
+            w6 > Duration::from_millis(450) && w6 <= Duration::from_millis(500),
+            "{w6:?}"
         );
         // refused when the wait is over the bound, and nothing is reserved
         let refused = p.reserve(&key, Duration::from_millis(100)).unwrap_err();
-        assert!(refused > Duration::from_millis(1400));
-        let w5 = p.reserve(&key, max).unwrap();
+        assert!(refused > Duration::from_millis(700));
+        let w7 = p.reserve(&key, max).unwrap();
         assert!(
-            w5 > Duration::from_millis(1400) && w5 <= Duration::from_millis(1500),
-            "{w5:?}"
+            w7 > Duration::from_millis(700) && w7 <= Duration::from_millis(750),
+            "{w7:?}"
         );
     }
 
@@ -612,7 +835,7 @@ mod tests {
         });
         let max = Duration::from_secs(60);
         let team = BucketKey::scoped(Bucket::PerTeam, "T1");
-        let any = BucketKey::global(Bucket::TeamsAny);
+        let any = BucketKey::global(Bucket::GetMembersOrChannels);
         for _ in 0..4 {
             assert_eq!(
                 p.reserve(&[any.clone(), team.clone()], max).unwrap(),
@@ -625,7 +848,7 @@ mod tests {
         let other = BucketKey::scoped(Bucket::PerTeam, "T2");
         assert_eq!(p.reserve(&[any, other], max).unwrap(), Duration::ZERO);
         let s = p.stats();
-        assert_eq!(s.per_bucket[&Bucket::TeamsAny], 6);
+        assert_eq!(s.per_bucket[&Bucket::GetMembersOrChannels], 6);
         assert_eq!(s.per_bucket[&Bucket::PerTeam], 6);
         assert_eq!(s.max_per_scope[&Bucket::PerTeam], 5);
     }
@@ -633,7 +856,7 @@ mod tests {
     #[test]
     fn penalize_holds_the_bucket_back() {
         let p = Pacer::new(RateLimits::documented());
-        let key = [BucketKey::global(Bucket::GetTeamChannel)];
+        let key = [BucketKey::global(Bucket::GetMembersOrChannels)];
         p.penalize(&key, Duration::from_secs(3));
         let w = p.reserve(&key, Duration::from_secs(60)).unwrap();
         assert!(w >= Duration::from_millis(2900), "{w:?}");
@@ -656,9 +879,11 @@ mod tests {
         let limits = RateLimits::documented().scaled(2.0);
         let mut s = PacerStats::default();
         // 1,120 GETs at 120/s with a burst of 120: (1120 - 120) / 120 s
-        s.per_bucket.insert(Bucket::GetTeamChannel, 1_120);
+        s.per_bucket.insert(Bucket::GetMembersOrChannels, 1_120);
         s.per_bucket.insert(Bucket::PerTeam, 2_000);
         s.max_per_scope.insert(Bucket::PerTeam, 2);
+        // counted-only buckets do not set a floor
+        s.per_bucket.insert(Bucket::TeamsAny, 1_000_000);
         let f = s.floor(&limits);
         assert!((f.as_secs_f64() - 1000.0 / 120.0).abs() < 1e-6, "{f:?}");
         assert_eq!(RateLimits::documented().scaled(-1.0).scale, 0.0);

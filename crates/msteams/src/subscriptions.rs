@@ -15,25 +15,26 @@ use reqwest::Method;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
-use switchboard_core::{
-    ChannelRef, ConnectionId, Error, EventKind, MessageId, PlatformEvent, Result, Subscription,
-    SubscriptionId,
-};
+use switchboard_core::{ChannelRef, ConnectionId, Error, Result, Subscription, SubscriptionId};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use url::Url;
 
 use crate::connection::MsTeamsConnection;
-use crate::events::message_event;
 use crate::graph::GraphRequest;
 use crate::wire::GraphSubscription;
 
 /// The longest lifetime requested without a lifecycle URL (Graph refuses more than 1 hour
 /// for channel messages then).
 pub const MAX_LIFETIME_WITHOUT_LIFECYCLE: Duration = Duration::from_secs(59 * 60);
-/// The longest lifetime requested with a lifecycle URL (Graph's cap for channel messages is
-/// about 3 days).
-pub const MAX_LIFETIME_WITH_LIFECYCLE: Duration = Duration::from_secs(4_230 * 60);
+/// Graph's longest lifetime for a channel-message subscription with a lifecycle URL: 4,320
+/// minutes (3 days; "subscription lifetime" table, `chatMessage`).
+pub const GRAPH_MAX_LIFETIME_MINUTES: u64 = 4_320;
+/// The margin kept under Graph's maximum, so clock skew never makes a request over it.
+pub const LIFETIME_MARGIN_MINUTES: u64 = 15;
+/// The longest lifetime requested with a lifecycle URL: 4,320 minutes minus the margin.
+pub const MAX_LIFETIME_WITH_LIFECYCLE: Duration =
+    Duration::from_secs((GRAPH_MAX_LIFETIME_MINUTES - LIFETIME_MARGIN_MINUTES) * 60);
 
 /// A fresh random `clientState` (32 random bytes, base64url: 43 characters, under Graph's
 /// 128-character limit). One per subscription.
@@ -68,7 +69,19 @@ impl SubscriptionSpec {
     }
 }
 
-/// A subscription Graph created.
+/// How [`MsTeamsConnection::subscribe_channel`] got its subscription.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubscribeOutcome {
+    /// None existed on the channel: a new one was created.
+    Created,
+    /// The app's existing subscription on the channel was renewed (PATCH) and kept.
+    Renewed,
+    /// The existing one could not be kept (other lifecycle URL, unknown `clientState`): it
+    /// was deleted and a new one created.
+    Replaced,
+}
+
+/// A subscription Graph created (or the existing one, renewed).
 #[derive(Clone)]
 pub struct CreatedSubscription {
     /// Graph's subscription id.
@@ -81,6 +94,8 @@ pub struct CreatedSubscription {
     pub expires_at: OffsetDateTime,
     /// The secret Graph echoes in every notification.
     pub client_state: SecretString,
+    /// Whether it is new, renewed or a replacement.
+    pub outcome: SubscribeOutcome,
 }
 
 impl fmt::Debug for CreatedSubscription {
@@ -91,6 +106,7 @@ impl fmt::Debug for CreatedSubscription {
             .field("resource", &self.resource)
             .field("expires_at", &self.expires_at)
             .field("client_state", &"[REDACTED]")
+            .field("outcome", &self.outcome)
             .finish()
     }
 }
@@ -366,6 +382,22 @@ pub fn parse_lifecycle(body: &[u8]) -> Result<Batch<LifecycleNotification>> {
     Ok(Batch { items, skipped })
 }
 
+/// Whether a subscription's `resource` is the messages of `channel` (either path form,
+/// ids compared case-insensitively).
+pub fn same_channel_resource(resource: &str, channel: &ChannelRef) -> bool {
+    let is_messages = resource
+        .trim()
+        .trim_end_matches('/')
+        .to_ascii_lowercase()
+        .ends_with("messages");
+    is_messages
+        && parse_resource(resource).is_some_and(|p| {
+            p.message.is_none()
+                && p.team.eq_ignore_ascii_case(channel.team.as_str())
+                && p.channel.eq_ignore_ascii_case(channel.channel.as_str())
+        })
+}
+
 /// The parts of a channel-message resource path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResourcePath {
@@ -431,12 +463,41 @@ pub fn parse_resource(resource: &str) -> Option<ResourcePath> {
 }
 
 impl MsTeamsConnection {
-    /// Subscribes to the messages of `channel` (`created,updated,deleted`) with a fresh
-    /// random `clientState`.
+    /// The app's subscriptions (`GET /subscriptions`, every page).
+    pub async fn list_subscriptions(&self) -> Result<Vec<GraphSubscription>> {
+        let url = self.graph.url(&["subscriptions"], &[]);
+        let mut all = Vec::new();
+        self.graph
+            .for_each_page::<GraphSubscription, _>(url, |p| {
+                all.extend(p.items);
+                Ok(true)
+            })
+            .await?;
+        Ok(all)
+    }
+
+    /// Subscribes to the messages of `channel` (`created,updated,deleted`).
+    ///
+    /// Graph allows **one subscription per app per channel** (a second one is refused with
+    /// 403), so the app's subscriptions are listed first: an existing one on the channel is
+    /// renewed (PATCH) and kept when its notification and lifecycle URLs are `spec`'s and
+    /// its `clientState` is known (`known_client_state`, the secret stored with it);
+    /// otherwise it is deleted and replaced by a new one with a fresh random `clientState`.
     pub async fn subscribe_channel(
         &self,
         channel: &ChannelRef,
         spec: &SubscriptionSpec,
+    ) -> Result<CreatedSubscription> {
+        self.subscribe_channel_with(channel, spec, None).await
+    }
+
+    /// [`MsTeamsConnection::subscribe_channel`], with the `clientState` stored for the
+    /// channel's existing subscription (so it can be kept rather than replaced).
+    pub async fn subscribe_channel_with(
+        &self,
+        channel: &ChannelRef,
+        spec: &SubscriptionSpec,
+        known_client_state: Option<&SecretString>,
     ) -> Result<CreatedSubscription> {
         if channel.platform != switchboard_core::PlatformKind::Msteams {
             return Err(Error::invalid(format!(
@@ -444,13 +505,59 @@ impl MsTeamsConnection {
             )));
         }
         let lifetime = spec.effective_lifetime();
-        let now = OffsetDateTime::now_utc();
-        let expires = now + lifetime;
-        let client_state = generate_client_state();
         let resource = format!(
             "/teams/{}/channels/{}/messages",
             channel.team, channel.channel
         );
+        let existing: Vec<GraphSubscription> = self
+            .list_subscriptions()
+            .await?
+            .into_iter()
+            .filter(|s| {
+                s.resource
+                    .as_deref()
+                    .is_some_and(|r| same_channel_resource(r, channel))
+            })
+            .collect();
+        let mut replaced = false;
+        for old in existing {
+            let same_urls = old.notification_url.as_deref() == Some(spec.notification_url.as_str())
+                && old.lifecycle_notification_url.as_deref()
+                    == spec.lifecycle_url.as_ref().map(Url::as_str);
+            // the secret: the one Graph shows, else the one stored with it
+            let state = old
+                .client_state
+                .clone()
+                .filter(|c| !c.is_empty())
+                .map(SecretString::from)
+                .or_else(|| known_client_state.cloned());
+            if let (true, Some(client_state)) = (same_urls && !replaced, state) {
+                match self
+                    .renew_subscription(&old.id, lifetime, spec.lifecycle_url.is_some())
+                    .await
+                {
+                    Ok(expires_at) => {
+                        tracing::info!(%channel, subscription = %old.id, "renewed the existing subscription instead of creating a second one");
+                        return Ok(CreatedSubscription {
+                            id: old.id,
+                            channel: channel.clone(),
+                            resource: old.resource.unwrap_or(resource),
+                            expires_at,
+                            client_state,
+                            outcome: SubscribeOutcome::Renewed,
+                        });
+                    }
+                    Err(e) if e.kind() == switchboard_core::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            tracing::info!(%channel, subscription = %old.id, "replacing the existing subscription on the channel");
+            self.delete_subscription(&old.id).await?;
+            replaced = true;
+        }
+        let now = OffsetDateTime::now_utc();
+        let expires = now + lifetime;
+        let client_state = generate_client_state();
         let mut body = serde_json::json!({
             "changeType": "created,updated,deleted",
             "notificationUrl": spec.notification_url.as_str(),
@@ -463,7 +570,19 @@ impl MsTeamsConnection {
         }
         let url = self.graph.url(&["subscriptions"], &[]);
         let req = GraphRequest::new(Method::POST, url).json(body);
-        let resp = self.graph.send(&req).await?;
+        let resp = self.graph.send(&req).await.map_err(|f| {
+            if f.status == Some(403) {
+                Error::new(
+                    switchboard_core::ErrorKind::Forbidden,
+                    format!(
+                        "{} — Graph allows one subscription per app per channel and refused this one; another installation of the app may hold the channel's subscription",
+                        f.error.message()
+                    ),
+                )
+            } else {
+                f.into()
+            }
+        })?;
         let created: GraphSubscription = resp.json("POST /subscriptions")?;
         Ok(CreatedSubscription {
             expires_at: parse_expiry(created.expiration_date_time.as_deref(), expires),
@@ -471,6 +590,11 @@ impl MsTeamsConnection {
             id: created.id,
             channel: channel.clone(),
             client_state,
+            outcome: if replaced {
+                SubscribeOutcome::Replaced
+            } else {
+                SubscribeOutcome::Created
+            },
         })
     }
 
@@ -518,58 +642,6 @@ impl MsTeamsConnection {
             Ok(_) => Ok(()),
             Err(f) if f.status == Some(404) => Ok(()),
             Err(f) => Err(f.into()),
-        }
-    }
-
-    /// The platform event a (clientState-checked) notification stands for: a deletion
-    /// directly, otherwise the message is fetched and converted. `None` for what the relay
-    /// should not see (system messages, notifications about other resources).
-    pub async fn event_for_notification(
-        &self,
-        channel: &ChannelRef,
-        notification: &ChangeNotification,
-    ) -> Result<Option<PlatformEvent>> {
-        let Some(path) = notification.message_path() else {
-            return Ok(None);
-        };
-        if path.team != channel.team.as_str() || path.channel != channel.channel.as_str() {
-            return Err(Error::invalid(format!(
-                "the notification is about {}/{}, not {channel}",
-                path.team, path.channel
-            )));
-        }
-        let Some(root) = path.message.as_deref().and_then(|m| MessageId::new(m).ok()) else {
-            return Ok(None);
-        };
-        let reply = path.reply.as_deref().and_then(|r| MessageId::new(r).ok());
-        let (id, thread_root) = match &reply {
-            Some(r) => (r.clone(), Some(&root)),
-            None => (root.clone(), None),
-        };
-        if notification.change_type.eq_ignore_ascii_case("deleted") {
-            return Ok(Some(PlatformEvent {
-                event_id: format!("msteams:{id}:deleted"),
-                channel: channel.clone(),
-                occurred_at: OffsetDateTime::now_utc(),
-                kind: EventKind::Deleted { message: id },
-            }));
-        }
-        match self.fetch_message(channel, &id, thread_root).await {
-            Ok(mut msg) => {
-                if reply.is_some() && msg.reply_to_id.is_none() {
-                    msg.reply_to_id = Some(root.to_string());
-                }
-                Ok(message_event(channel, &msg))
-            }
-            Err(e) if e.kind() == switchboard_core::ErrorKind::NotFound => {
-                Ok(Some(PlatformEvent {
-                    event_id: format!("msteams:{id}:deleted"),
-                    channel: channel.clone(),
-                    occurred_at: OffsetDateTime::now_utc(),
-                    kind: EventKind::Deleted { message: id },
-                }))
-            }
-            Err(e) => Err(e),
         }
     }
 }

@@ -6,7 +6,6 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use secrecy::{ExposeSecret, SecretString};
 use switchboard_core::{Credentials, Error, ErrorKind, Result};
 use time::OffsetDateTime;
@@ -14,13 +13,9 @@ use tokio::sync::Mutex;
 
 use crate::oauth::OAuthClient;
 
-/// Receives rotated credentials after every refresh, so they can be sealed and stored (the
-/// old refresh token stops working once a new one is issued).
-#[async_trait]
-pub trait CredentialsSink: Send + Sync {
-    /// Persists the new credentials. An error is logged; the fresh token is still used.
-    async fn persist(&self, credentials: &Credentials) -> Result<()>;
-}
+/// Core's rotation callback, shared by every adapter: told about every refresh, so the
+/// rotated credentials are sealed and stored at once.
+pub use switchboard_core::CredentialsSink;
 
 struct State {
     credentials: Credentials,

@@ -291,6 +291,9 @@ pub struct ChatMessage {
     /// message.
     #[serde(default, deserialize_with = "lenient_messages")]
     pub replies: Vec<ChatMessage>,
+    /// More replies than `$expand` returned (over 1,000): follow it.
+    #[serde(default, rename = "replies@odata.nextLink")]
+    pub replies_next_link: Option<String>,
 }
 
 /// The signed-in user (`/me`).
@@ -310,8 +313,8 @@ pub struct Me {
     pub mail: Option<String>,
 }
 
-/// A created or renewed subscription.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+/// A created or renewed subscription. `Debug` leaves the `clientState` out.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct GraphSubscription {
     /// Its id.
@@ -322,6 +325,34 @@ pub struct GraphSubscription {
     /// When it expires.
     #[serde(default)]
     pub expiration_date_time: Option<String>,
+    /// Where notifications go.
+    #[serde(default)]
+    pub notification_url: Option<String>,
+    /// Where lifecycle events go.
+    #[serde(default)]
+    pub lifecycle_notification_url: Option<String>,
+    /// The secret echoed in notifications, when Graph shows it.
+    #[serde(default)]
+    pub client_state: Option<String>,
+}
+
+impl std::fmt::Debug for GraphSubscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GraphSubscription")
+            .field("id", &self.id)
+            .field("resource", &self.resource)
+            .field("expiration_date_time", &self.expiration_date_time)
+            .field("notification_url", &self.notification_url)
+            .field(
+                "lifecycle_notification_url",
+                &self.lifecycle_notification_url,
+            )
+            .field(
+                "client_state",
+                &self.client_state.as_ref().map(|_| "[REDACTED]"),
+            )
+            .finish()
+    }
 }
 
 /// The answer of `/invitations`.

@@ -193,7 +193,13 @@ fn operations() -> Vec<(&'static str, Op, bool)> {
         ),
         (
             "channel_delta",
-            |c| Box::pin(async move { c.channel_delta(&channel(), None).await.map(drop) }),
+            |c| {
+                Box::pin(async move {
+                    c.channel_delta(&channel(), None, time::OffsetDateTime::now_utc())
+                        .await
+                        .map(drop)
+                })
+            },
             true,
         ),
         (

@@ -442,7 +442,8 @@ async fn the_pacer_spaces_posts_under_the_limit() {
         .respond_with(ResponseTemplate::new(201).set_body_json(serde_json::json!({"id": "1"})))
         .mount(&server)
         .await;
-    // documented limits: 2 posts per second per tenant
+    // documented limits: 50 posts per second per tenant, but 4 calls per second on one
+    // channel (the binding limit), with a client burst of 80 % of 4
     let cfg = config(&server).limits(RateLimits::documented());
     let conn = MsTeamsConnection::new(
         cfg,
@@ -450,7 +451,7 @@ async fn the_pacer_spaces_posts_under_the_limit() {
     )
     .unwrap();
     let started = Instant::now();
-    for _ in 0..4 {
+    for _ in 0..8 {
         let req = GraphRequest::new(
             Method::POST,
             conn.graph()
@@ -459,15 +460,19 @@ async fn the_pacer_spaces_posts_under_the_limit() {
         .json(serde_json::json!({}));
         conn.graph().send(&req).await.unwrap();
     }
-    // a burst of one, then one every ~0.51 s
+    // a burst of three, then one every ~0.255 s
     assert!(
-        started.elapsed() >= Duration::from_millis(1400),
+        started.elapsed() >= Duration::from_millis(1200),
         "{:?}",
         started.elapsed()
     );
     let stats = conn.graph().pacer().stats();
-    assert_eq!(stats.per_bucket[&Bucket::PostChannelMessage], 4);
-    assert_eq!(stats.max_per_scope[&Bucket::PerChannel], 4);
+    assert_eq!(stats.per_bucket[&Bucket::PostChannelMessage], 8);
+    assert_eq!(stats.max_per_scope[&Bucket::PerChannel], 8);
+    // the day's budget of the channel is known to the relay
+    let budget = conn.graph().pacer().daily_budget("C1");
+    assert_eq!((budget.used, budget.remaining), (8, 2_992));
+    assert_eq!(conn.graph().pacer().daily_remaining("C2"), 3_000);
 }
 
 #[tokio::test]
@@ -493,7 +498,10 @@ async fn pacing_beyond_the_budget_fails_fast() {
         conn.graph()
             .url(&["teams", "T1", "channels", "C1", "messages"], &[]),
     );
-    conn.graph().send(&req).await.unwrap();
+    // the channel's burst (3 of its 4 per second) passes, the next would have to wait
+    for _ in 0..3 {
+        conn.graph().send(&req).await.unwrap();
+    }
     let f = conn.graph().send(&req).await.unwrap_err();
     assert!(matches!(
         f.error.kind(),
@@ -506,5 +514,5 @@ async fn pacing_beyond_the_budget_fails_fast() {
         "{}",
         f.error
     );
-    assert_eq!(server.received_requests().await.unwrap().len(), 1);
+    assert_eq!(server.received_requests().await.unwrap().len(), 3);
 }

@@ -9,7 +9,8 @@ use common::*;
 use secrecy::SecretString;
 use switchboard_core::{
     Attachment, Block, ChannelRef, ConnectionHealth, Emoji, ErrorKind, Inline, Mention, MessageId,
-    MessageRef, OutgoingMessage, Platform, PlatformKind, PortableMessage, RichText, Sender, UserId,
+    MessageRef, OutgoingMessage, Platform, PlatformKind, PortableMessage, PostingIdentity,
+    RichText, Sender, UserId,
 };
 use switchboard_msteams::{MsTeamsConnection, TokenProvider};
 use wiremock::matchers::{body_json, header, method, path};
@@ -96,7 +97,7 @@ async fn post_sends_html_with_attribution_and_mentions() {
         .and(body_json(serde_json::json!({
             "body": {
                 "contentType": "html",
-                "content": "<p><b>Jane Smith</b> <i>(via Slack)</i></p><p>Hi <at id=\"0\">Bob Jones</at> &lt;3 &amp; <b>ship it</b></p><p>📎 <a href=\"https://files.slack.test/f.pdf\">f.pdf</a></p>"
+                "content": "<p><b>Jane Smith</b> <i>(via Slack)</i></p><p>Hi <at id=\"0\">Bob Jones</at> &lt;3 &amp; <b>ship it</b></p><p>📎 <a href=\"https://files.slack.test/f.pdf\">f.pdf</a></p><span itemid=\"switchboard:sb:1\"></span>"
             },
             "mentions": [{"id": 0, "mentionText": "Bob Jones", "mentioned": {"user": {"id": "u-bob", "displayName": "Bob Jones", "userIdentityType": "aadUser"}}}]
         })))
@@ -134,7 +135,8 @@ async fn replies_edits_deletes_and_reactions_use_the_right_paths() {
     Mock::given(method("PATCH"))
         .and(path(format!("{}/{root}", messages_path())))
         .and(body_json(
-            serde_json::json!({"body": {"contentType": "html", "content": "<p>edited by me</p>"}}),
+            // the marker survives the edit (the PATCH replaces the whole body)
+            serde_json::json!({"body": {"contentType": "html", "content": "<p>edited by me</p><span itemid=\"switchboard:sb:1\"></span>"}}),
         ))
         .respond_with(ResponseTemplate::new(204))
         .expect(1)
@@ -267,15 +269,25 @@ async fn replies_edits_deletes_and_reactions_use_the_right_paths() {
 }
 
 #[tokio::test]
-async fn a_linked_user_posts_with_their_own_token() {
+async fn copies_are_changed_as_the_identity_that_posted_them() {
     let server = MockServer::start().await;
+    mount_me(&server).await;
+    let jane = UserId::new("jane-teams-id").unwrap();
     Mock::given(method("POST"))
         .and(path(messages_path()))
         .and(header("authorization", "Bearer user-token-jane"))
         .and(body_json(
-            serde_json::json!({"body": {"contentType": "html", "content": "<p>from me</p>"}}),
+            serde_json::json!({"body": {"contentType": "html",
+            "content": "<p>from me</p><span itemid=\"switchboard:sb:1\"></span>"}}),
         ))
         .respond_with(ResponseTemplate::new(201).set_body_json(created("555", None)))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("PATCH"))
+        .and(path(format!("{}/555", messages_path())))
+        .and(header("authorization", "Bearer user-token-jane"))
+        .respond_with(ResponseTemplate::new(204))
         .expect(1)
         .mount(&server)
         .await;
@@ -286,27 +298,118 @@ async fn a_linked_user_posts_with_their_own_token() {
         .expect(1)
         .mount(&server)
         .await;
+    // a copy the service account posted is deleted with the service account's token, even
+    // while a user is linked
+    Mock::given(method("POST"))
+        .and(path(format!("{}/777/softDelete", messages_path())))
+        .and(header("authorization", format!("Bearer {TOKEN}").as_str()))
+        .respond_with(ResponseTemplate::new(204))
+        .expect(1)
+        .mount(&server)
+        .await;
     let conn = fixed_conn(&server);
     conn.link_user_token(
-        PlatformKind::Slack,
-        UserId::new("U123").unwrap(),
+        jane.clone(),
         Arc::new(TokenProvider::fixed(SecretString::from("user-token-jane"))),
     );
+    let as_jane = PostingIdentity::LinkedUser { user: jane.clone() };
     let posted = conn
         .post(
             &channel(),
-            &outgoing(slack_sender(), RichText::plain("from me"), None),
+            &outgoing(slack_sender(), RichText::plain("from me"), None).posted_as(as_jane.clone()),
         )
         .await
         .unwrap();
-    conn.delete(
-        &posted.reference,
-        &switchboard_core::PostingIdentity::ServiceAccount,
-    )
-    .await
-    .unwrap();
-    conn.unlink_user_token(PlatformKind::Slack, &UserId::new("U123").unwrap());
+    assert_eq!(posted.posted_by, as_jane);
+    let edit = outgoing(slack_sender(), RichText::plain("edited"), None);
+    conn.edit(&posted.reference, &edit, &posted.posted_by)
+        .await
+        .unwrap();
+    conn.delete(&posted.reference, &posted.posted_by)
+        .await
+        .unwrap();
+    let svc_copy = MessageRef {
+        channel: channel(),
+        message: MessageId::new("777").unwrap(),
+        thread_root: None,
+    };
+    conn.delete(&svc_copy, &PostingIdentity::ServiceAccount)
+        .await
+        .unwrap();
     assert!(!format!("{conn:?}").contains("user-token-jane"));
+    // once the token is gone, Jane's copies can no longer be changed: said in words, and
+    // nothing is sent with another token
+    conn.unlink_user_token(&jane);
+    let e = conn
+        .edit(&posted.reference, &edit, &as_jane)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Forbidden);
+    assert!(e.message().contains("can no longer be changed"), "{e}");
+    let e = conn.delete(&posted.reference, &as_jane).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Forbidden);
+    // posting as Jane without her token falls back to the service account, and says so
+    Mock::given(method("POST"))
+        .and(path(messages_path()))
+        .and(header("authorization", format!("Bearer {TOKEN}").as_str()))
+        .respond_with(ResponseTemplate::new(201).set_body_json(created("556", None)))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let fallback = conn
+        .post(
+            &channel(),
+            &outgoing(slack_sender(), RichText::plain("x"), None).posted_as(as_jane),
+        )
+        .await
+        .unwrap();
+    assert_eq!(fallback.posted_by, PostingIdentity::ServiceAccount);
+}
+
+#[tokio::test]
+async fn teams_files_are_fetched_through_the_shares_api_within_the_bound() {
+    let server = MockServer::start().await;
+    let file_url = "https://contoso.sharepoint.com/sites/T1/Shared%20Documents/General/report.pdf";
+    let share = switchboard_msteams::files::share_id(file_url);
+    Mock::given(method("GET"))
+        .and(path(format!("/v1.0/shares/{share}/driveItem")))
+        .and(header("authorization", format!("Bearer {TOKEN}").as_str()))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "id": "item-1", "name": "report.pdf", "size": 11,
+            "file": {"mimeType": "application/pdf"},
+            "@microsoft.graph.downloadUrl": format!("{}/download/item-1?tempauth=x", server.uri())
+        })))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/download/item-1"))
+        .respond_with(ResponseTemplate::new(200).set_body_bytes(b"hello world".to_vec()))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let conn = fixed_conn(&server);
+    let attachment = Attachment {
+        name: "report.pdf".into(),
+        url: file_url.into(),
+        mime_type: None,
+        size: None,
+    };
+    let file = conn.fetch_attachment(&attachment, 1024).await.unwrap();
+    assert_eq!(file.bytes, b"hello world");
+    assert_eq!(file.name, "report.pdf");
+    assert_eq!(file.mime_type.as_deref(), Some("application/pdf"));
+    // the pre-authenticated download URL never gets the bearer token
+    let reqs = server.received_requests().await.unwrap();
+    let dl = reqs
+        .iter()
+        .find(|r| r.url.path() == "/download/item-1")
+        .unwrap();
+    assert!(dl.headers.get("authorization").is_none());
+    // over the bound: refused before downloading
+    let e = conn.fetch_attachment(&attachment, 10).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput);
+    assert!(e.message().contains("11 bytes"), "{e}");
+    assert_eq!(server.received_requests().await.unwrap().len(), 3);
 }
 
 #[tokio::test]

@@ -5,18 +5,24 @@
 
 mod sandbox_support;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use sandbox_support::*;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 use switchboard_core::{
-    ChannelRef, ConnectionHealth, ErrorKind, EventKind, ImportCounts, MembershipOutcome,
-    MessageRef, OutgoingMessage, Platform, PlatformKind, PortableMessage, RichText, Sender,
-    ServiceAccount, TeamId, TeamImport, TeamListSource, UserId, VerifyOptions,
+    ChannelRef, ClientStates, ConnectionHealth, Connector, ErrorKind, EventKind, History,
+    HistoryStart, ImportCounts, Inbound, MembershipOutcome, MessageRef, OutgoingMessage, Platform,
+    PlatformKind, PortableMessage, Resolver, RichText, Sender, ServiceAccount, SubscriptionId,
+    TeamId, TeamImport, TeamListSource, UserId, VerifyOptions, WebhookEndpoint, WebhookOutcome,
+    WebhookReceiver, WebhookRequest,
 };
-use switchboard_msteams::subscriptions::{SubscriptionSpec, parse_notifications};
-use switchboard_msteams::{MsTeamsConnection, OAuthClient, Pkce, TeamAccess, validation_response};
+use switchboard_msteams::subscriptions::{SubscribeOutcome, SubscriptionSpec, parse_notifications};
+use switchboard_msteams::{
+    GraphReceiver, MsTeamsConnection, OAuthClient, Pkce, TeamAccess, TeamsResolver,
+    validation_response,
+};
 use switchboard_sandbox::Seed;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -129,6 +135,49 @@ async fn connect_with_code_and_pkce_then_refresh() {
         first_refresh.expose_secret()
     );
 
+    // the connector opens a stored connection: one object behind every seam, and every
+    // rotation goes to core's CredentialsSink
+    let creds = env
+        .sign_in(
+            &config,
+            &env.ms("service_account_upn"),
+            &env.ms("service_account_password"),
+        )
+        .await;
+    let stored = switchboard_core::Connection {
+        id: switchboard_core::ConnectionId::generate(),
+        org: switchboard_core::OrgId::generate(),
+        platform: PlatformKind::Msteams,
+        tenant: switchboard_core::TenantId::new(env.ms("tenant_id")).unwrap(),
+        enterprise: None,
+        display_name: "Contoso".into(),
+        account: me.clone(),
+        health: ConnectionHealth::Ok,
+        created_at: time::OffsetDateTime::now_utc(),
+    };
+    let sink = Arc::new(Persisted(parking_lot::Mutex::new(0)));
+    let connected = switchboard_msteams::MsTeamsConnector::new(config.clone())
+        .open(&stored, creds, sink.clone())
+        .await
+        .unwrap();
+    assert_eq!(connected.platform.kind(), PlatformKind::Msteams);
+    assert_eq!(
+        connected.platform.identity().await.unwrap().user_id,
+        me.user_id
+    );
+    assert!(connected.resolver.is_some());
+    connected.account.refresh_credentials().await.unwrap();
+    assert_eq!(*sink.0.lock(), 1);
+    let slack = switchboard_core::Connection {
+        platform: PlatformKind::Slack,
+        ..stored
+    };
+    let e = switchboard_msteams::MsTeamsConnector::new(config.clone())
+        .open(&slack, conn.tokens().credentials().await, sink)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput);
+
     // the code is bound to the PKCE verifier: the wrong verifier is refused
     let oauth = OAuthClient::new(&config).unwrap();
     let start = oauth.authorization_request(None);
@@ -184,6 +233,29 @@ async fn role_reports_for_the_good_and_the_underprivileged_account() {
     assert_eq!(problems, ["Teams Administrator role"], "{report:#?}");
     let fix = report.problems().next().unwrap().fix.clone().unwrap();
     assert!(fix.contains(&env.ms("underprivileged_upn")), "{fix}");
+
+    // a non-admin lists every team (as Graph allows with Team.ReadBasic.All); the import
+    // skips the teams it may not read, says why, and imports the others
+    let listing = weak.list_teams().await.unwrap();
+    assert_eq!(listing.source, TeamListSource::TenantWide);
+    let ids: Vec<TeamId> = listing.teams.iter().map(|t| t.id.clone()).collect();
+    let mut sink = Collect {
+        channels: vec![],
+        members: vec![],
+        users: vec![],
+    };
+    let report = weak.import_teams_report(&ids, &mut sink).await.unwrap();
+    assert!(!report.skipped.is_empty());
+    assert!(report.skipped.len() < ids.len());
+    assert!(
+        report.skipped[0].reason.contains("was skipped")
+            && report.skipped[0].reason.contains("Teams Administrator"),
+        "{:?}",
+        report.skipped[0]
+    );
+    let skipped: Vec<&TeamId> = report.skipped.iter().map(|s| &s.team).collect();
+    assert!(sink.channels.iter().all(|c| !skipped.contains(&&c.team)));
+    assert!(report.counts.channels > 0);
 }
 
 #[tokio::test]
@@ -231,6 +303,34 @@ async fn import_of_the_small_seed_has_exact_counts_and_membership() {
         (total.channels, total.members)
     );
 
+    // channel members on demand: a private channel's own members, a standard channel's
+    // are the team's
+    for t in seed_teams {
+        let tid = TeamId::new(t["id"].as_str().unwrap()).unwrap();
+        let team_members = conn
+            .import_team(&tid, &mut collect())
+            .await
+            .unwrap()
+            .members;
+        for c in t["channels"].as_array().unwrap() {
+            let cref: ChannelRef = format!(
+                "msteams:{}/{}",
+                t["id"].as_str().unwrap(),
+                c["id"].as_str().unwrap()
+            )
+            .parse()
+            .unwrap();
+            let mut sink = ChannelMembers(Vec::new());
+            let n = conn.import_channel_members(&cref, &mut sink).await.unwrap();
+            assert_eq!(n.members as usize, sink.0.len());
+            if c["membershipType"] == "standard" {
+                assert_eq!(n.members, team_members, "{cref}");
+            } else if c["membershipType"] == "private" {
+                assert!(n.members >= 1 && n.members <= team_members, "{cref}");
+            }
+        }
+    }
+
     let mut users = collect();
     let counts = conn.import_users(&mut users).await.unwrap();
     assert_eq!(counts.users as usize, seed_users.len());
@@ -258,6 +358,52 @@ async fn import_of_the_small_seed_has_exact_counts_and_membership() {
             TeamAccess::Member,
             "{team}"
         );
+    }
+}
+
+/// Counts rotations handed to it.
+struct Persisted(parking_lot::Mutex<u32>);
+
+#[async_trait::async_trait]
+impl switchboard_core::CredentialsSink for Persisted {
+    async fn persist(
+        &self,
+        _credentials: &switchboard_core::Credentials,
+    ) -> switchboard_core::Result<()> {
+        *self.0.lock() += 1;
+        Ok(())
+    }
+}
+
+/// Collects channel-member pages.
+struct ChannelMembers(Vec<UserId>);
+
+#[async_trait::async_trait]
+impl switchboard_core::ImportSink for ChannelMembers {
+    async fn channels(
+        &mut self,
+        _t: &TeamId,
+        _p: Vec<switchboard_core::Channel>,
+    ) -> switchboard_core::Result<()> {
+        Ok(())
+    }
+    async fn members(
+        &mut self,
+        _t: &TeamId,
+        _p: Vec<switchboard_core::Membership>,
+    ) -> switchboard_core::Result<()> {
+        Ok(())
+    }
+    async fn users(&mut self, _p: Vec<switchboard_core::User>) -> switchboard_core::Result<()> {
+        Ok(())
+    }
+    async fn channel_members(
+        &mut self,
+        _c: &ChannelRef,
+        page: Vec<UserId>,
+    ) -> switchboard_core::Result<()> {
+        self.0.extend(page);
+        Ok(())
     }
 }
 
@@ -356,6 +502,36 @@ async fn post_reply_edit_delete_round_trip() {
     let m = find(root.as_str());
     let content = m["body"]["content"].as_str().unwrap();
     assert!(content.contains("<b>Sam Slack</b>"), "{content}");
+
+    // our copies are found again among the channel's recent messages, marker and all
+    let since = time::OffsetDateTime::now_utc() - time::Duration::minutes(5);
+    let marked = conn
+        .post(
+            &channel,
+            &slack_message("with a marker", None).with_marker("sb:relay:42"),
+        )
+        .await
+        .unwrap();
+    let recent = conn.recent_messages(&channel, since, 10).await.unwrap();
+    let found = recent
+        .iter()
+        .find(|m| m.reference.message == marked.reference.message)
+        .expect("the marked copy is among the recent messages");
+    assert_eq!(found.marker.as_deref(), Some("sb:relay:42"));
+    assert_eq!(
+        found.posted_by,
+        Some(switchboard_core::PostingIdentity::ServiceAccount)
+    );
+    assert_eq!(
+        recent[0].reference.message, marked.reference.message,
+        "newest first"
+    );
+    assert!(
+        recent
+            .iter()
+            .any(|m| m.reference.message == reply.reference.message
+                && m.reference.thread_root.as_ref() == Some(&root))
+    );
     assert!(content.contains("hello, edited"), "{content}");
     let r = find(reply.reference.message.as_str());
     assert!(
@@ -472,7 +648,9 @@ async fn subscription_with_validation_handshake_delivers_notifications() {
                 && !r.url.query().is_some_and(|q| q.contains("validationToken"))
             {
                 if let Ok(batch) = parse_notifications(&r.body) {
-                    notification = batch.items.into_iter().find(|n| n.resource.contains(&id));
+                    if let Some(n) = batch.items.into_iter().find(|n| n.resource.contains(&id)) {
+                        notification = Some((n, r.body.clone()));
+                    }
                 }
             }
         }
@@ -481,21 +659,92 @@ async fn subscription_with_validation_handshake_delivers_notifications() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let n = notification.expect("a change notification arrived");
+    let (n, raw) = notification.expect("a change notification arrived");
     assert_eq!(n.subscription_id, sub.id);
     assert!(n.client_state_matches(&sub.client_state));
     assert!(!n.client_state_matches(&SecretString::from("forged")));
-    let ev = conn
-        .event_for_notification(&channel, &n)
+    // the delivery goes through the receiver (no Graph call) and the resolver (one fetch)
+    let states = Arc::new(OneState(
+        SubscriptionId::new(sub.id.clone()).unwrap(),
+        sub.client_state.clone(),
+    ));
+    let receiver = GraphReceiver::new(states);
+    let headers = Vec::new();
+    let outcome = receiver
+        .receive(&WebhookRequest {
+            endpoint: WebhookEndpoint::GraphNotifications,
+            query: "",
+            headers: &headers,
+            body: &raw,
+            received_at: time::OffsetDateTime::now_utc(),
+        })
         .await
-        .unwrap()
         .unwrap();
-    let EventKind::Posted { content, .. } = ev.kind else {
-        panic!("{ev:?}")
+    let WebhookOutcome::Accept { routed, status } = outcome else {
+        panic!("{outcome:?}")
+    };
+    assert_eq!(status, 202);
+    let hint = routed
+        .iter()
+        .flat_map(|r| r.items.iter())
+        .find_map(|i| match i {
+            Inbound::Changed(h) if h.message.as_str() == id => Some(h.clone()),
+            _ => None,
+        })
+        .expect("a hint for the message");
+    let conn = Arc::new(conn);
+    let resolved = TeamsResolver::new(conn.clone())
+        .resolve(&hint, None)
+        .await
+        .unwrap();
+    let EventKind::Posted { content, .. } = &resolved.events[0].kind else {
+        panic!("{resolved:?}")
     };
     assert_eq!(content.text.to_plain_text(), "hi from Teams");
+    assert!(resolved.snapshot.is_some());
+
+    // one subscription per app per channel: a second subscribe reuses the first, and a
+    // raw second POST is refused with 403 as Graph does
+    let again = conn.subscribe_channel(&channel, &spec).await.unwrap();
+    assert_eq!(again.id, sub.id);
+    assert_eq!(again.outcome, SubscribeOutcome::Renewed);
+    let token = conn.tokens().access_token().await.unwrap();
+    let raw = reqwest::Client::new()
+        .post(format!(
+            "{}/subscriptions",
+            env.info["graph_api_url"]
+                .as_str()
+                .unwrap()
+                .trim_end_matches('/')
+        ))
+        .bearer_auth(token.expose_secret())
+        .json(&json!({
+            "changeType": "created,updated,deleted",
+            "notificationUrl": spec.notification_url.as_str(),
+            "resource": format!("/teams/{}/channels/{}/messages", channel.team, channel.channel),
+            "expirationDateTime": (time::OffsetDateTime::now_utc() + time::Duration::minutes(30))
+                .format(&time::format_description::well_known::Rfc3339).unwrap(),
+            "clientState": "x",
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(raw.status().as_u16(), 403);
 
     conn.delete_subscription(&sub.id).await.unwrap();
+}
+
+/// The stored secret of one subscription.
+struct OneState(SubscriptionId, SecretString);
+
+#[async_trait::async_trait]
+impl ClientStates for OneState {
+    async fn client_state(
+        &self,
+        subscription: &SubscriptionId,
+    ) -> switchboard_core::Result<Option<SecretString>> {
+        Ok((subscription == &self.0).then(|| self.1.clone()))
+    }
 }
 
 #[tokio::test]
@@ -503,7 +752,8 @@ async fn delta_catches_up_after_downtime() {
     let env = Env::start(Seed::Small, SCALE).await;
     let conn = env.service_connection(SCALE).await;
     let (_, channel) = seeded_channel(&env).await;
-    let baseline = conn.channel_delta(&channel, None).await.unwrap();
+    let linked_at = time::OffsetDateTime::now_utc() - time::Duration::minutes(1);
+    let baseline = conn.channel_delta(&channel, None, linked_at).await.unwrap();
     assert!(!baseline.delta_link.is_empty());
     // "downtime": a user posts twice and edits
     let seed = env.control_get("/seed").await;
@@ -527,7 +777,7 @@ async fn delta_catches_up_after_downtime() {
         );
     }
     let caught = conn
-        .channel_delta(&channel, Some(&baseline.delta_link))
+        .channel_delta(&channel, Some(&baseline.delta_link), linked_at)
         .await
         .unwrap();
     assert!(!caught.restarted);
@@ -542,10 +792,59 @@ async fn delta_catches_up_after_downtime() {
     assert_eq!(posted, ids, "{:#?}", caught.events);
     // nothing new: an empty round
     let again = conn
-        .channel_delta(&channel, Some(&caught.delta_link))
+        .channel_delta(&channel, Some(&caught.delta_link), linked_at)
         .await
         .unwrap();
     assert!(again.events.is_empty(), "{:#?}", again.events);
+    // the sandbox expires the channel's delta links: the round restarts from the date
+    // filter (the two posts come again, deduplicated downstream), never from zero
+    env.control_post(
+        "/msteams/delta/expire",
+        json!({"channel": channel.channel.as_str()}),
+    )
+    .await;
+    let restarted = conn
+        .channel_delta(&channel, Some(&again.delta_link), linked_at)
+        .await
+        .unwrap();
+    assert!(restarted.restarted);
+    let reposted: Vec<String> = restarted
+        .events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::Posted { message, .. } => Some(message.to_string()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reposted, ids);
+    // History over the same: bounded, oldest first, and the cursor resumes
+    let page = conn
+        .changes_since(&channel, &HistoryStart::Time { since: linked_at }, 1)
+        .await
+        .unwrap();
+    assert_eq!(page.events.len(), 1);
+    assert!(page.more);
+    let rest = conn
+        .changes_since(
+            &channel,
+            &HistoryStart::Cursor {
+                cursor: page.cursor,
+            },
+            10,
+        )
+        .await
+        .unwrap();
+    assert!(!rest.more);
+    let all: Vec<String> = page
+        .events
+        .iter()
+        .chain(rest.events.iter())
+        .filter_map(|e| match &e.kind {
+            EventKind::Posted { message, .. } => Some(message.to_string()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(all, ids);
 }
 
 #[tokio::test]

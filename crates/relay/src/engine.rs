@@ -21,11 +21,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use switchboard_core::{
-    Attachment, Block, ChannelRef, Connected, ConnectionHealth, ConnectionId, ConnectionSignal,
-    Delivery, DeliveryJob, Error, ErrorKind, EventKind, Inbound, InboxItem, Inline, MessageCopy,
-    MessageId, MessageRef, NewAuditEntry, NewDelivery, OrgId, OutgoingFile, OutgoingMessage,
-    PlatformEvent, PortableMessage, PostingIdentity, ReactionChange, Result, RichText, Store,
-    UniversalChannel, UniversalMessageId, WorkerId, Actor, MAX_UPLOAD_BYTES,
+    Actor, Attachment, Block, ChannelRef, Connected, ConnectionHealth, ConnectionId,
+    ConnectionSignal, Delivery, DeliveryJob, Error, ErrorKind, EventKind, Inbound, InboxItem,
+    Inline, MAX_UPLOAD_BYTES, MessageCopy, MessageId, MessageRef, NewAuditEntry, NewDelivery,
+    OrgId, OutgoingFile, OutgoingMessage, PlatformEvent, PortableMessage, PostingIdentity,
+    ReactionChange, Result, RichText, Store, UniversalChannel, UniversalMessageId, WorkerId,
 };
 use time::OffsetDateTime;
 
@@ -138,7 +138,9 @@ impl Relay {
                 }
                 Err(e) => {
                     tracing::error!(item = %item.id, error = %e, "translation refused; item dropped");
-                    self.store.inbox_complete(&self.worker, item.id, &[]).await?;
+                    self.store
+                        .inbox_complete(&self.worker, item.id, &[])
+                        .await?;
                 }
             }
         }
@@ -160,7 +162,10 @@ impl Relay {
 
     async fn translate(&self, item: &InboxItem) -> Result<Vec<NewDelivery>> {
         match &item.item {
-            Inbound::Event(event) => self.deliveries_for(&item.org, &item.connection, event).await,
+            Inbound::Event(event) => {
+                self.deliveries_for(&item.org, &item.connection, event)
+                    .await
+            }
             Inbound::Changed(hint) => {
                 let live = self.connections.get(&item.org, &item.connection).await?;
                 let Some(resolver) = live.resolver else {
@@ -213,7 +218,10 @@ impl Relay {
                 self.store
                     .set_connection_health(org, connection, ConnectionHealth::NeedsReauth)
                     .await?;
-                ("connection.grant_revoked", serde_json::json!({ "reason": reason }))
+                (
+                    "connection.grant_revoked",
+                    serde_json::json!({ "reason": reason }),
+                )
             }
             ConnectionSignal::ReauthorizationRequired { subscription } => (
                 "subscription.reauthorization_required",
@@ -505,7 +513,10 @@ impl Relay {
                         connection: endpoint.connection.clone(),
                         target: endpoint.channel.clone(),
                         job: DeliveryJob::Notice {
-                            text: format!("{name} {verb} the channel on {}", event.channel.platform),
+                            text: format!(
+                                "{name} {verb} the channel on {}",
+                                event.channel.platform
+                            ),
                         },
                     });
                 }
@@ -535,7 +546,9 @@ impl Relay {
                 let error = e.to_string();
                 let kind = e.kind();
                 let wait = match kind {
-                    ErrorKind::RateLimited { retry_after } => Some(self.backoff(d.attempts, retry_after)),
+                    ErrorKind::RateLimited { retry_after } => {
+                        Some(self.backoff(d.attempts, retry_after))
+                    }
                     ErrorKind::NeedsReauth => Some(self.config.reauth_pause),
                     ErrorKind::Upstream | ErrorKind::Storage
                         if d.attempts + 1 < self.config.max_attempts =>
@@ -609,16 +622,17 @@ impl Relay {
                 files,
             } => {
                 // A retry after a crash or a lost answer: the copy may exist already.
-                if self.target_copy(&d.org, universal, &d.target).await?.is_some() {
+                if self
+                    .target_copy(&d.org, universal, &d.target)
+                    .await?
+                    .is_some()
+                {
                     return Ok(());
                 }
                 if d.attempts > 0 && self.reconcile(d, universal, &live).await? {
                     return Ok(());
                 }
-                let uc = self
-                    .store
-                    .find_universal_channel(&d.org, &d.target)
-                    .await?;
+                let uc = self.store.find_universal_channel(&d.org, &d.target).await?;
                 let files = self
                     .origin_files(&d.org, uc.as_ref(), &origin.channel, files)
                     .await;
@@ -655,7 +669,10 @@ impl Relay {
                     // Not posted (yet, or ever): nothing to edit.
                     return Ok(());
                 };
-                let posted_by = first.posted_by.clone().unwrap_or(PostingIdentity::ServiceAccount);
+                let posted_by = first
+                    .posted_by
+                    .clone()
+                    .unwrap_or(PostingIdentity::ServiceAccount);
                 let message = OutgoingMessage::new(content.clone())
                     .with_marker(Marker::new(universal.clone(), 0).to_string())
                     .posted_as(posted_by.clone());
@@ -665,7 +682,10 @@ impl Relay {
             }
             DeliveryJob::Delete { universal } => {
                 for c in self.copies_in(&d.org, universal, &d.target).await? {
-                    let by = c.posted_by.clone().unwrap_or(PostingIdentity::ServiceAccount);
+                    let by = c
+                        .posted_by
+                        .clone()
+                        .unwrap_or(PostingIdentity::ServiceAccount);
                     live.platform.delete(&reference(&c), &by).await?;
                 }
                 Ok(())

@@ -62,10 +62,17 @@ async fn role_listing_for_good_and_underprivileged_accounts() {
         .get(&env.svc_token, "/me/memberOf/microsoft.graph.directoryRole")
         .await;
     assert_eq!(r.body["value"].as_array().unwrap().len(), 3);
-    // listing all teams needs Teams Administrator: jr gets 403 and falls back to joinedTeams
+    // any user with Team.ReadBasic.All lists every team (as Graph does), private teams
+    // included; a team jr is not a member of refuses its channels and members with 403
     let r = env.get(&jr, "/teams").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["value"].as_array().unwrap().len(), 3);
+    let (marketing, _) = env.team("Marketing").await;
+    let r = env.get(&jr, &format!("/teams/{marketing}/channels")).await;
     assert_eq!(r.status, 403);
     assert_eq!(r.error_code(), "Forbidden");
+    let r = env.get(&jr, &format!("/teams/{marketing}/members")).await;
+    assert_eq!(r.status, 403);
     let r = env.get(&jr, "/me/joinedTeams").await;
     assert_eq!(r.status, 200);
     let names: Vec<&str> = r.body["value"]
@@ -556,4 +563,107 @@ async fn throttling_429_over_the_limit_and_none_under_it() {
     }
     let stats = env.control(Method::GET, "/stats", None).await;
     assert_eq!(stats.body["throttled_429"], throttled as u64);
+}
+
+#[tokio::test]
+async fn the_3001st_message_of_a_day_into_a_channel_is_refused() {
+    let env = start(Seed::Small, 0.0).await;
+    let (team, chan) = env.channel("Engineering", "General").await;
+    let url = format!("/teams/{team}/channels/{chan}/messages");
+    let body = json!({"body": {"contentType": "html", "content": "<p>hi</p>"}});
+    // 2,998 messages were posted today already (counted even with rate limits off)
+    let r = env
+        .control(
+            Method::POST,
+            "/msteams/daily-messages",
+            Some(json!({"channel": chan, "used": 2_998})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        env.post(&env.svc_token, &url, body.clone()).await.status,
+        201
+    );
+    assert_eq!(
+        env.post(&env.svc_token, &url, body.clone()).await.status,
+        201
+    );
+    let r = env.post(&env.svc_token, &url, body.clone()).await;
+    assert_eq!(r.status, 429, "{}", r.body);
+    assert_eq!(r.error_code(), "TooManyRequests");
+    let wait: u64 = r.header("retry-after").unwrap().parse().unwrap();
+    assert!(wait > 80_000, "{wait}");
+    // another channel has its own budget; replies count against the channel too
+    let (_, other) = env.channel("Engineering", "Backend").await;
+    let r = env
+        .post(
+            &env.svc_token,
+            &format!("/teams/{team}/channels/{other}/messages"),
+            body,
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+}
+
+#[tokio::test]
+async fn channel_members_are_listed_per_channel_kind() {
+    let env = start(Seed::Small, 0.0).await;
+    let seed = env.seed().await;
+    // a private channel lists its own members; a standard one the team's
+    let teams = seed["teams"].as_array().unwrap();
+    let (team, private) = teams
+        .iter()
+        .find_map(|t| {
+            t["channels"]
+                .as_array()?
+                .iter()
+                .find(|c| c["membershipType"] == "private")
+                .map(|c| {
+                    (
+                        t["id"].as_str().unwrap().to_owned(),
+                        c["id"].as_str().unwrap().to_owned(),
+                    )
+                })
+        })
+        .expect("a seeded private channel");
+    let r = env
+        .get(
+            &env.svc_token,
+            &format!("/teams/{team}/channels/{private}/members?$top=999"),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let private_members = r.body["value"].as_array().unwrap().len();
+    let r = env
+        .get(&env.svc_token, &format!("/teams/{team}/members?$top=999"))
+        .await;
+    let team_members = r.body["value"].as_array().unwrap().len();
+    assert!(private_members >= 1 && private_members < team_members);
+    let general = teams
+        .iter()
+        .find(|t| t["id"] == team.as_str())
+        .and_then(|t| {
+            t["channels"]
+                .as_array()?
+                .iter()
+                .find(|c| c["membershipType"] == "standard")
+                .map(|c| c["id"].as_str().unwrap().to_owned())
+        })
+        .unwrap();
+    let r = env
+        .get(
+            &env.svc_token,
+            &format!("/teams/{team}/channels/{general}/members?$top=999"),
+        )
+        .await;
+    assert_eq!(r.body["value"].as_array().unwrap().len(), team_members);
+    assert_eq!(
+        env.get(
+            &env.svc_token,
+            &format!("/teams/{team}/channels/{general}/members?$top=1000")
+        )
+        .await
+        .status,
+        400
+    );
 }

@@ -409,3 +409,192 @@ async fn losing_access_sends_lifecycle_events() {
         .await;
     assert!(subs.body["value"].as_array().unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn one_subscription_per_app_per_channel() {
+    let env = start(Seed::Small, 0.0).await;
+    let rx = Receiver::start(Mode::Good).await;
+    let (team, chan) = env.channel("Engineering", "General").await;
+    let r = subscribe(&env, &rx, &team, &chan, true, 120).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let r2 = subscribe(&env, &rx, &team, &chan, true, 120).await;
+    assert_eq!(r2.status, 403, "{}", r2.body);
+    assert!(
+        r2.body
+            .to_string()
+            .contains("one subscription per app per channel")
+    );
+    // another channel is fine; after deleting the first, the channel can be subscribed again
+    let (_, other) = env.channel("Engineering", "Backend").await;
+    assert_eq!(
+        subscribe(&env, &rx, &team, &other, true, 120).await.status,
+        201
+    );
+    let id = r.body["id"].as_str().unwrap();
+    let d = env
+        .send(
+            Method::DELETE,
+            &env.svc_token,
+            &format!("/subscriptions/{id}"),
+            None,
+        )
+        .await;
+    assert_eq!(d.status, 204);
+    assert_eq!(
+        subscribe(&env, &rx, &team, &chan, true, 120).await.status,
+        201
+    );
+}
+
+#[tokio::test]
+async fn reauthorization_is_required_per_token_and_delivery_pauses_until_then() {
+    let env = start(Seed::Small, 0.0).await;
+    let rx = Receiver::start(Mode::Good).await;
+    let (team, chan) = env.channel("Engineering", "General").await;
+    // a delegated token that expires in 2 s: reauthorizationRequired comes at once (it is
+    // within the warning lead), and delivery pauses when the token expires
+    let mint = |secs: u64| {
+        env.control(
+            Method::POST,
+            "/msteams/tokens",
+            Some(json!({"user": env.svc_upn, "expires_in": secs})),
+        )
+    };
+    let short = mint(2).await.body["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let body = json!({
+        "changeType": "created,updated,deleted",
+        "notificationUrl": format!("{}/notify", rx.base),
+        "lifecycleNotificationUrl": format!("{}/lifecycle", rx.base),
+        "resource": format!("/teams/{team}/channels/{chan}/messages"),
+        "expirationDateTime": in_minutes(600),
+        "clientState": "s3cret-state",
+    });
+    let r = env.post(&short, "/subscriptions", body).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let id = r.body["id"].as_str().unwrap().to_owned();
+    wait_for(5.0, || (!rx.items("/lifecycle").is_empty()).then_some(()))
+        .await
+        .expect("reauthorizationRequired");
+    // wait for the pause (the token expired)
+    let paused = async {
+        for _ in 0..80 {
+            let subs = env
+                .control(Method::GET, "/msteams/subscriptions", None)
+                .await;
+            if subs.body["value"][0]["paused"] == true {
+                return true;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        false
+    };
+    assert!(paused.await, "delivery paused");
+    let post = |html: &'static str| {
+        env.control(
+            Method::POST,
+            "/msteams/messages",
+            Some(json!({"user": "bob@contoso.com", "team": team, "channel": chan, "html": html})),
+        )
+    };
+    let lost = post("posted during the pause").await;
+    let lost_id = lost.body["id"].to_string().trim_matches('"').to_owned();
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    assert!(
+        rx.items("/notify").is_empty(),
+        "nothing is delivered while paused"
+    );
+    // reauthorize with a fresh (again short) token: delivery resumes, the change made during
+    // the pause is not sent later, and the next expiry warns again
+    let fresh = mint(3).await.body["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = env
+        .send(
+            Method::POST,
+            &fresh,
+            &format!("/subscriptions/{id}/reauthorize"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    let seen = post("after reauthorizing").await;
+    let seen_id = seen.body["id"].to_string().trim_matches('"').to_owned();
+    let items = wait_for(5.0, || {
+        let n = rx.items("/notify");
+        (!n.is_empty()).then_some(n)
+    })
+    .await
+    .expect("a notification after reauthorizing");
+    let resources: Vec<String> = items
+        .iter()
+        .map(|i| i["resource"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        resources.iter().any(|r| r.contains(&seen_id)),
+        "{resources:?}"
+    );
+    assert!(
+        !resources.iter().any(|r| r.contains(&lost_id)),
+        "{resources:?}"
+    );
+    let warnings = wait_for(5.0, || {
+        let l = rx.items("/lifecycle");
+        (l.len() >= 2).then_some(l)
+    })
+    .await
+    .expect("a second reauthorizationRequired for the new token");
+    assert!(
+        warnings
+            .iter()
+            .all(|e| e["lifecycleEvent"] == "reauthorizationRequired")
+    );
+}
+
+#[tokio::test]
+async fn expired_delta_links_answer_410() {
+    let env = start(Seed::Small, 0.0).await;
+    let (team, chan) = env.channel("Engineering", "General").await;
+    let r = env
+        .get(
+            &env.svc_token,
+            &format!(
+                "/teams/{team}/channels/{chan}/messages/delta?$filter=lastModifiedDateTime%20gt%202020-01-01T00:00:00Z"
+            ),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let mut link = r.body["@odata.nextLink"]
+        .as_str()
+        .or(r.body["@odata.deltaLink"].as_str())
+        .unwrap()
+        .to_owned();
+    loop {
+        let r = env.get(&env.svc_token, &link).await;
+        match r.body["@odata.nextLink"].as_str() {
+            Some(n) => link = n.to_owned(),
+            None => {
+                link = r.body["@odata.deltaLink"]
+                    .as_str()
+                    .unwrap_or(&link)
+                    .to_owned();
+                break;
+            }
+        }
+    }
+    assert_eq!(env.get(&env.svc_token, &link).await.status, 200);
+    let x = env
+        .control(
+            Method::POST,
+            "/msteams/delta/expire",
+            Some(json!({"channel": chan})),
+        )
+        .await;
+    assert_eq!(x.status, 200);
+    let r = env.get(&env.svc_token, &link).await;
+    assert_eq!(r.status, 410, "{}", r.body);
+    assert_eq!(r.error_code(), "resyncRequired");
+}

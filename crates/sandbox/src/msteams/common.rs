@@ -85,6 +85,8 @@ pub(crate) struct Caller {
     pub client_id: String,
     /// Graph permissions: delegated scopes or application roles.
     pub perms: u32,
+    /// When the caller's access token expires (unix seconds).
+    pub token_expires_at: u64,
 }
 
 impl Caller {
@@ -168,28 +170,28 @@ pub(crate) fn authenticate(world: &World, headers: &HeaderMap) -> Result<Caller,
     })
 }
 
-/// Named rate-limit buckets (limits per app per tenant, before `time_scale`).
+/// Named rate-limit buckets (limits per app per tenant, before `time_scale`): the current
+/// "Microsoft Teams service limits" table of Graph's throttling page. There is no
+/// tenant-wide "any Teams call" bucket (the old 15,000 per 10 s row is gone).
 #[derive(Debug, Clone)]
 pub(crate) enum Limit {
-    /// Any Teams call: 15,000 per 10 s.
-    TeamsAny,
-    /// GET /teams, /teams/{id}/channels, /teams/{id}/channels/{id}, /teams/{id}/members:
-    /// 60 per s.
-    GetTeamChannel,
-    /// GET /teams/{id}, /me/joinedTeams: 30 per s.
-    GetTeamById,
-    /// GET of channel messages (list, get, replies, delta): 5 per s.
+    /// GET of one team or channel (`/teams/{id}`, `/teams/{id}/channels/{id}`) and
+    /// `/me/joinedTeams`: 30 per s.
+    GetTeamOrChannel,
+    /// GET `/teams/{id}/members`, `/teams/{id}/channels`, a channel's members: 60 per s.
+    GetMembersOrChannels,
+    /// GET of channel messages (list, get, replies, delta): 20 per s.
     GetMessage,
-    /// POST channel message or reply: 2 per s.
+    /// POST channel message or reply: 50 per s.
     PostMessage,
-    /// Other Teams writes (members add/remove, message PATCH, softDelete, reactions): 30 per s.
-    OtherTeamsWrite,
+    /// Other GET calls for Teams (`/teams`, `filesFolder`, …): 30 per s.
+    OtherGet,
+    /// Other Teams calls (members add/remove, message PATCH, softDelete, reactions): 30 per s.
+    OtherCall,
     /// Any call on one given team: 4 per s.
     Team(String),
     /// Any call on one given channel: 4 per s.
     Channel(String),
-    /// Messages posted to one channel: 3,000 per day.
-    ChannelDaily(String),
     /// Directory (users, me, memberOf): 3,000 per 10 s.
     Directory,
     /// POST /invitations: 150 per 5 s per tenant.
@@ -202,23 +204,16 @@ impl Limit {
     fn rule(&self, client: &str) -> (String, u32, Duration) {
         let s = Duration::from_secs(1);
         match self {
-            Limit::TeamsAny => (
-                format!("graph:{client}:teams-any"),
-                15_000,
-                Duration::from_secs(10),
-            ),
-            Limit::GetTeamChannel => (format!("graph:{client}:get-team-channel"), 60, s),
-            Limit::GetTeamById => (format!("graph:{client}:get-team-by-id"), 30, s),
-            Limit::GetMessage => (format!("graph:{client}:get-message"), 5, s),
-            Limit::PostMessage => (format!("graph:{client}:post-message"), 2, s),
-            Limit::OtherTeamsWrite => (format!("graph:{client}:other-teams-write"), 30, s),
+            Limit::GetTeamOrChannel => (format!("graph:{client}:get-team-or-channel"), 30, s),
+            Limit::GetMembersOrChannels => {
+                (format!("graph:{client}:get-members-or-channels"), 60, s)
+            }
+            Limit::GetMessage => (format!("graph:{client}:get-message"), 20, s),
+            Limit::PostMessage => (format!("graph:{client}:post-message"), 50, s),
+            Limit::OtherGet => (format!("graph:{client}:other-get"), 30, s),
+            Limit::OtherCall => (format!("graph:{client}:other-call"), 30, s),
             Limit::Team(t) => (format!("graph:{client}:team:{t}"), 4, s),
             Limit::Channel(c) => (format!("graph:{client}:channel:{c}"), 4, s),
-            Limit::ChannelDaily(c) => (
-                format!("graph:{client}:channel-daily:{c}"),
-                3_000,
-                Duration::from_secs(86_400),
-            ),
             Limit::Directory => (
                 format!("graph:{client}:directory"),
                 3_000,
@@ -256,6 +251,68 @@ pub(crate) fn throttle(world: &World, caller: &Caller, limits: &[Limit]) -> Resu
         e.retry_after = Some(retry_after_secs(wait));
         e
     })
+}
+
+/// Messages one app may post into one channel per day.
+pub(crate) const CHANNEL_DAILY_MESSAGES: u32 = 3_000;
+
+/// Posts of one app into one channel during the current day.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DayCount {
+    /// When the day started (ms since the epoch).
+    pub started_ms: u64,
+    /// Messages posted so far that day.
+    pub used: u32,
+}
+
+/// The length of the sandbox's day: 86,400 s divided by `time_scale` (a real day at 1).
+pub(crate) fn day_ms(world: &World) -> u64 {
+    let scale = world.config.time_scale;
+    let scale = if scale.is_finite() && scale > 0.0 {
+        scale
+    } else {
+        1.0
+    };
+    ((86_400_000.0 / scale).round() as u64).max(1)
+}
+
+/// Counts one message of `caller`'s app into `channel` against the daily budget (3,000 per
+/// app per day per channel, counted even with rate limits off), or answers 429 with a
+/// `Retry-After` until the day starts over.
+pub(crate) fn take_daily_message(
+    world: &World,
+    caller: &Caller,
+    channel: &str,
+) -> Result<(), GraphError> {
+    let now = crate::util::now_unix_ms() as u64;
+    let day = day_ms(world);
+    let mut days = world.msteams.daily.lock();
+    let d = days
+        .entry((caller.client_id.clone(), channel.to_owned()))
+        .or_insert(DayCount {
+            started_ms: now,
+            used: 0,
+        });
+    if now.saturating_sub(d.started_ms) >= day {
+        *d = DayCount {
+            started_ms: now,
+            used: 0,
+        };
+    }
+    if d.used >= CHANNEL_DAILY_MESSAGES {
+        let left = (d.started_ms + day).saturating_sub(now);
+        let mut e = GraphError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "TooManyRequests",
+            format!(
+                "This app has posted {CHANNEL_DAILY_MESSAGES} messages to this channel today, the daily limit. Retry after the time given in the Retry-After header."
+            ),
+        );
+        e.retry_after = Some(retry_after_secs(Duration::from_millis(left)));
+        return Err(e);
+    }
+    d.used += 1;
+    Ok(())
 }
 
 /// Parsed OData query options (`$top` and `top` are both accepted).

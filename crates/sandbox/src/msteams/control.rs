@@ -38,6 +38,8 @@ pub(crate) fn routes() -> Router<SharedWorld> {
         .route("/tokens/expire", post(expire_token))
         .route("/tokens/revoke", post(revoke_tokens))
         .route("/subscriptions", get(list_subscriptions))
+        .route("/delta/expire", post(expire_delta))
+        .route("/daily-messages", post(set_daily_messages))
         .route("/subscriptions/{id}/lifecycle", post(lifecycle))
         .route(
             "/notifications",
@@ -597,6 +599,65 @@ async fn revoke_tokens(State(world): State<SharedWorld>, b: JsonBody<RevokeReq>)
     let n = world.msteams.revoke_user(user);
     on_user_revoked(&world, user);
     Json(json!({"revoked": n})).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+struct ChannelReq {
+    channel: String,
+}
+
+/// `POST /delta/expire` `{channel}`: every delta link of the channel issued so far is
+/// expired; using one answers 410 `resyncRequired`.
+async fn expire_delta(State(world): State<SharedWorld>, b: JsonBody<ChannelReq>) -> Response {
+    let req = match body(b) {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
+    let channel = req.channel.trim().to_owned();
+    let known = {
+        let dir = world.msteams.dir.read();
+        dir.teams
+            .iter()
+            .any(|t| t.channels.iter().any(|c| c.id == channel))
+    };
+    if !known {
+        return err(StatusCode::NOT_FOUND, "unknown channel").into_response();
+    }
+    // links issued in this very millisecond are expired too
+    let now = crate::util::now_unix_ms() as u64 + 1;
+    world.msteams.delta_expired.lock().insert(channel, now);
+    Json(json!({"expired": true})).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+struct DailyReq {
+    channel: String,
+    used: u32,
+    #[serde(default)]
+    client_id: Option<String>,
+}
+
+/// `POST /daily-messages` `{channel, used, client_id?}`: sets how many messages the app
+/// (the seeded app unless `client_id` is given) has posted into the channel today, so the
+/// 3,000-a-day limit can be reached without posting 3,000 messages.
+async fn set_daily_messages(State(world): State<SharedWorld>, b: JsonBody<DailyReq>) -> Response {
+    let req = match body(b) {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
+    let client_id = match req.client_id {
+        Some(c) => c,
+        None => world.msteams.dir.read().app.client_id.clone(),
+    };
+    let used = req.used.min(super::common::CHANNEL_DAILY_MESSAGES);
+    world.msteams.daily.lock().insert(
+        (client_id, req.channel.trim().to_owned()),
+        super::common::DayCount {
+            started_ms: crate::util::now_unix_ms() as u64,
+            used,
+        },
+    );
+    Json(json!({"used": used, "limit": super::common::CHANNEL_DAILY_MESSAGES})).into_response()
 }
 
 async fn list_subscriptions(State(world): State<SharedWorld>) -> Response {

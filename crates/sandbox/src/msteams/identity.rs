@@ -96,6 +96,7 @@ impl GraphState {
             user: t.user,
             client_id: t.client_id.clone(),
             perms: t.perms,
+            token_expires_at: t.expires_at,
         })
     }
 

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use super::common::{
     Caller, GResult, GraphError, Limit, Query, authenticate, decode_token, encode_token,
-    graph_link, iso_ms, ok_json, parse_body, parse_iso, throttle,
+    graph_link, iso_ms, ok_json, parse_body, parse_iso, take_daily_message, throttle,
 };
 use super::model::{ChannelMsgs, Msg, Perm, Reaction};
 use super::state::Dir;
@@ -773,20 +773,12 @@ type ChanPath = Path<(String, String)>;
 type MsgPath = Path<(String, String, String)>;
 type ReplyPath = Path<(String, String, String, String)>;
 
-fn read_limits(channel: &str) -> [Limit; 3] {
-    [
-        Limit::TeamsAny,
-        Limit::GetMessage,
-        Limit::Channel(channel.to_owned()),
-    ]
+fn read_limits(channel: &str) -> [Limit; 2] {
+    [Limit::GetMessage, Limit::Channel(channel.to_owned())]
 }
 
-fn write_limits(channel: &str) -> [Limit; 3] {
-    [
-        Limit::TeamsAny,
-        Limit::OtherTeamsWrite,
-        Limit::Channel(channel.to_owned()),
-    ]
+fn write_limits(channel: &str) -> [Limit; 2] {
+    [Limit::OtherCall, Limit::Channel(channel.to_owned())]
 }
 
 fn created(v: Value) -> axum::response::Response {
@@ -828,12 +820,7 @@ async fn post_common(
     throttle(
         &world,
         &caller,
-        &[
-            Limit::TeamsAny,
-            Limit::PostMessage,
-            Limit::Channel(channel.clone()),
-            Limit::ChannelDaily(channel.clone()),
-        ],
+        &[Limit::PostMessage, Limit::Channel(channel.clone())],
     )?;
     if caller.app_only() {
         return Err(app_only_post());
@@ -848,6 +835,8 @@ async fn post_common(
             None => None,
             Some(r) => Some(find_root(&dir, ti, ci, r)?),
         };
+        let channel_key = dir.channel(ti, ci).id.clone();
+        take_daily_message(&world, &caller, &channel_key)?;
         let id = create_message(&mut dir, ti, ci, user, &input, reply_to)?;
         let m = dir.msg(ti, ci, id).cloned().ok_or_else(|| {
             GraphError::new(
@@ -1231,6 +1220,9 @@ struct DeltaToken {
     /// $filter lastModifiedDateTime gt (ms), first round only
     #[serde(default)]
     f: Option<u64>,
+    /// when the deltaLink was issued (ms), so it can be expired
+    #[serde(default)]
+    i: u64,
 }
 
 fn chain_modified(ms: &ChannelMsgs, root: &Msg) -> u64 {
@@ -1277,6 +1269,20 @@ pub(crate) async fn delta(
         decode_token(tok, "$skiptoken")?
     } else if let Some(tok) = q.get("$deltatoken") {
         let mut d: DeltaToken = decode_token(tok, "$deltatoken")?;
+        let expired_before = world
+            .msteams
+            .delta_expired
+            .lock()
+            .get(&ch.id)
+            .copied()
+            .unwrap_or(0);
+        if d.i < expired_before {
+            return Err(GraphError::new(
+                StatusCode::GONE,
+                "resyncRequired",
+                "The delta token has expired and is no longer valid. Start a new round of change tracking (with a $filter on lastModifiedDateTime).",
+            ));
+        }
         d.s = None;
         d.k = None;
         d.f = None;
@@ -1293,6 +1299,7 @@ pub(crate) async fn delta(
                 Some(f) => Some(parse_delta_filter(f)?),
                 None => None,
             },
+            i: 0,
         }
     };
     st.t = super::common::token_top(st.t, MSG_TOP_MAX)?;
@@ -1346,6 +1353,7 @@ pub(crate) async fn delta(
             t: st.t,
             x: st.x,
             f: None,
+            i: crate::util::now_unix_ms() as u64,
         };
         out["@odata.deltaLink"] = Value::String(graph_link(
             &world,

@@ -38,6 +38,10 @@ pub(crate) struct GraphState {
     pub(crate) auth: Mutex<identity::Auth>,
     pub(crate) subs: Mutex<subscriptions::Subs>,
     pub(crate) log: Mutex<subscriptions::DeliveryLog>,
+    /// Messages posted per (app, channel) today (the 3,000-a-day budget).
+    pub(crate) daily: Mutex<std::collections::HashMap<(String, String), common::DayCount>>,
+    /// Per channel id: delta links issued before this time (ms) are expired (410).
+    pub(crate) delta_expired: Mutex<std::collections::HashMap<String, u64>>,
     tenant_id: String,
     service_token: String,
 }
@@ -75,6 +79,8 @@ impl GraphState {
             auth: Mutex::new(identity::Auth::default()),
             subs: Mutex::new(subscriptions::Subs::default()),
             log: Mutex::new(subscriptions::DeliveryLog::default()),
+            daily: Mutex::new(std::collections::HashMap::new()),
+            delta_expired: Mutex::new(std::collections::HashMap::new()),
             tenant_id,
             service_token: String::new(),
         };
@@ -224,6 +230,10 @@ pub(crate) fn routes() -> Router<SharedWorld> {
         .route(
             &format!("{g}/teams/{{team}}/channels/{{channel}}"),
             get(teams::get_channel),
+        )
+        .route(
+            &format!("{g}/teams/{{team}}/channels/{{channel}}/members"),
+            get(teams::list_channel_members),
         )
         .route(
             &format!("{g}/teams/{{team}}/members"),

@@ -108,7 +108,16 @@ pub(crate) struct Sub {
     pub creator: Option<u32>,
     pub creator_id: String,
     pub latest_tls: String,
+    /// The expiry-near warning was sent for the current lifetime.
     reauth_sent: bool,
+    /// When the delegated token that created, renewed or last reauthorized the
+    /// subscription expires (unix seconds); `0` for app-only subscriptions.
+    token_expires_at: u64,
+    /// The token expiry a `reauthorizationRequired` was last sent for.
+    reauth_sent_for: u64,
+    /// Delivery is paused (the token expired without a reauthorization): changes are
+    /// dropped, not queued, as Graph does.
+    pub paused: bool,
     created_order: u64,
     tx: mpsc::UnboundedSender<Outbound>,
 }
@@ -243,7 +252,11 @@ pub(crate) fn subs_json(world: &World) -> Value {
     let subs = world.msteams.subs.lock();
     let mut list: Vec<&Sub> = subs.map.values().collect();
     list.sort_by_key(|s| s.created_order);
-    json!({ "value": list.iter().map(|s| sub_json(s)).collect::<Vec<_>>() })
+    json!({ "value": list.iter().map(|s| {
+        let mut v = sub_json(s);
+        v["paused"] = Value::Bool(s.paused);
+        v
+    }).collect::<Vec<_>>() })
 }
 
 fn lifecycle_item(world: &World, s: &Sub, event: &str) -> Value {
@@ -295,6 +308,7 @@ pub(crate) fn notify(
                 && s.channel_id == channel_id
                 && s.change_bits & change.bit() != 0
                 && s.expiration_ms > now
+                && !s.paused
         })
         .collect();
     matching.sort_by_key(|s| s.created_order);
@@ -553,8 +567,24 @@ pub(crate) fn tick(world: &World) {
     for id in expired {
         subs.map.remove(&id);
     }
+    let lead_ms = reauth_lead_ms(world);
     for s in subs.map.values_mut() {
-        if s.reauth_sent || s.lifecycle_url.is_none() {
+        if s.lifecycle_url.is_none() {
+            continue;
+        }
+        // the delegated token behind the subscription nears expiry: warn (once per token),
+        // and pause delivery once it has expired without a reauthorization
+        if s.token_expires_at > 0 {
+            let expires_ms = s.token_expires_at * 1000;
+            if s.reauth_sent_for != s.token_expires_at && now + lead_ms >= expires_ms {
+                s.reauth_sent_for = s.token_expires_at;
+                queue_lifecycle(world, s, "reauthorizationRequired");
+            }
+            if now >= expires_ms {
+                s.paused = true;
+            }
+        }
+        if s.reauth_sent {
             continue;
         }
         let lifetime = s.expiration_ms.saturating_sub(s.renewed_ms);
@@ -564,6 +594,18 @@ pub(crate) fn tick(world: &World) {
             queue_lifecycle(world, s, "reauthorizationRequired");
         }
     }
+}
+
+/// How long before the delegated token's expiry `reauthorizationRequired` is sent: 10
+/// minutes divided by `time_scale`.
+fn reauth_lead_ms(world: &World) -> u64 {
+    let scale = world.config.time_scale;
+    let scale = if scale.is_finite() && scale > 0.0 {
+        scale
+    } else {
+        1.0
+    };
+    (600_000.0 / scale) as u64
 }
 
 // ---------------------------------------------------------------------------------------
@@ -753,6 +795,18 @@ pub(crate) async fn create(
             creator_id,
         )
     };
+    {
+        let now = crate::util::now_unix_ms() as u64;
+        let subs = world.msteams.subs.lock();
+        if let Some(existing) = subs.map.values().find(|s| {
+            s.client_id == caller.client_id
+                && s.team_id == team_id
+                && s.channel_id == channel_id
+                && s.expiration_ms > now
+        }) {
+            return Err(duplicate(&existing.resource));
+        }
+    }
     validate_endpoint(&world, &notification_url)
         .await
         .map_err(|e| {
@@ -776,6 +830,16 @@ pub(crate) async fn create(
     let now = crate::util::now_unix_ms() as u64;
     let json_out = {
         let mut subs = world.msteams.subs.lock();
+        // quota: one subscription per app per channel (checked again under the lock, after
+        // the validation round trips)
+        if let Some(existing) = subs.map.values().find(|s| {
+            s.client_id == caller.client_id
+                && s.team_id == team_id
+                && s.channel_id == channel_id
+                && s.expiration_ms > now
+        }) {
+            return Err(duplicate(&existing.resource));
+        }
         subs.counter += 1;
         let sub = Sub {
             id: id.clone(),
@@ -794,6 +858,13 @@ pub(crate) async fn create(
             creator_id,
             latest_tls: tls,
             reauth_sent: false,
+            token_expires_at: if caller.user.is_some() {
+                caller.token_expires_at
+            } else {
+                0
+            },
+            reauth_sent_for: 0,
+            paused: false,
             created_order: subs.counter,
             tx,
         };
@@ -820,6 +891,18 @@ pub(crate) async fn list(State(world): State<SharedWorld>, headers: HeaderMap) -
         mine.iter().map(|s| sub_json(s)).collect(),
         None,
     )))
+}
+
+/// 403 for a second subscription of one app on one channel (Graph's quota for chatMessage:
+/// one subscription per app per channel or chat).
+fn duplicate(resource: &str) -> GraphError {
+    GraphError::new(
+        StatusCode::FORBIDDEN,
+        "ExtensionError",
+        format!(
+            "Operation: Create; Exception: [Status Code: Forbidden; Reason: The app already has a subscription on resource '{resource}'; the quota is one subscription per app per channel. Renew (PATCH) or delete the existing subscription.]"
+        ),
+    )
 }
 
 fn not_found(id: &str) -> GraphError {
@@ -905,6 +988,11 @@ pub(crate) async fn update(
         s.renewed_ms = crate::util::now_unix_ms() as u64;
         s.reauth_sent = false;
     }
+    // a renewal with a valid delegated token reauthorizes the subscription
+    if caller.user.is_some() {
+        s.token_expires_at = caller.token_expires_at;
+        s.paused = false;
+    }
     if let Some(u) = &req.notification_url {
         s.notification_url = u.clone();
     }
@@ -946,6 +1034,10 @@ pub(crate) async fn reauthorize(
         .ok_or_else(|| not_found(&id))?;
     s.reauth_sent = false;
     s.renewed_ms = crate::util::now_unix_ms() as u64;
+    if caller.user.is_some() {
+        s.token_expires_at = caller.token_expires_at;
+    }
+    s.paused = false;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

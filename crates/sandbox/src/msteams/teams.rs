@@ -216,14 +216,14 @@ struct OffsetToken {
     t: usize,
 }
 
-/// `GET /teams`: every team in the tenant (Teams/Global Administrators and app-only tokens).
+/// `GET /teams`: every team in the tenant, for any caller with `Team.ReadBasic.All`.
 pub(crate) async fn list_teams(
     State(world): State<SharedWorld>,
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> GResult {
     let caller = authenticate(&world, &headers)?;
-    throttle(&world, &caller, &[Limit::TeamsAny, Limit::GetTeamChannel])?;
+    throttle(&world, &caller, &[Limit::OtherGet])?;
     caller.require_teams(TEAM_READ_PERMS)?;
     let q = Query::parse(raw.as_deref())?;
     let select = q.select();
@@ -238,14 +238,10 @@ pub(crate) async fn list_teams(
         }
         None => (0, q.top(100, 999)?),
     };
+    // any delegated user with Team.ReadBasic.All lists every team of the tenant (id,
+    // displayName, description), including teams it cannot read further: their channels
+    // and members answer 403 to a non-member who is not a Teams Administrator
     let dir = world.msteams.dir.read();
-    if let Some(u) = caller.user {
-        if !dir.users[u as usize].is_teams_admin() {
-            return Err(GraphError::forbidden(
-                "Forbidden: listing every team of the tenant requires the Teams Administrator or Global Administrator role. Use /me/joinedTeams.",
-            ));
-        }
-    }
     let lit = |t: &Team, p: &str| -> Option<Lit> {
         match p {
             "displayName" => Some(Lit::Str(t.display_name.clone())),
@@ -289,7 +285,7 @@ pub(crate) async fn list_teams(
 /// `GET /me/joinedTeams`.
 pub(crate) async fn joined_teams(State(world): State<SharedWorld>, headers: HeaderMap) -> GResult {
     let caller = authenticate(&world, &headers)?;
-    throttle(&world, &caller, &[Limit::TeamsAny, Limit::GetTeamById])?;
+    throttle(&world, &caller, &[Limit::GetTeamOrChannel])?;
     let user = caller.me()?;
     caller.require_teams(TEAM_READ_PERMS)?;
     let dir = world.msteams.dir.read();
@@ -332,11 +328,7 @@ pub(crate) async fn get_team(
     throttle(
         &world,
         &caller,
-        &[
-            Limit::TeamsAny,
-            Limit::GetTeamById,
-            Limit::Team(team.clone()),
-        ],
+        &[Limit::GetTeamOrChannel, Limit::Team(team.clone())],
     )?;
     caller.require_teams(TEAM_READ_PERMS)?;
     let q = Query::parse(raw.as_deref())?;
@@ -386,11 +378,7 @@ pub(crate) async fn list_channels(
     throttle(
         &world,
         &caller,
-        &[
-            Limit::TeamsAny,
-            Limit::GetTeamChannel,
-            Limit::Team(team.clone()),
-        ],
+        &[Limit::GetMembersOrChannels, Limit::Team(team.clone())],
     )?;
     caller.require_teams(CHANNEL_READ_PERMS)?;
     let q = Query::parse(raw.as_deref())?;
@@ -455,11 +443,7 @@ pub(crate) async fn get_channel(
     throttle(
         &world,
         &caller,
-        &[
-            Limit::TeamsAny,
-            Limit::GetTeamChannel,
-            Limit::Channel(channel.clone()),
-        ],
+        &[Limit::GetTeamOrChannel, Limit::Channel(channel.clone())],
     )?;
     caller.require_teams(CHANNEL_READ_PERMS)?;
     let dir = world.msteams.dir.read();
@@ -488,6 +472,76 @@ pub(crate) async fn get_channel(
     Ok(ok_json(v))
 }
 
+/// `GET /teams/{id}/channels/{id}/members`: a private or shared channel's own members; a
+/// standard channel's members are the team's. `$top` (default 100, max 999), paged.
+pub(crate) async fn list_channel_members(
+    State(world): State<SharedWorld>,
+    headers: HeaderMap,
+    Path((team, channel)): Path<(String, String)>,
+    RawQuery(raw): RawQuery,
+) -> GResult {
+    let caller = authenticate(&world, &headers)?;
+    throttle(
+        &world,
+        &caller,
+        &[Limit::GetMembersOrChannels, Limit::Channel(channel.clone())],
+    )?;
+    caller.require_teams(MEMBER_READ_PERMS)?;
+    let q = Query::parse(raw.as_deref())?;
+    let (offset, top) = match q.get("$skiptoken") {
+        Some(t) => {
+            let tok: OffsetToken = decode_token(t, "$skiptoken")?;
+            (tok.o, token_top(tok.t, 999)?)
+        }
+        None => (0, q.top(100, 999)?),
+    };
+    let dir = world.msteams.dir.read();
+    let ti = find_team(&dir, &team)?;
+    check_team_read(&dir, &caller, ti)?;
+    let ci = dir.find_channel(ti, &channel, false).ok_or_else(|| {
+        GraphError::not_found(
+            "NotFound",
+            format!("Channel {channel} not found in team {team}."),
+        )
+    })?;
+    let t = &dir.teams[ti as usize];
+    let c = &t.channels[ci as usize];
+    if !channel_visible(&dir, &caller, c) {
+        return Err(GraphError::forbidden(format!(
+            "Forbidden: the caller is not a member of the {} channel {}.",
+            c.membership_type.as_str(),
+            c.id
+        )));
+    }
+    let all: Vec<(u32, bool)> = if c.membership_type == MembershipType::Standard {
+        t.members.iter().map(|m| (m.user, m.owner)).collect()
+    } else {
+        c.members.clone()
+    };
+    let end = offset.saturating_add(top).min(all.len());
+    let page: Vec<Value> = all
+        .get(offset..end)
+        .unwrap_or(&[])
+        .iter()
+        .map(|(u, owner)| member_json(&dir, t, *u, *owner))
+        .collect();
+    let next = (end < all.len()).then(|| {
+        graph_link(
+            &world,
+            &format!("/teams/{}/channels/{}/members", t.id, c.id),
+            &[
+                ("$top", top.to_string()),
+                ("$skiptoken", encode_token(&OffsetToken { o: end, t: top })),
+            ],
+        )
+    });
+    Ok(ok_json(collection(
+        &format!("teams('{}')/channels('{}')/members", t.id, c.id),
+        page,
+        next,
+    )))
+}
+
 /// `GET /teams/{id}/members`: `$top` (default 100, max 999), paged.
 pub(crate) async fn list_members(
     State(world): State<SharedWorld>,
@@ -499,11 +553,7 @@ pub(crate) async fn list_members(
     throttle(
         &world,
         &caller,
-        &[
-            Limit::TeamsAny,
-            Limit::GetTeamChannel,
-            Limit::Team(team.clone()),
-        ],
+        &[Limit::GetMembersOrChannels, Limit::Team(team.clone())],
     )?;
     caller.require_teams(MEMBER_READ_PERMS)?;
     let q = Query::parse(raw.as_deref())?;
@@ -553,11 +603,7 @@ pub(crate) async fn get_member(
     throttle(
         &world,
         &caller,
-        &[
-            Limit::TeamsAny,
-            Limit::GetTeamChannel,
-            Limit::Team(team.clone()),
-        ],
+        &[Limit::GetMembersOrChannels, Limit::Team(team.clone())],
     )?;
     caller.require_teams(MEMBER_READ_PERMS)?;
     let dir = world.msteams.dir.read();
@@ -620,11 +666,7 @@ pub(crate) async fn add_member(
     throttle(
         &world,
         &caller,
-        &[
-            Limit::TeamsAny,
-            Limit::OtherTeamsWrite,
-            Limit::Team(team.clone()),
-        ],
+        &[Limit::OtherCall, Limit::Team(team.clone())],
     )?;
     caller.require_teams(MEMBER_WRITE_PERMS)?;
     let req: AddMemberReq = parse_body(&body)?;
@@ -707,11 +749,7 @@ pub(crate) async fn remove_member(
     throttle(
         &world,
         &caller,
-        &[
-            Limit::TeamsAny,
-            Limit::OtherTeamsWrite,
-            Limit::Team(team.clone()),
-        ],
+        &[Limit::OtherCall, Limit::Team(team.clone())],
     )?;
     caller.require_teams(MEMBER_WRITE_PERMS)?;
     let (team_id, user) = {
