@@ -728,6 +728,9 @@ mod tests {
                 .to_plain_text()
                 .ends_with(TRUNCATION_MARKER)
         );
+        let plain = from_plain_text(&"line\n".repeat(MAX_HTML_BYTES));
+        assert!(plain.to_plain_text().ends_with(TRUNCATION_MARKER));
+        assert!(plain.to_plain_text().len() <= MAX_HTML_BYTES + TRUNCATION_MARKER.len() + 2);
         // at the cap exactly: no marker
         let exact = "a".repeat(MAX_HTML_BYTES);
         assert_eq!(from_html(&exact, &[]).to_plain_text(), exact);

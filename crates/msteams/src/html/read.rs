@@ -61,10 +61,15 @@ fn cut(html: &str, max: usize) -> &str {
 }
 
 /// Converts plain text (a `text` body) into rich text: one paragraph per blank-line
-/// separated chunk, single newlines kept as line breaks.
+/// separated chunk, single newlines kept as line breaks. Like [`from_html`], text over
+/// [`MAX_HTML_BYTES`] is cut there and ends with [`TRUNCATION_MARKER`].
 pub fn from_plain_text(text: &str) -> RichText {
+    let mut end = text.len().min(MAX_HTML_BYTES);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
     let mut blocks = Vec::new();
-    for chunk in text.replace("\r\n", "\n").split("\n\n") {
+    for chunk in text[..end].replace("\r\n", "\n").split("\n\n") {
         let mut inlines = Vec::new();
         for (i, line) in chunk.split('\n').enumerate() {
             if i > 0 {
@@ -80,6 +85,13 @@ pub fn from_plain_text(text: &str) -> RichText {
         if !inlines.is_empty() {
             blocks.push(Block::Paragraph { inlines });
         }
+    }
+    if end < text.len() {
+        blocks.push(Block::Paragraph {
+            inlines: vec![Inline::Text {
+                text: TRUNCATION_MARKER.to_owned(),
+            }],
+        });
     }
     RichText { blocks }
 }

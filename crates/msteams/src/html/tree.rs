@@ -25,6 +25,7 @@
 
 use std::cell::RefCell;
 
+use html5ever::LocalName;
 use html5ever::tendril::StrTendril;
 use html5ever::tokenizer::states::RawKind;
 use html5ever::tokenizer::{
@@ -36,10 +37,20 @@ use super::lex::{RAW_TEXT, bound_attributes};
 /// The deepest nesting of elements kept; deeper start tags are flattened.
 pub(crate) const MAX_TREE_DEPTH: usize = 64;
 
-/// Attributes the reader looks at; all others are discarded while building.
-const KEPT_ATTRS: &[&str] = &[
-    "href", "src", "alt", "title", "itemtype", "id", "class", "start",
-];
+/// The attributes the reader looks at, per element; all others are discarded while
+/// building.
+fn kept_attr(element: &str, attr: &str) -> Option<&'static str> {
+    let keep: &[&'static str] = match element {
+        "a" => &["href"],
+        "img" => &["src", "alt", "itemtype"],
+        "emoji" => &["alt", "title"],
+        "at" => &["id"],
+        "ol" => &["start"],
+        "pre" | "code" | "codeblock" => &["class"],
+        _ => &[],
+    };
+    keep.iter().copied().find(|k| *k == attr)
+}
 
 /// Elements that never have content (not pushed on the stack).
 const VOID: &[&str] = &[
@@ -111,8 +122,8 @@ pub(super) enum Data {
     Root,
     /// An element with its kept attributes.
     Element {
-        name: String,
-        attrs: Vec<(String, String)>,
+        name: LocalName,
+        attrs: Vec<(&'static str, String)>,
     },
     /// Decoded text.
     Text(String),
@@ -199,7 +210,7 @@ impl<'t> El<'t> {
         match &self.tree.nodes[self.id].data {
             Data::Element { attrs, .. } => attrs
                 .iter()
-                .find(|(k, _)| k == name)
+                .find(|(k, _)| *k == name)
                 .map(|(_, v)| v.as_str()),
             _ => None,
         }
@@ -234,7 +245,7 @@ impl TokenSink for Sink {
 }
 
 struct Open {
-    name: String,
+    name: LocalName,
     /// `None` inside a dropped element.
     node: Option<NodeId>,
 }
@@ -283,22 +294,21 @@ impl Builder {
     fn token(&mut self, token: Token) -> TokenSinkResult<()> {
         match token {
             Token::CharacterTokens(t) => self.text(&t),
-            Token::TagToken(tag) => {
-                let name: &str = &tag.name;
-                match tag.kind {
-                    TagKind::StartTag => {
-                        let attrs = tag
-                            .attrs
-                            .iter()
-                            .filter(|a| KEPT_ATTRS.contains(&&*a.name.local))
-                            .map(|a| (a.name.local.to_string(), a.value.to_string()))
-                            .collect();
-                        self.start(name, attrs);
-                        return kind_of(name);
-                    }
-                    TagKind::EndTag => self.end(name),
+            Token::TagToken(tag) => match tag.kind {
+                TagKind::StartTag => {
+                    let attrs = tag
+                        .attrs
+                        .iter()
+                        .filter_map(|a| {
+                            kept_attr(&tag.name, &a.name.local).map(|k| (k, a.value.to_string()))
+                        })
+                        .collect();
+                    let kind = kind_of(&tag.name);
+                    self.start(tag.name, attrs);
+                    return kind;
                 }
-            }
+                TagKind::EndTag => self.end(&tag.name),
+            },
             _ => {}
         }
         TokenSinkResult::Continue
@@ -332,7 +342,7 @@ impl Builder {
     /// scope boundary or one of `stop`.
     fn in_scope(&self, names: &[&str], stop: &[&str]) -> Option<usize> {
         for (i, o) in self.stack.iter().enumerate().rev() {
-            let n = o.name.as_str();
+            let n: &str = &o.name;
             if names.contains(&n) {
                 return Some(i);
             }
@@ -350,11 +360,16 @@ impl Builder {
         self.overflow = 0;
     }
 
-    fn start(&mut self, name: &str, attrs: Vec<(String, String)>) {
+    fn start(&mut self, local: LocalName, attrs: Vec<(&'static str, String)>) {
+        let local = if &*local == "image" {
+            LocalName::from("img")
+        } else {
+            local
+        };
+        let name: &str = &local;
         if IGNORED.contains(&name) {
             return;
         }
-        let name = if name == "image" { "img" } else { name };
         // implied end tags
         if CLOSES_P.contains(&name) {
             if let Some(i) = self.in_scope(&["p"], &["button"]) {
@@ -386,14 +401,14 @@ impl Builder {
             let found = if matches!(name, "td" | "th") {
                 self.stack
                     .iter()
-                    .rposition(|o| matches!(o.name.as_str(), "td" | "th" | "tr" | "table"))
+                    .rposition(|o| matches!(&*o.name, "td" | "th" | "tr" | "table"))
                     .filter(|&i| matches!(self.stack[i].name.as_str(), "td" | "th"))
             } else if matches!(name, "tr" | "thead" | "tbody" | "tfoot") {
                 // rows and sections: look down to the nearest table
                 self.stack
                     .iter()
-                    .rposition(|o| o.name == "table" || names.contains(&o.name.as_str()))
-                    .filter(|&i| self.stack[i].name != "table")
+                    .rposition(|o| &*o.name == "table" || names.contains(&&*o.name))
+                    .filter(|&i| &*self.stack[i].name != "table")
             } else {
                 self.in_scope(names, stop)
             };
@@ -411,7 +426,7 @@ impl Builder {
             Some(p) if !super::is_dropped(name) => Some(self.append(
                 p,
                 Data::Element {
-                    name: name.to_owned(),
+                    name: local.clone(),
                     attrs,
                 },
             )),
@@ -419,7 +434,7 @@ impl Builder {
         };
         if !void {
             self.stack.push(Open {
-                name: name.to_owned(),
+                name: local.clone(),
                 node,
             });
         }
@@ -428,7 +443,7 @@ impl Builder {
     fn end(&mut self, name: &str) {
         if name == "br" {
             // `</br>` is a line break in HTML5
-            self.start("br", Vec::new());
+            self.start(LocalName::from("br"), Vec::new());
             return;
         }
         if IGNORED.contains(&name) || VOID.contains(&name) {
@@ -442,7 +457,7 @@ impl Builder {
             "p" => self.in_scope(&["p"], &["button"]),
             "li" => self.in_scope(&["li"], &["ul", "ol"]),
             // closing a boundary itself: the nearest one of that name
-            n if SCOPE.contains(&n) => self.stack.iter().rposition(|o| o.name == n),
+            n if SCOPE.contains(&n) => self.stack.iter().rposition(|o| &*o.name == n),
             n => self.in_scope(&[n], &[]),
         };
         if let Some(i) = found {
