@@ -107,10 +107,47 @@ const SCOPE: &[&str] = &[
     "applet", "caption", "html", "table", "td", "th", "marquee", "object", "template",
 ];
 
-const HEADINGS: &[&str] = &["h1", "h2", "h3", "h4", "h5", "h6"];
-
 /// Tags that are ignored in a fragment (their content is not).
 const IGNORED: &[&str] = &["html", "head", "body"];
+
+/// What an open element is, as bits, so that scope lookups compare integers.
+mod flag {
+    pub const P: u16 = 1;
+    pub const BUTTON: u16 = 1 << 1;
+    pub const LI: u16 = 1 << 2;
+    pub const LIST: u16 = 1 << 3;
+    pub const DD_DT: u16 = 1 << 4;
+    pub const DL: u16 = 1 << 5;
+    pub const A: u16 = 1 << 6;
+    pub const TR: u16 = 1 << 7;
+    pub const CELL: u16 = 1 << 8;
+    pub const TABLE: u16 = 1 << 9;
+    pub const SECTION: u16 = 1 << 10;
+    pub const OPTION: u16 = 1 << 11;
+    pub const SCOPE: u16 = 1 << 12;
+    pub const HEADING: u16 = 1 << 13;
+}
+
+fn flags_of(name: &str) -> u16 {
+    use flag::*;
+    match name {
+        "p" => P,
+        "button" => BUTTON,
+        "li" => LI,
+        "ul" | "ol" => LIST,
+        "dd" | "dt" => DD_DT,
+        "dl" => DL,
+        "a" => A,
+        "tr" => TR,
+        "td" | "th" => CELL | SCOPE,
+        "table" => TABLE | SCOPE,
+        "thead" | "tbody" | "tfoot" => SECTION,
+        "option" => OPTION,
+        "h1" | "h2" | "h3" | "h4" | "h5" | "h6" => HEADING,
+        n if self::SCOPE.contains(&n) => flag::SCOPE,
+        _ => 0,
+    }
+}
 
 /// A node id in [`Tree`].
 pub(super) type NodeId = usize;
@@ -246,6 +283,8 @@ impl TokenSink for Sink {
 
 struct Open {
     name: LocalName,
+    /// [`flags_of`] the name.
+    flags: u16,
     /// `None` inside a dropped element.
     node: Option<NodeId>,
 }
@@ -338,15 +377,28 @@ impl Builder {
         id
     }
 
-    /// The index in the stack of the topmost `names` element, looking down no further than a
-    /// scope boundary or one of `stop`.
-    fn in_scope(&self, names: &[&str], stop: &[&str]) -> Option<usize> {
+    /// The index in the stack of the topmost element with a `target` flag, looking down no
+    /// further than a scope boundary or an element with a `stop` flag. At most
+    /// [`MAX_TREE_DEPTH`] integer tests.
+    fn in_scope(&self, target: u16, stop: u16) -> Option<usize> {
         for (i, o) in self.stack.iter().enumerate().rev() {
-            let n: &str = &o.name;
-            if names.contains(&n) {
+            if o.flags & target != 0 {
                 return Some(i);
             }
-            if SCOPE.contains(&n) || stop.contains(&n) {
+            if o.flags & (flag::SCOPE | stop) != 0 {
+                return None;
+            }
+        }
+        None
+    }
+
+    /// The same for an element by name (compared as atoms).
+    fn named_in_scope(&self, name: &LocalName) -> Option<usize> {
+        for (i, o) in self.stack.iter().enumerate().rev() {
+            if o.name == *name {
+                return Some(i);
+            }
+            if o.flags & flag::SCOPE != 0 {
                 return None;
             }
         }
@@ -370,51 +422,49 @@ impl Builder {
         if IGNORED.contains(&name) {
             return;
         }
+        let flags = flags_of(name);
         // implied end tags
         if CLOSES_P.contains(&name) {
-            if let Some(i) = self.in_scope(&["p"], &["button"]) {
+            if let Some(i) = self.in_scope(flag::P, flag::BUTTON) {
                 self.pop_to(i);
             }
         }
-        if HEADINGS.contains(&name)
+        if flags & flag::HEADING != 0
             && self.overflow == 0
             && self
                 .stack
                 .last()
-                .is_some_and(|o| HEADINGS.contains(&&*o.name))
+                .is_some_and(|o| o.flags & flag::HEADING != 0)
         {
             let top = self.stack.len() - 1;
             self.pop_to(top);
         }
-        let implied: Option<(&[&str], &[&str])> = match name {
-            "li" => Some((&["li"], &["ul", "ol"])),
-            "dd" | "dt" => Some((&["dd", "dt"], &["dl"])),
-            "a" => Some((&["a"], &[])),
-            "tr" => Some((&["tr"], &[])),
-            "td" | "th" => Some((&["td", "th"], &["tr"])),
-            "thead" | "tbody" | "tfoot" => Some((&["thead", "tbody", "tfoot"], &[])),
-            "option" => Some((&["option"], &[])),
+        let found = match name {
+            "li" => self.in_scope(flag::LI, flag::LIST),
+            "dd" | "dt" => self.in_scope(flag::DD_DT, flag::DL),
+            "a" => self.in_scope(flag::A, 0),
+            "option" => self.in_scope(flag::OPTION, 0),
+            // a cell is itself a scope boundary: the nearest cell, row or table decides
+            "td" | "th" => self
+                .stack
+                .iter()
+                .rposition(|o| o.flags & (flag::CELL | flag::TR | flag::TABLE) != 0)
+                .filter(|&i| self.stack[i].flags & flag::CELL != 0),
+            // rows and sections: look down to the nearest table
+            "tr" => self
+                .stack
+                .iter()
+                .rposition(|o| o.flags & (flag::TR | flag::TABLE) != 0)
+                .filter(|&i| self.stack[i].flags & flag::TABLE == 0),
+            "thead" | "tbody" | "tfoot" => self
+                .stack
+                .iter()
+                .rposition(|o| o.flags & (flag::SECTION | flag::TABLE) != 0)
+                .filter(|&i| self.stack[i].flags & flag::TABLE == 0),
             _ => None,
         };
-        if let Some((names, stop)) = implied {
-            // a cell is itself a scope boundary: look at the top directly
-            let found = if matches!(name, "td" | "th") {
-                self.stack
-                    .iter()
-                    .rposition(|o| matches!(&*o.name, "td" | "th" | "tr" | "table"))
-                    .filter(|&i| matches!(self.stack[i].name.as_str(), "td" | "th"))
-            } else if matches!(name, "tr" | "thead" | "tbody" | "tfoot") {
-                // rows and sections: look down to the nearest table
-                self.stack
-                    .iter()
-                    .rposition(|o| &*o.name == "table" || names.contains(&&*o.name))
-                    .filter(|&i| &*self.stack[i].name != "table")
-            } else {
-                self.in_scope(names, stop)
-            };
-            if let Some(i) = found {
-                self.pop_to(i);
-            }
+        if let Some(i) = found {
+            self.pop_to(i);
         }
         let void = VOID.contains(&name);
         let parent = self.current();
@@ -435,30 +485,31 @@ impl Builder {
         if !void {
             self.stack.push(Open {
                 name: local.clone(),
+                flags,
                 node,
             });
         }
     }
 
-    fn end(&mut self, name: &str) {
-        if name == "br" {
+    fn end(&mut self, name: &LocalName) {
+        if &**name == "br" {
             // `</br>` is a line break in HTML5
             self.start(LocalName::from("br"), Vec::new());
             return;
         }
-        if IGNORED.contains(&name) || VOID.contains(&name) {
+        if IGNORED.contains(&&**name) || VOID.contains(&&**name) {
             return;
         }
         if self.overflow > 0 {
             self.overflow -= 1;
             return;
         }
-        let found = match name {
-            "p" => self.in_scope(&["p"], &["button"]),
-            "li" => self.in_scope(&["li"], &["ul", "ol"]),
+        let found = match &**name {
+            "p" => self.in_scope(flag::P, flag::BUTTON),
+            "li" => self.in_scope(flag::LI, flag::LIST),
             // closing a boundary itself: the nearest one of that name
-            n if SCOPE.contains(&n) => self.stack.iter().rposition(|o| &*o.name == n),
-            n => self.in_scope(&[n], &[]),
+            n if SCOPE.contains(&n) => self.stack.iter().rposition(|o| o.name == *name),
+            _ => self.named_in_scope(name),
         };
         if let Some(i) = found {
             self.pop_to(i);
