@@ -34,7 +34,11 @@ fn peak_of<T>(f: impl FnOnce() -> T) -> (T, usize) {
     let base = HEAP.current_usage();
     HEAP.reset_peak_usage();
     let out = f();
-    (out, HEAP.peak_usage().saturating_sub(base))
+    let peak = HEAP.peak_usage().saturating_sub(base);
+    if std::env::var_os("SHOW_PEAKS").is_some() {
+        eprintln!("peak heap {peak} B");
+    }
+    (out, peak)
 }
 
 /// Blocks + inlines of a model, at any depth (iterative).

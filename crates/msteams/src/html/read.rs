@@ -123,7 +123,11 @@ impl Reader<'_> {
                 continue;
             }
             if name == "br" {
-                pending.push(Inline::LineBreak);
+                // a break before any content would be trimmed by `flush` anyway: never
+                // collect it (`<br>` ×n then text costs no memory per break)
+                if !pending.is_empty() {
+                    pending.push(Inline::LineBreak);
+                }
                 continue;
             }
             if !is_block(name) {
