@@ -4,7 +4,8 @@
 //! `from_html_uncapped` (the reader without its 64 KiB input cap, so the growth of the cost
 //! is visible) and `to_html` (of the model read) at 10 KB, 100 KB and 1 MB of each input:
 //! the `<b id=N>` active-formatting reconstruction input, deep unclosed `<div>` / `<ul>` /
-//! `<blockquote>`, many `<br>` then text, and a tag with thousands of attributes. Each 10×
+//! `<blockquote>`, many `<br>` then text (and between two words), and a tag with thousands
+//! of attributes. Each 10×
 //! step of input should cost about 10× (the bar is 15×). Before timing, each case runs once
 //! under a counting global allocator and its heap high-water mark is printed as a markdown
 //! table; criterion's medians are in `target/criterion/*/new/estimates.json`.
@@ -40,6 +41,11 @@ fn breaks(n: usize) -> String {
     "<br>".repeat(n / 4) + "text"
 }
 
+/// Breaks between two words: all of them are kept in the model (the most memory per byte).
+fn breaks_between(n: usize) -> String {
+    "a".to_owned() + &"<br>".repeat(n / 4) + "b"
+}
+
 fn attributes(n: usize) -> String {
     let mut s = String::from("<b");
     let mut i = 0;
@@ -58,6 +64,7 @@ const INPUTS: &[Input] = &[
     ("deep_ul", |n| deep("<ul>", n)),
     ("deep_blockquote", |n| deep("<blockquote>", n)),
     ("br_then_text", breaks),
+    ("text_br_text", breaks_between),
     ("many_attributes", attributes),
 ];
 
