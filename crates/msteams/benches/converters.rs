@@ -5,10 +5,10 @@
 //! is visible) and `to_html` (of the model read) at 10 KB, 100 KB and 1 MB of each input:
 //! the `<b id=N>` active-formatting reconstruction input, deep unclosed `<div>` / `<ul>` /
 //! `<blockquote>`, many `<br>` then text (and between two words), and a tag with thousands
-//! of attributes. Each 10×
-//! step of input should cost about 10× (the bar is 15×). Before timing, each case runs once
-//! under a counting global allocator and its heap high-water mark is printed as a markdown
-//! table; criterion's medians are in `target/criterion/*/new/estimates.json`.
+//! of attributes. Each 10× step of input should cost about 10× (the bar is 15×). Before
+//! timing, each case runs once under a counting global allocator and its heap high-water
+//! mark is printed as a markdown table; criterion's medians are in
+//! `target/criterion/*/new/estimates.json`.
 
 use std::time::Duration;
 
