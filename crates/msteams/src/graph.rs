@@ -25,13 +25,16 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 /// The largest response body read.
 const MAX_BODY: usize = 64 * 1024 * 1024;
 
-/// Parses a `Retry-After` header: delay-seconds (fractions tolerated) or an HTTP date.
+/// Parses a `Retry-After` header: delay-seconds (`1*DIGIT`, a decimal fraction tolerated) or
+/// an HTTP date. Digits are read without floating point and saturate, so any number of them
+/// (`18446744073709551616`, a thousand nines) clamps to the cap instead of overflowing; signs,
+/// exponents and other garbage give `None`. Dates in the past give zero.
 pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let v = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
-    if let Ok(secs) = v.parse::<f64>() {
-        if secs.is_finite() && secs >= 0.0 {
-            return Some(Duration::from_secs_f64(secs).min(MAX_RETRY_AFTER));
-        }
+    if let Some(d) = delay_seconds(v) {
+        return Some(d.min(MAX_RETRY_AFTER));
+    }
+    if v.is_empty() || v.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
         return None;
     }
     let date =
@@ -42,6 +45,34 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
             .unwrap_or(Duration::ZERO)
             .min(MAX_RETRY_AFTER),
     )
+}
+
+/// `DIGITS[.DIGITS]` as a duration, saturating at [`MAX_RETRY_AFTER`] (the caller clamps
+/// anyway): no float, no overflow.
+fn delay_seconds(v: &str) -> Option<Duration> {
+    let (int, frac) = match v.split_once('.') {
+        Some((i, f)) => (i, Some(f)),
+        None => (v, None),
+    };
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(int) || frac.is_some_and(|f| !digits(f)) {
+        return None;
+    }
+    let cap = MAX_RETRY_AFTER.as_secs();
+    let mut secs: u64 = 0;
+    for b in int.bytes() {
+        secs = secs * 10 + u64::from(b - b'0');
+        if secs >= cap {
+            return Some(MAX_RETRY_AFTER);
+        }
+    }
+    let mut nanos: u32 = 0;
+    let mut scale: u32 = 100_000_000;
+    for b in frac.unwrap_or("").bytes().take(9) {
+        nanos += u32::from(b - b'0') * scale;
+        scale /= 10;
+    }
+    Some(Duration::new(secs, nanos))
 }
 
 /// One request to Graph.
@@ -710,6 +741,43 @@ mod tests {
         assert_eq!(retry_after(&h), Some(Duration::ZERO));
         h.insert(RETRY_AFTER, "soon".parse().unwrap());
         assert_eq!(retry_after(&h), None);
+    }
+
+    #[test]
+    fn retry_after_never_panics_on_huge_or_odd_numbers() {
+        let mut h = HeaderMap::new();
+        for huge in [
+            "18446744073709551616",
+            "18446744073709551615",
+            "340282366920938463463374607431768211456",
+            "3600",
+            "3600.000000001",
+            &"9".repeat(1000),
+        ] {
+            h.insert(RETRY_AFTER, huge.parse().unwrap());
+            assert_eq!(retry_after(&h), Some(MAX_RETRY_AFTER), "{huge}");
+        }
+        h.insert(
+            RETRY_AFTER,
+            format!("1.{}", "9".repeat(1000)).parse().unwrap(),
+        );
+        assert_eq!(retry_after(&h), Some(Duration::new(1, 999_999_999)));
+        h.insert(RETRY_AFTER, "1.25".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_millis(1250)));
+        h.insert(RETRY_AFTER, "0".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::ZERO));
+        for odd in [
+            "1e300", "1e19", "inf", "NaN", "-0", "+5", ".5", "5.", "1.2.3", "", "0x10", "١٢",
+        ] {
+            h.insert(RETRY_AFTER, odd.parse().unwrap());
+            assert_eq!(retry_after(&h), None, "{odd:?}");
+        }
+        // a date far in the future is capped, one in year 9999 does not overflow
+        h.insert(
+            RETRY_AFTER,
+            "Fri, 31 Dec 9999 23:59:59 GMT".parse().unwrap(),
+        );
+        assert_eq!(retry_after(&h), Some(MAX_RETRY_AFTER));
     }
 
     #[test]

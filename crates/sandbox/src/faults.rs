@@ -35,6 +35,11 @@ pub(crate) enum FaultKind {
     Stall,
 }
 
+/// The longest a fault may stay active (a year); longer is refused with 400.
+pub(crate) const MAX_FAULT_SECONDS: f64 = 365.0 * 24.0 * 3600.0;
+/// The longest stall (10 minutes); longer is refused with 400.
+pub(crate) const MAX_STALL_SECONDS: f64 = 600.0;
+
 /// The body of `POST /_sandbox/faults`.
 #[derive(Debug, Clone, Deserialize)]
 pub(crate) struct FaultSpec {
@@ -66,20 +71,36 @@ pub(crate) struct Faults {
 }
 
 impl Faults {
-    /// Adds a fault. Errors when the spec is out of range.
+    /// Adds a fault. Errors (and adds nothing) when the spec is out of range: `rate` outside
+    /// 0..=1, `seconds` negative or over [`MAX_FAULT_SECONDS`], `stall_seconds` negative or
+    /// over [`MAX_STALL_SECONDS`].
     pub fn add(&self, spec: FaultSpec) -> Result<(), String> {
-        if !(0.0..=1.0).contains(&spec.rate) || spec.rate.is_nan() {
-            return Err("rate must be between 0 and 1".into());
+        if !(0.0..=1.0).contains(&spec.rate) {
+            return Err("rate must be a number between 0 and 1".into());
         }
         if let Some(s) = spec.seconds {
-            if !(s >= 0.0 && s.is_finite()) {
-                return Err("seconds must be a non-negative number".into());
+            if !(0.0..=MAX_FAULT_SECONDS).contains(&s) {
+                return Err(format!(
+                    "seconds must be between 0 and {MAX_FAULT_SECONDS} (0 or absent: until DELETE /_sandbox/faults)"
+                ));
             }
         }
-        let until = spec
-            .seconds
-            .filter(|s| *s > 0.0)
-            .map(|s| Instant::now() + Duration::from_secs_f64(s));
+        if let Some(s) = spec.stall_seconds {
+            if !(0.0..=MAX_STALL_SECONDS).contains(&s) {
+                return Err(format!(
+                    "stall_seconds must be between 0 and {MAX_STALL_SECONDS}"
+                ));
+            }
+        }
+        let until = match spec.seconds.filter(|s| *s > 0.0) {
+            None => None,
+            Some(s) => Some(
+                Duration::try_from_secs_f64(s)
+                    .ok()
+                    .and_then(|d| Instant::now().checked_add(d))
+                    .ok_or_else(|| format!("seconds {s} is out of range"))?,
+            ),
+        };
         self.active.lock().push(ActiveFault { spec, until });
         Ok(())
     }
@@ -126,8 +147,12 @@ pub(crate) async fn middleware(
         None => next.run(req).await,
         Some(spec) => match spec.kind {
             FaultKind::Stall => {
-                let secs = spec.stall_seconds.unwrap_or(5.0).clamp(0.0, 600.0);
-                tokio::time::sleep(Duration::from_secs_f64(secs)).await;
+                // validated in `add`; the clamp and the fallible conversion keep this panic-free anyway
+                let secs = spec
+                    .stall_seconds
+                    .unwrap_or(5.0)
+                    .clamp(0.0, MAX_STALL_SECONDS);
+                tokio::time::sleep(Duration::try_from_secs_f64(secs).unwrap_or_default()).await;
                 next.run(req).await
             }
             FaultKind::Error5xx => match platform {
@@ -190,5 +215,44 @@ mod tests {
             serde_json::from_value(json!({"platform": "msteams", "kind": "stall", "rate": 1.5}))
                 .unwrap();
         assert!(faults.add(bad).is_err());
+    }
+
+    #[test]
+    fn out_of_range_specs_are_refused_without_panicking() {
+        let faults = Faults::default();
+        let spec = |seconds: f64, stall: f64, rate: f64| FaultSpec {
+            platform: FaultPlatform::Msteams,
+            kind: FaultKind::Stall,
+            rate,
+            seconds: Some(seconds),
+            retry_after: None,
+            stall_seconds: Some(stall),
+        };
+        for (seconds, stall, rate) in [
+            (1e300, 1.0, 0.5),
+            (1e19, 1.0, 0.5),
+            (f64::INFINITY, 1.0, 0.5),
+            (f64::NAN, 1.0, 0.5),
+            (-1.0, 1.0, 0.5),
+            (MAX_FAULT_SECONDS * 2.0, 1.0, 0.5),
+            (10.0, f64::NAN, 0.5),
+            (10.0, 1e300, 0.5),
+            (10.0, -1.0, 0.5),
+            (10.0, 1.0, f64::NAN),
+            (10.0, 1.0, -0.1),
+            (10.0, 1.0, 1e300),
+        ] {
+            assert!(
+                faults.add(spec(seconds, stall, rate)).is_err(),
+                "{seconds} {stall} {rate}"
+            );
+        }
+        assert!(
+            faults.active.lock().is_empty(),
+            "a refused spec adds nothing"
+        );
+        faults.add(spec(MAX_FAULT_SECONDS, 600.0, 1.0)).unwrap();
+        faults.add(spec(0.0, 0.0, 0.0)).unwrap();
+        assert_eq!(faults.active.lock().len(), 2);
     }
 }

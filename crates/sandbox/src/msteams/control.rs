@@ -62,19 +62,26 @@ fn err(status: StatusCode, msg: impl Into<String>) -> CtlError {
 }
 
 fn from_graph(e: GraphError) -> CtlError {
-    let status = if e.status == StatusCode::NOT_FOUND {
-        StatusCode::NOT_FOUND
-    } else {
-        StatusCode::BAD_REQUEST
+    // 404 and 413 keep their meaning; every other Graph refusal is the caller's bad request
+    let status = match e.status {
+        StatusCode::NOT_FOUND | StatusCode::PAYLOAD_TOO_LARGE => e.status,
+        _ => StatusCode::BAD_REQUEST,
     };
     err(status, format!("{}: {}", e.code, e.message))
 }
 
 type JsonBody<T> = Result<Json<T>, axum::extract::rejection::JsonRejection>;
 
+/// The JSON body, or 400 for a malformed one and 413 for one over the request body limit.
 fn body<T>(b: JsonBody<T>) -> Result<T, CtlError> {
-    b.map(|Json(v)| v)
-        .map_err(|e| err(StatusCode::BAD_REQUEST, e.body_text()))
+    b.map(|Json(v)| v).map_err(|e| {
+        let status = if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            StatusCode::PAYLOAD_TOO_LARGE
+        } else {
+            StatusCode::BAD_REQUEST
+        };
+        err(status, e.body_text())
+    })
 }
 
 fn user_of(dir: &Dir, key: &str) -> Result<u32, CtlError> {
