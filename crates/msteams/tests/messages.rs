@@ -76,7 +76,7 @@ async fn post_sends_html_with_attribution_and_mentions() {
                 Inline::Text { text: "Hi ".into() },
                 Inline::Mention {
                     mention: Mention::User {
-                        id: UserId::new("u-bob").unwrap(),
+                        id: UserId::new("0b9e3b7f-0000-4000-8000-0000000000b0").unwrap(),
                         display_name: "Bob Jones".into(),
                     },
                 },
@@ -99,7 +99,7 @@ async fn post_sends_html_with_attribution_and_mentions() {
                 "contentType": "html",
                 "content": "<p><b>Jane Smith</b> <i>(via Slack)</i></p><p>Hi <at id=\"0\">Bob Jones</at> &lt;3 &amp; <b>ship it</b></p><p>📎 <a href=\"https://files.slack.test/f.pdf\">f.pdf</a></p><span itemid=\"switchboard:sb:1\"></span>"
             },
-            "mentions": [{"id": 0, "mentionText": "Bob Jones", "mentioned": {"user": {"id": "u-bob", "displayName": "Bob Jones", "userIdentityType": "aadUser"}}}]
+            "mentions": [{"id": 0, "mentionText": "Bob Jones", "mentioned": {"user": {"id": "0b9e3b7f-0000-4000-8000-0000000000b0", "displayName": "Bob Jones", "userIdentityType": "aadUser"}}}]
         })))
         .respond_with(ResponseTemplate::new(201).set_body_json(created("1714557600123", None)))
         .expect(1)
