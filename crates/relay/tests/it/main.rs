@@ -1,0 +1,3 @@
+//! The relay pipeline end to end over a real SQLite store, with recording platforms.
+
+mod pipeline;
