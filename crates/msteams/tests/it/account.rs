@@ -1,7 +1,8 @@
 //! ServiceAccount against wiremock: role report (paged, by template id), scopes,
 //! membership ensured idempotently, removal detected, credentials refreshed.
 
-mod common;
+#[allow(unused_imports)]
+use crate::common;
 
 use std::sync::Arc;
 

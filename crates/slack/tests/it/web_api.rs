@@ -2,7 +2,8 @@
 //! arguments) and the parsing of the answer, including `ok:false` errors, 429 with
 //! `Retry-After`, malformed bodies and multi-page cursors.
 
-mod common;
+#[allow(unused_imports)]
+use crate::common;
 
 use std::time::{Duration, Instant};
 

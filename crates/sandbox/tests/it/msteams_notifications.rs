@@ -1,7 +1,8 @@
 //! Subscriptions: the validation handshake, change notifications with clientState, lifecycle
 //! events, retries; and delta queries.
 
-mod msteams_support;
+#[allow(unused_imports)]
+use crate::msteams_support;
 
 use msteams_support::*;
 use reqwest::Method;

@@ -1,7 +1,8 @@
 //! Slack OAuth v2 emulation: consent page → Accept → `oauth.v2.access`, token rotation,
 //! expiry and revocation.
 
-mod slack_support;
+#[allow(unused_imports)]
+use crate::slack_support;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};

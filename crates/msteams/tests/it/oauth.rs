@@ -1,7 +1,8 @@
 //! OAuth against a mock identity platform: the authorization URL, the code exchange, silent
 //! refresh with rotation, single-flight refresh, and dead grants.
 
-mod common;
+#[allow(unused_imports)]
+use crate::common;
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -2,7 +2,8 @@
 //! conversations.list / users.list checked against `/_sandbox/seed`, errors and joining.
 //! Needs `python3` with `slack_sdk` installed; fails (does not skip) without them.
 
-mod slack_support;
+#[allow(unused_imports)]
+use crate::slack_support;
 
 use slack_support::start;
 use switchboard_sandbox::Seed;

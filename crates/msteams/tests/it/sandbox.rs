@@ -3,7 +3,8 @@
 //! exact counts, membership, a message round trip, subscriptions with the validation
 //! handshake, delta catch-up, token expiry and revocation.
 
-mod sandbox_support;
+#[allow(unused_imports)]
+use crate::sandbox_support;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,7 +1,8 @@
 //! TeamImport against wiremock: team listing with fallback, channels (kinds), members and
 //! users paged, progress, concurrent multi-team import, errors.
 
-mod common;
+#[allow(unused_imports)]
+use crate::common;
 
 use common::*;
 use switchboard_core::{ChannelKind, ErrorKind, ImportPhase, TeamId, TeamImport, TeamListSource};

@@ -1,7 +1,8 @@
 //! The Graph client against wiremock: bearer, error mapping, 401 refresh, 429/503 with and
 //! without Retry-After, 5xx, malformed JSON, bounded give-up, paging verbatim, pacing.
 
-mod common;
+#[allow(unused_imports)]
+use crate::common;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

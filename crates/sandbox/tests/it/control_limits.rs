@@ -1,7 +1,8 @@
 //! Limits of the control API: out-of-range fault specs are refused with a clear 400 (never a
 //! panic that kills the connection), and an oversized Teams message body is 413.
 
-mod msteams_support;
+#[allow(unused_imports)]
+use crate::msteams_support;
 
 use msteams_support::*;
 use reqwest::Method;

@@ -6,7 +6,8 @@
 //! recorded request (method from the path; arguments from the query string, the form body
 //! or the top-level JSON keys) against the spec.
 
-mod common;
+#[allow(unused_imports)]
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;

@@ -3,7 +3,8 @@
 //! rotations reported), and dead grants (`invalid_refresh_token`, `token_revoked`) →
 //! `NeedsReauth`.
 
-mod common;
+#[allow(unused_imports)]
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

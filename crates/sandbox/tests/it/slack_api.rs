@@ -1,7 +1,8 @@
 //! Slack Web API emulation: errors, channels, messages, reactions, files, the control API,
 //! paging over the large seed, rate limits, and conformance with Slack's OpenAPI spec.
 
-mod slack_support;
+#[allow(unused_imports)]
+use crate::slack_support;
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};

@@ -1,7 +1,8 @@
 //! Slack Events API emulation: signed HTTP delivery (order, retries, shapes) and Socket Mode
 //! (hello, events_api envelopes, acks, redelivery, disconnect).
 
-mod slack_support;
+#[allow(unused_imports)]
+use crate::slack_support;
 
 use std::collections::HashSet;
 use std::sync::Arc;

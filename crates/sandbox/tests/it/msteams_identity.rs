@@ -1,7 +1,8 @@
 //! Microsoft identity platform emulation: authorization code + PKCE through the consent
 //! page, refresh-token rotation and revocation, access-token expiry, client credentials.
 
-mod msteams_support;
+#[allow(unused_imports)]
+use crate::msteams_support;
 
 use msteams_support::*;
 use reqwest::Method;

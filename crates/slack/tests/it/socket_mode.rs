@@ -4,7 +4,8 @@
 //! replacement connection opened before the old one closes on `disconnect`, backoff on
 //! `too_many_websockets` and on a dropped connection, and fatal errors that stop the client.
 
-mod common;
+#[allow(unused_imports)]
+use crate::common;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

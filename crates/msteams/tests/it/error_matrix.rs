@@ -3,7 +3,8 @@
 //! right error kind (or the documented success, e.g. deleting what is already gone), never
 //! a panic or an endless retry.
 
-mod common;
+#[allow(unused_imports)]
+use crate::common;
 
 use std::time::Duration;
 

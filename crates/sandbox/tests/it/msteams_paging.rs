@@ -1,6 +1,7 @@
 //! `@odata.nextLink` paging over the large seed: every team and user exactly once.
 
-mod msteams_support;
+#[allow(unused_imports)]
+use crate::msteams_support;
 
 use std::collections::HashSet;
 

@@ -1,7 +1,8 @@
 //! Platform against wiremock: post (HTML, mentions, attribution), reply, edit, delete,
 //! react, posting with a linked user's token, health and identity.
 
-mod common;
+#[allow(unused_imports)]
+use crate::common;
 
 use std::sync::Arc;
 

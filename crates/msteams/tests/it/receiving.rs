@@ -1,7 +1,8 @@
 //! Receiving against wiremock: subscriptions (create, renew, reauthorize, delete),
 //! notifications turned into events, delta rounds with a stored link, and guest invites.
 
-mod common;
+#[allow(unused_imports)]
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,6 +1,7 @@
 //! Graph v1.0 emulation: directory roles, teams and memberships, channel messages, throttling.
 
-mod msteams_support;
+#[allow(unused_imports)]
+use crate::msteams_support;
 
 use std::time::Duration;
 
