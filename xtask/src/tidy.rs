@@ -1112,7 +1112,7 @@ cat crates/missing/in/a/fence.rs `crates/fenced.rs`
         let report = check_doc(
             &root,
             "crates/sandbox/docs/msteams.md",
-            "`src/lib.rs`, `lib.rs`, `slack.md`, `docs/slack.md`, `tests/slack_sdk.rs`, \
+            "`src/lib.rs`, `lib.rs`, `slack.md`, `docs/slack.md`, `tests/it/slack_sdk.rs`, \
              `web_api_openapi_v2.json`",
         );
         assert_eq!(
