@@ -132,6 +132,13 @@ impl MsTeamsConnection {
     }
 
     /// The token of a linked user, when there is one.
+    /// Whether the grant carries `Files.ReadWrite.All` (else files are linked, not uploaded).
+    async fn may_upload_files(&self) -> bool {
+        self.tokens().granted_scopes().await.iter().any(|s| {
+            crate::oauth::short_scope(s).eq_ignore_ascii_case(crate::oauth::FILES_PERMISSION)
+        })
+    }
+
     fn linked_tokens(&self, user: &UserId) -> Option<Arc<TokenProvider>> {
         self.linked.read().get(user).cloned()
     }
@@ -239,8 +246,10 @@ impl Platform for MsTeamsConnection {
     }
 
     /// Reactions: Unicode emoji only (Graph `setReaction`/`unsetReaction`; custom emoji are
-    /// `Unsupported`). Edits and deletes: yes. File upload: no (files are posted as links;
-    /// Teams files are downloaded by `fetch_attachment`). Sender attribution: yes, as a name
+    /// `Unsupported`). Edits and deletes: yes. File upload: yes, into the channel's files
+    /// folder when the grant carries `Files.ReadWrite.All` (requested at connect; without it, or
+    /// when an upload fails, files are posted as links). Teams files are downloaded by
+    /// `fetch_attachment`. Sender attribution: yes, as a name
     /// line in the message (Graph cannot post as another user); a linked user's own token
     /// posts as them.
     fn capabilities(&self) -> Capabilities {
@@ -248,7 +257,7 @@ impl Platform for MsTeamsConnection {
             reactions: true,
             edits: true,
             deletes: true,
-            file_upload: false,
+            file_upload: true,
             sender_attribution: true,
         }
     }
@@ -284,10 +293,25 @@ impl Platform for MsTeamsConnection {
             PostingIdentity::ServiceAccount => None,
         };
         let attribution = user_tokens.is_none() && !self.is_own_words(message).await?;
-        let rendered = render_outgoing(message, attribution)?;
+        // Files with content go into the channel's folder (when the grant allows it); the
+        // rest, and any upload that fails, are linked: never dropped.
+        let mut uploaded = Vec::new();
+        if message.files.iter().any(|f| f.content.is_some()) && self.may_upload_files().await {
+            for (i, f) in message.files.iter().enumerate() {
+                let Some(content) = &f.content else { continue };
+                match crate::files::upload(self, channel, content, user_tokens.as_ref()).await {
+                    Ok(u) => uploaded.push((i, u)),
+                    Err(e) => {
+                        tracing::warn!(file = %f.attachment.name, error = %e, "upload to the Teams channel folder failed; the file is linked")
+                    }
+                }
+            }
+        }
+        let rendered = crate::events::render_outgoing_with(message, attribution, &uploaded)?;
         let root = message.reply_to.as_ref();
         let url = self.message_url(channel, root, None, &[]);
-        let req = GraphRequest::new(Method::POST, url).json(message_body(&rendered));
+        let req = GraphRequest::new(Method::POST, url)
+            .json(crate::events::message_body_with(&rendered, &uploaded));
         let resp = match &user_tokens {
             Some(t) => self.graph.send_as(&req, t).await,
             None => self.graph.send(&req).await,

@@ -178,6 +178,17 @@ pub fn render_outgoing(
     message: &OutgoingMessage,
     attribution: bool,
 ) -> Result<RenderedHtml, Error> {
+    render_outgoing_with(message, attribution, &[])
+}
+
+/// [`render_outgoing`] where some of `message.files` were uploaded into the channel's folder:
+/// those (by index in `files`) are attached with `<attachment id>` instead of linked; the
+/// body's `attachments` come from [`message_body_with`].
+pub fn render_outgoing_with(
+    message: &OutgoingMessage,
+    attribution: bool,
+    uploaded: &[(usize, crate::files::UploadedFile)],
+) -> Result<RenderedHtml, Error> {
     let content = &message.content;
     if content.text.is_empty() && content.attachments.is_empty() && message.files.is_empty() {
         return Err(Error::invalid(
@@ -195,12 +206,30 @@ pub fn render_outgoing(
     }
     out.push_str(&rendered.html);
     // the origin's attachments, then files handed over apart (never dropped: linked)
+    let is_uploaded = |a: &switchboard_core::Attachment| {
+        uploaded.iter().any(|(i, _)| {
+            message
+                .files
+                .get(*i)
+                .is_some_and(|f| f.attachment.url == a.url)
+        })
+    };
     let extra = message
         .files
         .iter()
         .map(|f| &f.attachment)
         .filter(|f| !content.attachments.iter().any(|a| a.url == f.url));
-    for a in content.attachments.iter().chain(extra) {
+    for (_, u) in uploaded {
+        out.push_str("<attachment id=\"");
+        out.push_str(&escape(&u.id));
+        out.push_str("\"></attachment>");
+    }
+    for a in content
+        .attachments
+        .iter()
+        .chain(extra)
+        .filter(|a| !is_uploaded(a))
+    {
         out.push_str("<p>📎 ");
         if is_safe_url(&a.url) {
             out.push_str("<a href=\"");
@@ -260,6 +289,34 @@ pub fn marker_of(html: &str) -> Option<String> {
 
 /// The JSON body of a post or edit.
 pub fn message_body(rendered: &RenderedHtml) -> serde_json::Value {
+    message_body_with(rendered, &[])
+}
+
+/// [`message_body`] with `reference` attachments for files uploaded into the channel folder.
+pub fn message_body_with(
+    rendered: &RenderedHtml,
+    uploaded: &[(usize, crate::files::UploadedFile)],
+) -> serde_json::Value {
+    let mut body = message_body_plain(rendered);
+    if !uploaded.is_empty() {
+        body["attachments"] = serde_json::Value::Array(
+            uploaded
+                .iter()
+                .map(|(_, u)| {
+                    serde_json::json!({
+                        "id": u.id,
+                        "contentType": "reference",
+                        "contentUrl": u.web_url,
+                        "name": u.name,
+                    })
+                })
+                .collect(),
+        );
+    }
+    body
+}
+
+fn message_body_plain(rendered: &RenderedHtml) -> serde_json::Value {
     let mut body = serde_json::json!({
         "body": {"contentType": "html", "content": rendered.html},
     });

@@ -4,9 +4,153 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
-use switchboard_core::{Attachment, Error, FileContent, Result};
+use std::sync::Arc;
+
+use reqwest::Method;
+use switchboard_core::{Attachment, ChannelRef, Error, FileContent, Result};
 
 use crate::connection::MsTeamsConnection;
+use crate::graph::GraphRequest;
+use crate::token::TokenProvider;
+
+/// The largest file uploaded in one request (Graph's simple upload; larger files need an
+/// upload session, which this adapter does not open: they are linked).
+pub const MAX_SIMPLE_UPLOAD: usize = 250 * 1024 * 1024;
+
+/// A file uploaded into a channel's folder, ready to be attached to a message as a
+/// `reference` attachment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadedFile {
+    /// The attachment id: the GUID of the driveItem's `eTag`.
+    pub id: String,
+    /// The file name.
+    pub name: String,
+    /// The driveItem's `webUrl` (ends in the file name, as Teams wants for `contentUrl`).
+    pub web_url: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Folder {
+    id: String,
+    parent_reference: ParentRef,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ParentRef {
+    drive_id: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Uploaded {
+    name: String,
+    web_url: String,
+    #[serde(default, rename = "eTag")]
+    etag: Option<String>,
+}
+
+/// The GUID of a driveItem `eTag` (`"{GUID},1"`).
+pub fn etag_guid(etag: &str) -> Option<String> {
+    let inner = etag.trim().trim_matches('"');
+    let guid = inner.split(',').next()?.trim_matches(['{', '}']);
+    let ok = guid.len() == 36
+        && guid.bytes().enumerate().all(|(i, b)| {
+            if [8, 13, 18, 23].contains(&i) {
+                b == b'-'
+            } else {
+                b.is_ascii_hexdigit()
+            }
+        });
+    ok.then(|| guid.to_ascii_lowercase())
+}
+
+/// A file name SharePoint accepts: the characters it refuses replaced, at most 200 bytes.
+pub fn safe_file_name(name: &str) -> String {
+    let mut out: String = name
+        .trim()
+        .chars()
+        .map(|c| {
+            if c.is_control() || "\\/:*?\"<>|#%".contains(c) {
+                '_'
+            } else {
+                c
+            }
+        })
+        .collect();
+    while out.len() > 200 {
+        out.pop();
+    }
+    let out = out.trim_matches(['.', ' ']).to_owned();
+    if out.is_empty() {
+        "file".to_owned()
+    } else {
+        out
+    }
+}
+
+/// Uploads `file` into `channel`'s files folder (`filesFolder`, then the simple upload),
+/// as the service account or `as_user`.
+pub async fn upload(
+    conn: &MsTeamsConnection,
+    channel: &ChannelRef,
+    file: &FileContent,
+    as_user: Option<&Arc<TokenProvider>>,
+) -> Result<UploadedFile> {
+    if file.bytes.len() > MAX_SIMPLE_UPLOAD {
+        return Err(Error::invalid(format!(
+            "{:?} is larger than one upload allows; it is linked instead",
+            file.name
+        )));
+    }
+    let graph = conn.graph();
+    let folder_url = graph.url(
+        &[
+            "teams",
+            channel.team.as_str(),
+            "channels",
+            channel.channel.as_str(),
+            "filesFolder",
+        ],
+        &[],
+    );
+    let send = |req: GraphRequest| async move {
+        match as_user {
+            Some(t) => graph.send_as(&req, t).await,
+            None => graph.send(&req).await,
+        }
+        .map_err(|f| conn.team_error(channel.team.as_str(), f.into()))
+    };
+    let folder: Folder = send(GraphRequest::get(folder_url))
+        .await?
+        .json("GET filesFolder")?;
+    let name = safe_file_name(&file.name);
+    let put_url = graph.url(
+        &[
+            "drives",
+            &folder.parent_reference.drive_id,
+            "items",
+            &format!("{}:", folder.id),
+            &format!("{name}:"),
+            "content",
+        ],
+        &[],
+    );
+    let req = GraphRequest::new(Method::PUT, put_url)
+        .bytes(file.bytes.clone(), "application/octet-stream");
+    let item: Uploaded = send(req).await?.json("PUT drive item content")?;
+    let id = item
+        .etag
+        .as_deref()
+        .and_then(etag_guid)
+        .ok_or_else(|| Error::upstream("Graph's uploaded driveItem has no usable eTag"))?;
+    Ok(UploadedFile {
+        id,
+        name: item.name,
+        web_url: item.web_url,
+    })
+}
 
 /// The sharing id Graph's `/shares/{id}` takes for a URL: `u!` + unpadded base64url of the
 /// URL (Graph's "encoding sharing URLs").

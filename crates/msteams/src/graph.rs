@@ -84,6 +84,8 @@ pub struct GraphRequest {
     pub url: Url,
     /// A JSON body.
     pub body: Option<serde_json::Value>,
+    /// A raw body with its content type (file uploads), used when `body` is `None`.
+    pub raw_body: Option<(Vec<u8>, &'static str)>,
     /// Whether repeating the request is harmless (then 5xx and timeouts are retried; a
     /// non-idempotent request is only retried when it was certainly not processed: 429,
     /// 503 and connection failures).
@@ -103,6 +105,7 @@ impl GraphRequest {
             method,
             url,
             body: None,
+            raw_body: None,
             idempotent,
             headers: Vec::new(),
         }
@@ -116,6 +119,12 @@ impl GraphRequest {
     /// Adds a JSON body.
     pub fn json(mut self, body: serde_json::Value) -> Self {
         self.body = Some(body);
+        self
+    }
+
+    /// Adds a raw body (file content) of `content_type`.
+    pub fn bytes(mut self, body: Vec<u8>, content_type: &'static str) -> Self {
+        self.raw_body = Some((body, content_type));
         self
     }
 
@@ -469,6 +478,10 @@ impl GraphClient {
             }
             if let Some(body) = &req.body {
                 rb = rb.json(body);
+            } else if let Some((bytes, content_type)) = &req.raw_body {
+                rb = rb
+                    .header(reqwest::header::CONTENT_TYPE, *content_type)
+                    .body(bytes.clone());
             } else if req.method == Method::POST {
                 rb = rb.header(reqwest::header::CONTENT_LENGTH, "0");
             }

@@ -39,6 +39,10 @@ pub const GRAPH_PERMISSIONS: [&str; 8] = [
     "ChannelMessage.Read.All",
 ];
 
+/// Requested so files are uploaded into channels' SharePoint folders; not required (without it
+/// files are posted as links).
+pub const FILES_PERMISSION: &str = "Files.ReadWrite.All";
+
 /// The extra permission requested when guest sync is on.
 pub const GUEST_PERMISSION: &str = "User.Invite.All";
 
@@ -60,6 +64,7 @@ pub fn scopes(guest_sync: bool) -> Vec<String> {
         .chain(
             required_permissions(guest_sync)
                 .into_iter()
+                .chain([FILES_PERMISSION])
                 .map(|p| format!("{GRAPH_RESOURCE}{p}")),
         )
         .collect()
@@ -543,7 +548,11 @@ mod tests {
         assert_eq!(&s[..3], &["openid", "profile", "offline_access"]);
         assert!(s.contains(&"https://graph.microsoft.com/ChannelMessage.Send".to_owned()));
         assert!(!s.iter().any(|x| x.ends_with("User.Invite.All")));
-        assert_eq!(s.len(), 11);
+        // 3 OpenID scopes, the 8 required Graph permissions, and Files.ReadWrite.All (asked
+        // for, not required: without it files are linked).
+        assert!(s.contains(&"https://graph.microsoft.com/Files.ReadWrite.All".to_owned()));
+        assert!(!required_permissions(false).contains(&FILES_PERMISSION));
+        assert_eq!(s.len(), 12);
         let g = scopes(true);
         assert!(g.contains(&"https://graph.microsoft.com/User.Invite.All".to_owned()));
         assert_eq!(

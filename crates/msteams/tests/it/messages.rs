@@ -266,7 +266,10 @@ async fn replies_edits_deletes_and_reactions_use_the_right_paths() {
     assert!(e.message().contains("partyparrot"));
     let caps = conn.capabilities();
     assert!(caps.reactions && caps.edits && caps.deletes && caps.sender_attribution);
-    assert!(!caps.file_upload);
+    assert!(
+        caps.file_upload,
+        "files go into the channel folder (or are linked)"
+    );
 }
 
 #[tokio::test]

@@ -878,3 +878,79 @@ async fn expired_tokens_refresh_silently_and_revoked_grants_need_reauth() {
     assert!(conn.tokens().needs_reauth().await);
     assert_eq!(conn.health().await.unwrap(), ConnectionHealth::NeedsReauth);
 }
+
+#[tokio::test]
+async fn files_are_uploaded_into_the_channel_folder_and_attached() {
+    let env = Env::start(Seed::Small, SCALE).await;
+    let conn = env.service_connection(SCALE).await;
+    let (_, channel) = seeded_channel(&env).await;
+    let mut message = slack_message("the report", None);
+    let report = switchboard_core::Attachment {
+        name: "report Q3.pdf".into(),
+        url: "https://files.slack.com/files-pri/T1-F1/report.pdf".into(),
+        mime_type: Some("application/pdf".into()),
+        size: Some(5),
+    };
+    let unfetched = switchboard_core::Attachment {
+        name: "big.mov".into(),
+        url: "https://files.slack.com/files-pri/T1-F2/big.mov".into(),
+        mime_type: None,
+        size: Some(10_000_000_000),
+    };
+    message.files = vec![
+        switchboard_core::OutgoingFile {
+            attachment: report.clone(),
+            content: Some(switchboard_core::FileContent {
+                name: report.name.clone(),
+                mime_type: report.mime_type.clone(),
+                bytes: b"%PDF-".to_vec(),
+            }),
+        },
+        switchboard_core::OutgoingFile {
+            attachment: unfetched,
+            content: None,
+        },
+    ];
+    let posted = conn.post(&channel, &message).await.unwrap();
+
+    let files = env.control_get("/msteams/files").await;
+    let files = files["files"].as_array().unwrap();
+    assert_eq!(
+        files.len(),
+        1,
+        "only the fetched file is uploaded: {files:?}"
+    );
+    assert_eq!(files[0]["name"], "report Q3.pdf");
+    assert_eq!(files[0]["size"], 5);
+
+    let path = format!(
+        "/msteams/teams/{}/channels/{}/messages",
+        channel.team,
+        urlencode(channel.channel.as_str())
+    );
+    let stored = env.control_get(&path).await;
+    let list = stored["value"]
+        .as_array()
+        .or(stored.as_array())
+        .cloned()
+        .unwrap_or_default();
+    let m = list
+        .iter()
+        .find(|m| m["id"] == posted.reference.message.as_str())
+        .expect("the message is stored");
+    let attachments = m["attachments"].as_array().unwrap();
+    assert_eq!(attachments.len(), 1, "{attachments:?}");
+    assert_eq!(attachments[0]["contentType"], "reference");
+    assert_eq!(attachments[0]["name"], "report Q3.pdf");
+    assert_eq!(attachments[0]["contentUrl"], files[0]["webUrl"]);
+    assert_eq!(
+        attachments[0]["id"].as_str().unwrap(),
+        files[0]["id"].as_str().unwrap().to_ascii_lowercase()
+    );
+    let html = m["body"]["content"].as_str().unwrap();
+    assert!(html.contains("<attachment id="), "{html}");
+    assert!(
+        html.contains("big.mov"),
+        "the file that was not fetched is linked: {html}"
+    );
+}

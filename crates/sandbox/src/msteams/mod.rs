@@ -8,6 +8,7 @@
 mod common;
 mod control;
 mod directory;
+mod files;
 mod identity;
 mod messages;
 mod model;
@@ -42,6 +43,8 @@ pub(crate) struct GraphState {
     pub(crate) daily: Mutex<std::collections::HashMap<(String, String), common::DayCount>>,
     /// Per channel id: delta links issued before this time (ms) are expired (410).
     pub(crate) delta_expired: Mutex<std::collections::HashMap<String, u64>>,
+    /// Files uploaded into channels' SharePoint folders.
+    pub(crate) files: Mutex<files::Drive>,
     tenant_id: String,
     service_token: String,
 }
@@ -60,6 +63,7 @@ fn connection_scopes() -> Scopes {
             Perm::CHANNELMESSAGE_READWRITE,
             Perm::CHANNELMESSAGE_READ_ALL,
             Perm::USER_INVITE_ALL,
+            Perm::FILES_READWRITE_ALL,
         ]
         .iter()
         .fold(0, |a, p| a | p.bit()),
@@ -81,6 +85,7 @@ impl GraphState {
             log: Mutex::new(subscriptions::DeliveryLog::default()),
             daily: Mutex::new(std::collections::HashMap::new()),
             delta_expired: Mutex::new(std::collections::HashMap::new()),
+            files: Mutex::new(files::Drive::default()),
             tenant_id,
             service_token: String::new(),
         };
@@ -224,6 +229,16 @@ pub(crate) fn routes() -> Router<SharedWorld> {
         .route(&format!("{g}/teams"), get(teams::list_teams))
         .route(&format!("{g}/teams/{{team}}"), get(teams::get_team))
         .route(
+            &format!("{g}/teams/{{team}}/channels/{{channel}}/filesFolder"),
+            get(files::files_folder),
+        )
+        .route(
+            &format!("{g}/drives/{{drive}}/items/{{*rest}}"),
+            get(files::drive_item).put(files::drive_item).layer(
+                axum::extract::DefaultBodyLimit::max(files::MAX_UPLOAD_BYTES + 1024),
+            ),
+        )
+        .route(
             &format!("{g}/teams/{{team}}/channels"),
             get(teams::list_channels),
         )
@@ -325,7 +340,22 @@ pub(crate) fn routes() -> Router<SharedWorld> {
 
 /// The control API, nested at `/_sandbox/msteams`.
 pub(crate) fn control_routes() -> Router<SharedWorld> {
-    control::routes()
+    control::routes().route("/files", get(list_files))
+}
+
+/// `GET /_sandbox/msteams/files`: every file uploaded into a channel folder.
+async fn list_files(axum::extract::State(world): axum::extract::State<SharedWorld>) -> Response {
+    let files: Vec<serde_json::Value> = world
+        .msteams
+        .files
+        .lock()
+        .list()
+        .into_iter()
+        .map(|(web_url, name, size, guid)| {
+            serde_json::json!({"webUrl": web_url, "name": name, "size": size, "id": guid})
+        })
+        .collect();
+    axum::Json(serde_json::json!({ "files": files })).into_response()
 }
 
 /// Background work: subscription expiry and reauthorization warnings, token sweeping.

@@ -33,6 +33,7 @@ pub(crate) const PERMS: &[&str] = &[
     "ChannelMessage.Send",
     "ChannelMessage.ReadWrite",
     "ChannelMessage.Read.All",
+    "Files.ReadWrite.All",
 ];
 
 /// A Graph permission, by its index in [`PERMS`].
@@ -54,7 +55,7 @@ perms! {
     TEAMMEMBER_READ_ALL = 18, TEAMMEMBER_READWRITE_ALL = 19,
     TEAMMEMBER_READWRITENONOWNERROLE_ALL = 20,
     CHANNELMESSAGE_SEND = 23, CHANNELMESSAGE_READWRITE = 24,
-    CHANNELMESSAGE_READ_ALL = 25,
+    CHANNELMESSAGE_READ_ALL = 25, FILES_READWRITE_ALL = 26,
 }
 
 impl Perm {

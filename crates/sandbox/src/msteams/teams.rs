@@ -174,14 +174,14 @@ fn member_json(dir: &Dir, t: &Team, user: u32, owner: bool) -> Value {
     })
 }
 
-fn find_team(dir: &Dir, id: &str) -> Result<u32, GraphError> {
+pub(super) fn find_team(dir: &Dir, id: &str) -> Result<u32, GraphError> {
     dir.find_team(id, false).ok_or_else(|| {
         GraphError::not_found("NotFound", format!("No team found with Group Id {id}"))
     })
 }
 
 /// Reading a team: members, Teams/Global Administrators and app-only tokens.
-fn check_team_read(dir: &Dir, caller: &Caller, ti: u32) -> Result<(), GraphError> {
+pub(super) fn check_team_read(dir: &Dir, caller: &Caller, ti: u32) -> Result<(), GraphError> {
     let Some(user) = caller.user else {
         return Ok(());
     };
@@ -355,7 +355,7 @@ pub(crate) async fn get_team(
     Ok(ok_json(v))
 }
 
-fn channel_visible(dir: &Dir, caller: &Caller, c: &Channel) -> bool {
+pub(super) fn channel_visible(dir: &Dir, caller: &Caller, c: &Channel) -> bool {
     match caller.user {
         None => true,
         Some(u) => {
