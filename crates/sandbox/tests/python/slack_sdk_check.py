@@ -1,12 +1,17 @@
 #!/usr/bin/env python3
 """Drives the sandbox's Slack Web API with Slack's official Python SDK (slack_sdk).
 
-Usage: slack_sdk_check.py SLACK_API_URL BOT_TOKEN SEED_URL
+Usage: slack_sdk_check.py SLACK_API_URL BOT_TOKEN SEED_URL [APP_TOKEN]
 
 Checks auth.test, paginated conversations.list and users.list (small pages, so the SDK's own
 cursor iteration is exercised) against GET /_sandbox/seed, then the not_in_channel →
-conversations.join → chat.postMessage path and SlackApiError on an error. Exits non-zero on
-any mismatch, and when slack_sdk is not installed (the calling test must fail, not skip).
+conversations.join → chat.postMessage path and SlackApiError on an error, then every other
+Web API method the Slack adapter calls: team.info, conversations.info, conversations.members,
+users.info, chat.update, conversations.replies, reactions.add/remove (Slack's own emoji names;
+an unknown name is invalid_name), the external file upload (files.getUploadURLExternal, the
+upload, files.completeUploadExternal), files.info, chat.delete, and apps.connections.open with
+the app-level token. Exits non-zero on any mismatch, and when slack_sdk is not installed (the
+calling test must fail, not skip).
 """
 
 import json
@@ -23,9 +28,10 @@ def fail(msg):
 
 
 def main():
-    if len(sys.argv) != 4:
-        fail("usage: slack_sdk_check.py SLACK_API_URL BOT_TOKEN SEED_URL")
-    api_url, token, seed_url = sys.argv[1:]
+    if len(sys.argv) not in (4, 5):
+        fail("usage: slack_sdk_check.py SLACK_API_URL BOT_TOKEN SEED_URL [APP_TOKEN]")
+    api_url, token, seed_url = sys.argv[1:4]
+    app_token = sys.argv[4] if len(sys.argv) == 5 else None
     with urllib.request.urlopen(seed_url) as resp:
         seed = json.load(resp)["slack"]
 
@@ -87,8 +93,67 @@ def main():
     if history["messages"][0]["ts"] != posted["ts"]:
         fail("the posted message is not the newest in history")
 
+    # The rest of what the adapter calls.
+    team = client.team_info()
+    if team["team"]["id"] != seed["team_id"]:
+        fail(f"team.info: {team.data}")
+    info = client.conversations_info(channel=target["id"])
+    if info["channel"]["id"] != target["id"]:
+        fail(f"conversations.info: {info.data}")
+    members = []
+    for page in client.conversations_members(channel=target["id"], limit=1):
+        members.extend(page["members"])
+    if auth["user_id"] not in members:
+        fail(f"conversations.members lacks the bot after joining: {members}")
+    human = next(u for u in seed["users"] if not u["is_bot"] and not u["deleted"])
+    who = client.users_info(user=human["id"])
+    if who["user"]["id"] != human["id"] or who["user"]["name"] != human["name"]:
+        fail(f"users.info: {who.data}")
+    updated = client.chat_update(channel=target["id"], ts=posted["ts"], text="edited by slack_sdk")
+    if updated["ts"] != posted["ts"]:
+        fail(f"chat.update: {updated.data}")
+    reply = client.chat_postMessage(channel=target["id"], text="a reply", thread_ts=posted["ts"])
+    replies = client.conversations_replies(channel=target["id"], ts=posted["ts"])
+    if [m["ts"] for m in replies["messages"]] != [posted["ts"], reply["ts"]]:
+        fail(f"conversations.replies: {replies.data}")
+    client.reactions_add(channel=target["id"], timestamp=posted["ts"], name="thinking_face")
+    client.reactions_remove(channel=target["id"], timestamp=posted["ts"], name="thinking_face")
+    try:
+        client.reactions_add(channel=target["id"], timestamp=posted["ts"], name="thinking")
+        fail("reactions.add accepted a name that is not Slack's (gemoji's 'thinking')")
+    except SlackApiError as e:
+        if e.response["error"] != "invalid_name":
+            fail(f"expected invalid_name, got {e.response['error']}")
+    content = b"hello file"
+    ticket = client.files_getUploadURLExternal(filename="hello.txt", length=len(content))
+    req = urllib.request.Request(ticket["upload_url"], data=content, method="POST")
+    with urllib.request.urlopen(req) as resp:
+        if resp.status != 200:
+            fail(f"upload to upload_url answered {resp.status}")
+    done = client.files_completeUploadExternal(
+        files=[{"id": ticket["file_id"], "title": "hello.txt"}],
+        channel_id=target["id"],
+        thread_ts=posted["ts"],
+    )
+    if done["files"][0]["id"] != ticket["file_id"]:
+        fail(f"files.completeUploadExternal: {done.data}")
+    finfo = client.files_info(file=ticket["file_id"])
+    if finfo["file"]["id"] != ticket["file_id"] or finfo["file"]["size"] != len(content):
+        fail(f"files.info: {finfo.data}")
+    client.chat_delete(channel=target["id"], ts=reply["ts"])
+    after = client.conversations_replies(channel=target["id"], ts=posted["ts"])
+    if reply["ts"] in [m["ts"] for m in after["messages"]]:
+        fail("chat.delete left the reply in place")
+    sockets = None
+    if app_token:
+        opened = WebClient(base_url=api_url).apps_connections_open(app_token=app_token)
+        if not opened["url"].startswith(("ws://", "wss://")):
+            fail(f"apps.connections.open: {opened.data}")
+        sockets = True
+
     print(json.dumps({
         "ok": True,
+        "socket_mode": sockets,
         "public_channels": len(public),
         "private_channels": len(private),
         "users": len(users),
