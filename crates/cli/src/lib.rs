@@ -8,6 +8,8 @@
 
 #![warn(missing_docs)]
 
+pub mod serve;
+
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -27,6 +29,8 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the server: console, admin API, webhooks and relay workers.
+    Serve(serve::ServeArgs),
     /// Run the emulated Slack and Microsoft platforms alone.
     Sandbox(SandboxArgs),
 }
@@ -67,6 +71,7 @@ pub fn main(cli: Cli) -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Sandbox(args) => run_sandbox(args).await,
+            Command::Serve(args) => serve::run(args).await,
         }
     });
     match result {
@@ -91,21 +96,24 @@ async fn run_sandbox(args: SandboxArgs) -> Result<(), String> {
     .await
     .map_err(|e| format!("cannot start the sandbox on port {}: {e}", args.port))?;
     let line = serde_json::to_string(&sandbox.ready()).map_err(|e| e.to_string())?;
-    if let Some(path) = &args.ready_file {
-        std::fs::write(path, format!("{line}\n"))
-            .map_err(|e| format!("cannot write the ready file {}: {e}", path.display()))?;
-    }
-    {
-        let mut out = std::io::stdout().lock();
-        writeln!(out, "{line}").map_err(|e| e.to_string())?;
-        out.flush().map_err(|e| e.to_string())?;
-    }
+    print_ready(&line, args.ready_file.as_deref())?;
     shutdown_signal().await;
     sandbox.shutdown().await;
     Ok(())
 }
 
-async fn shutdown_signal() {
+/// Prints the ready line on stdout (flushed) and writes it to `ready_file` when given.
+pub(crate) fn print_ready(line: &str, ready_file: Option<&std::path::Path>) -> Result<(), String> {
+    if let Some(path) = ready_file {
+        std::fs::write(path, format!("{line}\n"))
+            .map_err(|e| format!("cannot write the ready file {}: {e}", path.display()))?;
+    }
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{line}").map_err(|e| e.to_string())?;
+    out.flush().map_err(|e| e.to_string())
+}
+
+pub(crate) async fn shutdown_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};

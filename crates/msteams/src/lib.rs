@@ -80,7 +80,7 @@ pub mod wire;
 pub use account::TeamAccess;
 pub use config::{MsTeamsConfig, RetryPolicy};
 pub use connection::MsTeamsConnection;
-pub use connector::MsTeamsConnector;
+pub use connector::{MsTeamsAuthorizer, MsTeamsConnector};
 pub use graph::{GraphClient, GraphRequest};
 pub use import::{SkippedTeam, TeamsImport};
 pub use oauth::{AuthorizationRequest, OAuthClient, Pkce};

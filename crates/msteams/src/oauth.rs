@@ -287,6 +287,11 @@ impl OAuthClient {
         })
     }
 
+    /// The redirect URI of the app registration.
+    pub fn redirect_uri(&self) -> &Url {
+        &self.redirect_uri
+    }
+
     /// The scopes this client requests.
     pub fn scopes(&self) -> &[String] {
         &self.scopes
@@ -309,6 +314,18 @@ impl OAuthClient {
         login_hint: Option<&str>,
         prompt: Option<&str>,
     ) -> Url {
+        self.authorize_url_with_challenge(state, pkce.challenge(), login_hint, prompt)
+    }
+
+    /// [`OAuthClient::authorize_url`] for a PKCE S256 challenge computed elsewhere (the caller
+    /// keeps the verifier).
+    pub fn authorize_url_with_challenge(
+        &self,
+        state: &str,
+        challenge: &str,
+        login_hint: Option<&str>,
+        prompt: Option<&str>,
+    ) -> Url {
         let mut url = self.authorize.clone();
         {
             let mut q = url.query_pairs_mut();
@@ -318,7 +335,7 @@ impl OAuthClient {
                 .append_pair("response_mode", "query")
                 .append_pair("scope", &self.scopes.join(" "))
                 .append_pair("state", state)
-                .append_pair("code_challenge", pkce.challenge())
+                .append_pair("code_challenge", challenge)
                 .append_pair("code_challenge_method", "S256");
             if let Some(h) = login_hint {
                 q.append_pair("login_hint", h);

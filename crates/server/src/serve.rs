@@ -115,10 +115,21 @@ pub async fn start(
                 config.server.bind, config.server.port
             ))
         })?;
+    start_with(listener, AppState::new(store, receivers), org, admin_token)
+}
+
+/// Serves `state` on an already bound `listener` (so the caller knows the port before it
+/// configures OAuth redirects), for the organization `org` with its fresh `admin_token`.
+pub fn start_with(
+    listener: TcpListener,
+    state: AppState,
+    org: OrgId,
+    admin_token: SecretString,
+) -> Result<Running> {
     let addr = listener
         .local_addr()
         .map_err(|e| Error::invalid(format!("no local address: {e}")))?;
-    let app = router(AppState::new(store, receivers));
+    let app = router(state);
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         axum::serve(listener, app)

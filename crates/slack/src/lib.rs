@@ -71,7 +71,7 @@ pub use config::{
 pub use connection::{
     BotIdentity, CUSTOMIZE_SCOPE, ConnectionOptions, FILE_ID_SCHEME, SlackConnection,
 };
-pub use connector::SlackConnector;
+pub use connector::{SlackAuthorizer, SlackConnector};
 pub use error::{Error, ErrorKind, Result, SlackApiError, slack_api_error, slack_error_code};
 pub use events::{
     Disposition, EventCallback, EventRequest, OwnIdentities, OwnIdentity, OwnIdentityCache,

@@ -1,0 +1,399 @@
+//! `switchboard serve`: the server, its relay workers, and (with `--sandbox` or
+//! `--sandbox-url`) both platforms wired to the emulators, optionally connected and imported
+//! through the real OAuth code paths (`--autoconnect`).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+use secrecy::{ExposeSecret, SecretString};
+use switchboard_core::{Actor, Connector, PlatformKind, Store, WorkerId};
+use switchboard_msteams::{GraphReceiver, MsTeamsAuthorizer, MsTeamsConfig, MsTeamsConnector};
+use switchboard_relay::engine::{Relay, RelayConfig};
+use switchboard_sandbox::{ReadyInfo, Sandbox, SandboxConfig, Seed};
+use switchboard_server::config::ServerConfig;
+use switchboard_server::pool::{ConnectionPool, import};
+use switchboard_server::webhooks::StoreClientStates;
+use switchboard_server::{AppState, Receivers, serve};
+use switchboard_slack::{
+    OwnIdentityCache, SlackAuthorizer, SlackConfig, SlackConnector, SlackEventsReceiver,
+};
+use tokio::net::TcpListener;
+use url::Url;
+
+/// `switchboard serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Configuration file (switchboard.toml); every key can also be set by `SWITCHBOARD_*`.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Data directory: the SQLite file and the key file (overrides the configuration).
+    #[arg(long = "data-dir")]
+    pub data_dir: Option<PathBuf>,
+    /// Port to listen on (0: any free port; overrides the configuration).
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Also start the emulated platforms in-process and wire OAuth and webhooks to them.
+    #[arg(long, conflicts_with = "sandbox_url")]
+    pub sandbox: bool,
+    /// Wire OAuth and webhooks to a sandbox already running at URL.
+    #[arg(long = "sandbox-url")]
+    pub sandbox_url: Option<String>,
+    /// Rate-limit multiplier of the in-process sandbox (`--sandbox`).
+    #[arg(long = "time-scale", default_value_t = 1.0)]
+    pub time_scale: f64,
+    /// Connect both sandbox platforms through their real OAuth code paths and import
+    /// everything (skipped for platforms already connected: idempotent across restarts).
+    #[arg(long)]
+    pub autoconnect: bool,
+    /// Also write the ready line to this file.
+    #[arg(long = "ready-file")]
+    pub ready_file: Option<PathBuf>,
+}
+
+fn err(e: impl std::fmt::Display) -> String {
+    e.to_string()
+}
+
+struct Platforms {
+    msteams: MsTeamsConfig,
+    slack: SlackConfig,
+}
+
+fn platforms(ready: &ReadyInfo, public: &str) -> Result<Platforms, String> {
+    let msteams = MsTeamsConfig::with_endpoints(
+        &ready.microsoft_login_url,
+        &ready.graph_api_url,
+        ready.msteams.tenant_id.clone(),
+        ready.msteams.client_id.clone(),
+        SecretString::from(ready.msteams.client_secret.clone()),
+        &format!("{public}/connect/msteams/callback"),
+    )
+    .map_err(err)?
+    .limits(switchboard_msteams::RateLimits::documented().scaled(ready.time_scale));
+    let slack = SlackConfig::new(
+        ready.slack.client_id.clone(),
+        SecretString::from(ready.slack.client_secret.clone()),
+        SecretString::from(ready.slack.signing_secret.clone()),
+    )
+    .with_base_urls(
+        Url::parse(&ready.slack_api_url).map_err(err)?,
+        Url::parse(&format!("{}/slack/", ready.base_url)).map_err(err)?,
+    )
+    .with_redirect_uri(Url::parse(&format!("{public}/connect/slack/callback")).map_err(err)?)
+    .with_limits(switchboard_slack::RateLimits::documented().scaled(ready.time_scale));
+    Ok(Platforms { msteams, slack })
+}
+
+/// Runs `serve` until SIGINT/SIGTERM.
+pub async fn run(args: ServeArgs) -> Result<(), String> {
+    let mut config = ServerConfig::load(args.config.as_deref()).map_err(err)?;
+    if let Some(d) = &args.data_dir {
+        config.data_dir = d.clone();
+    }
+    if let Some(p) = args.port {
+        config.server.port = p;
+    }
+    if args.autoconnect && !args.sandbox && args.sandbox_url.is_none() {
+        return Err("--autoconnect needs --sandbox or --sandbox-url".into());
+    }
+    // The platforms: the in-process sandbox, one already running, or none yet.
+    let mut sandbox: Option<Sandbox> = None;
+    let ready: Option<ReadyInfo> = if args.sandbox {
+        if !(args.time_scale >= 0.0 && args.time_scale.is_finite()) {
+            return Err("--time-scale must be a non-negative number".into());
+        }
+        let sb = Sandbox::start(SandboxConfig {
+            seed: Seed::Small,
+            time_scale: args.time_scale,
+            port: 0,
+            ..SandboxConfig::default()
+        })
+        .await
+        .map_err(|e| format!("cannot start the sandbox: {e}"))?;
+        let r = sb.ready();
+        sandbox = Some(sb);
+        Some(r)
+    } else if let Some(url) = &args.sandbox_url {
+        let url = format!("{}/_sandbox/ready", url.trim_end_matches('/'));
+        let r = reqwest::get(&url)
+            .await
+            .map_err(|e| format!("cannot reach the sandbox at {url}: {e}"))?
+            .error_for_status()
+            .map_err(|e| format!("the sandbox at {url} answered {e}"))?
+            .json::<ReadyInfo>()
+            .await
+            .map_err(|e| format!("the sandbox at {url} sent no ready object: {e}"))?;
+        Some(r)
+    } else {
+        None
+    };
+
+    let store: Arc<dyn Store> = serve::open_store(&config).await.map_err(err)?.shared();
+    let (org, admin_token) = serve::bootstrap_admin(store.as_ref()).await.map_err(err)?;
+    let listener = TcpListener::bind((config.server.bind, config.server.port))
+        .await
+        .map_err(|e| {
+            format!(
+                "cannot listen on {}:{}: {e}",
+                config.server.bind, config.server.port
+            )
+        })?;
+    let addr = listener.local_addr().map_err(err)?;
+    let public = config
+        .server
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{addr}"));
+
+    let mut receivers = Receivers::default();
+    let mut connectors: Vec<Arc<dyn Connector>> = Vec::new();
+    let mut state_platforms = Vec::new();
+    if let Some(r) = &ready {
+        let p = platforms(r, &public)?;
+        receivers.slack = Some(Arc::new(SlackEventsReceiver::new(
+            SecretString::from(r.slack.signing_secret.clone()),
+            None,
+            Arc::new(OwnIdentityCache::default()),
+        )));
+        receivers.graph = Some(Arc::new(GraphReceiver::new(Arc::new(
+            StoreClientStates::new(store.clone()),
+        ))));
+        let teams: Arc<dyn Connector> = Arc::new(MsTeamsConnector::new(p.msteams.clone()));
+        let slack: Arc<dyn Connector> =
+            Arc::new(SlackConnector::new(p.slack.clone()).map_err(err)?);
+        connectors.push(teams.clone());
+        connectors.push(slack.clone());
+        state_platforms.push((
+            Arc::new(MsTeamsAuthorizer::new(p.msteams).map_err(err)?)
+                as Arc<dyn switchboard_core::Authorizer>,
+            teams,
+        ));
+        state_platforms.push((
+            Arc::new(SlackAuthorizer::new(&p.slack).map_err(err)?)
+                as Arc<dyn switchboard_core::Authorizer>,
+            slack,
+        ));
+    }
+    let mut state = AppState::new(store.clone(), receivers).with_public_url(public.clone());
+    for (a, c) in state_platforms {
+        state = state.with_platform(a, c);
+    }
+    let running =
+        serve::start_with(listener, state, org.clone(), admin_token.clone()).map_err(err)?;
+
+    // The relay workers.
+    let pool = Arc::new(ConnectionPool::new(store.clone(), connectors));
+    let relay = Relay::new(
+        store.clone(),
+        pool.clone(),
+        WorkerId::new(format!("{}/{}", hostname(), std::process::id())).map_err(err)?,
+        RelayConfig::default(),
+    );
+    let worker = tokio::spawn(async move {
+        loop {
+            let translated = relay.translate_batch().await.unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "translating failed");
+                0
+            });
+            let delivered = relay
+                .deliver_batch()
+                .await
+                .map(|d| d.len())
+                .unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "delivering failed");
+                    0
+                });
+            if translated == 0 && delivered == 0 {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    });
+
+    if args.autoconnect
+        && let Some(r) = &ready
+    {
+        autoconnect(&running.url, &admin_token, r, &store, &pool, &org).await?;
+    }
+
+    let mut line = running.ready_info();
+    if let Some(r) = &ready {
+        line["sandbox"] = serde_json::to_value(r).map_err(err)?;
+    }
+    let line = serde_json::to_string(&line).map_err(err)?;
+    crate::print_ready(&line, args.ready_file.as_deref())?;
+
+    crate::shutdown_signal().await;
+    worker.abort();
+    running.shutdown().await.map_err(err)?;
+    if let Some(sb) = sandbox {
+        sb.shutdown().await;
+    }
+    Ok(())
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "switchboard".into())
+}
+
+/// The hidden inputs of the first form of `html` and its `action`.
+fn form_fields(html: &str) -> (String, Vec<(String, String)>) {
+    fn attr(tag: &str, name: &str) -> Option<String> {
+        let pat = format!("{name}=\"");
+        let start = tag.find(&pat)? + pat.len();
+        let end = tag[start..].find('"')? + start;
+        Some(
+            tag[start..end]
+                .replace("&quot;", "\"")
+                .replace("&lt;", "<")
+                .replace("&gt;", ">")
+                .replace("&#39;", "'")
+                .replace("&amp;", "&"),
+        )
+    }
+    let action = html
+        .find("<form")
+        .and_then(|i| html[i..].find('>').map(|j| &html[i..i + j]))
+        .and_then(|tag| attr(tag, "action"))
+        .unwrap_or_default();
+    let mut fields = Vec::new();
+    let mut rest = html;
+    while let Some(i) = rest.find("<input") {
+        let Some(j) = rest[i..].find('>') else { break };
+        let tag = &rest[i..i + j];
+        if attr(tag, "type").as_deref() == Some("hidden")
+            && let Some(n) = attr(tag, "name")
+        {
+            fields.push((n, attr(tag, "value").unwrap_or_default()));
+        }
+        rest = &rest[i + j..];
+    }
+    (action, fields)
+}
+
+/// Connects `platform` through the console's real OAuth flow, playing the admin's browser on
+/// the sandbox's consent page.
+async fn connect_through_console(
+    server: &str,
+    admin_token: &SecretString,
+    sandbox: &ReadyInfo,
+    platform: PlatformKind,
+) -> Result<(), String> {
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(err)?;
+    let signin = http
+        .post(format!("{server}/signin"))
+        .form(&[("token", admin_token.expose_secret())])
+        .send()
+        .await
+        .map_err(err)?;
+    let cookie = signin
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .ok_or("signing in to the console set no session cookie")?
+        .to_owned();
+    let start = http
+        .get(format!("{server}/connect/{platform}/start"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .map_err(err)?;
+    let authorize = start
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .ok_or(format!(
+            "connecting {platform} did not redirect to the provider"
+        ))?
+        .to_owned();
+    let page = http
+        .get(&authorize)
+        .send()
+        .await
+        .map_err(err)?
+        .text()
+        .await
+        .map_err(err)?;
+    let (action, mut fields) = form_fields(&page);
+    if platform == PlatformKind::Msteams {
+        fields.push((
+            "username".into(),
+            sandbox.msteams.service_account_upn.clone(),
+        ));
+        fields.push((
+            "password".into(),
+            sandbox.msteams.service_account_password.clone(),
+        ));
+    }
+    fields.push(("decision".into(), "accept".into()));
+    let target = if action.starts_with("http") {
+        action
+    } else {
+        format!("{}{action}", sandbox.base_url)
+    };
+    let consent = http.post(target).form(&fields).send().await.map_err(err)?;
+    let callback = consent
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .ok_or(format!("the {platform} consent page did not redirect back"))?
+        .to_owned();
+    let done = http
+        .get(&callback)
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .map_err(err)?;
+    if !done.status().is_success() {
+        let status = done.status();
+        let body = done.text().await.unwrap_or_default();
+        return Err(format!("connecting {platform} failed ({status}): {body}"));
+    }
+    Ok(())
+}
+
+async fn autoconnect(
+    server: &str,
+    admin_token: &SecretString,
+    sandbox: &ReadyInfo,
+    store: &Arc<dyn Store>,
+    pool: &ConnectionPool,
+    org: &switchboard_core::OrgId,
+) -> Result<(), String> {
+    for platform in [PlatformKind::Msteams, PlatformKind::Slack] {
+        let connected = store
+            .list_connections(org)
+            .await
+            .map_err(err)?
+            .into_iter()
+            .any(|c| c.platform == platform);
+        if !connected {
+            connect_through_console(server, admin_token, sandbox, platform).await?;
+        }
+    }
+    for c in store.list_connections(org).await.map_err(err)? {
+        let counts = import(
+            store,
+            pool,
+            org,
+            &c.id,
+            None,
+            Actor::Admin {
+                name: "autoconnect".into(),
+            },
+        )
+        .await
+        .map_err(|e| format!("importing {} failed: {e}", c.display_name))?;
+        tracing::info!(connection = %c.id, ?counts, "imported");
+    }
+    Ok(())
+}

@@ -1,0 +1,4 @@
+//! All integration tests of this crate in one binary (links are the slow part of CI).
+
+mod sandbox_cmd;
+mod serve_cmd;
