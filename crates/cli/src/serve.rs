@@ -380,6 +380,21 @@ async fn autoconnect(
             connect_through_console(server, admin_token, sandbox, platform).await?;
         }
     }
+    // The Slack app's Events API request URL (on real Slack the admin sets it in the app's
+    // settings): the sandbox verifies it with a signed url_verification, as Slack does.
+    let answer = reqwest::Client::new()
+        .put(format!(
+            "{}/_sandbox/slack/event_subscription",
+            sandbox.base_url
+        ))
+        .json(&serde_json::json!({ "request_url": format!("{server}/webhooks/slack/events") }))
+        .send()
+        .await
+        .map_err(err)?;
+    if !answer.status().is_success() {
+        let body = answer.text().await.unwrap_or_default();
+        return Err(format!("the Slack request URL was not verified: {body}"));
+    }
     for c in store.list_connections(org).await.map_err(err)? {
         let counts = import(
             store,
