@@ -8,6 +8,7 @@
 
 #![warn(missing_docs)]
 
+pub mod demo;
 pub mod serve;
 
 use std::io::Write;
@@ -29,6 +30,8 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// The end-to-end walkthrough on the built-in sandbox (no credentials needed).
+    Demo(demo::DemoArgs),
     /// Run the server: console, admin API, webhooks and relay workers.
     Serve(serve::ServeArgs),
     /// Run the emulated Slack and Microsoft platforms alone.
@@ -72,6 +75,7 @@ pub fn main(cli: Cli) -> ExitCode {
         match cli.command {
             Command::Sandbox(args) => run_sandbox(args).await,
             Command::Serve(args) => serve::run(args).await,
+            Command::Demo(args) => demo::run(args).await,
         }
     });
     match result {

@@ -86,8 +86,56 @@ fn platforms(ready: &ReadyInfo, public: &str) -> Result<Platforms, String> {
     Ok(Platforms { msteams, slack })
 }
 
+/// A started server with its relay workers (and sandbox, with `--sandbox`).
+pub struct Launched {
+    /// The server.
+    pub running: serve::Running,
+    /// The sandbox's ready object, when wired to one.
+    pub ready: Option<ReadyInfo>,
+    sandbox: Option<Sandbox>,
+    worker: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Launched {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Launched")
+            .field("url", &self.running.url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Launched {
+    /// The ready line (`{"ready","url","admin_token","sandbox"?}`).
+    pub fn ready_line(&self) -> Result<String, String> {
+        let mut line = self.running.ready_info();
+        if let Some(r) = &self.ready {
+            line["sandbox"] = serde_json::to_value(r).map_err(err)?;
+        }
+        serde_json::to_string(&line).map_err(err)
+    }
+
+    /// Stops the workers, the server and the in-process sandbox.
+    pub async fn shutdown(self) -> Result<(), String> {
+        self.worker.abort();
+        self.running.shutdown().await.map_err(err)?;
+        if let Some(sb) = self.sandbox {
+            sb.shutdown().await;
+        }
+        Ok(())
+    }
+}
+
 /// Runs `serve` until SIGINT/SIGTERM.
 pub async fn run(args: ServeArgs) -> Result<(), String> {
+    let ready_file = args.ready_file.clone();
+    let launched = launch(args).await?;
+    crate::print_ready(&launched.ready_line()?, ready_file.as_deref())?;
+    crate::shutdown_signal().await;
+    launched.shutdown().await
+}
+
+/// Starts what `serve` starts and returns once it is ready (autoconnect done).
+pub async fn launch(args: ServeArgs) -> Result<Launched, String> {
     let mut config = ServerConfig::load(args.config.as_deref()).map_err(err)?;
     if let Some(d) = &args.data_dir {
         config.data_dir = d.clone();
@@ -217,20 +265,12 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         autoconnect(&running.url, &admin_token, r, &store, &pool, &org).await?;
     }
 
-    let mut line = running.ready_info();
-    if let Some(r) = &ready {
-        line["sandbox"] = serde_json::to_value(r).map_err(err)?;
-    }
-    let line = serde_json::to_string(&line).map_err(err)?;
-    crate::print_ready(&line, args.ready_file.as_deref())?;
-
-    crate::shutdown_signal().await;
-    worker.abort();
-    running.shutdown().await.map_err(err)?;
-    if let Some(sb) = sandbox {
-        sb.shutdown().await;
-    }
-    Ok(())
+    Ok(Launched {
+        running,
+        ready,
+        sandbox,
+        worker,
+    })
 }
 
 fn hostname() -> String {

@@ -1,4 +1,5 @@
 //! All integration tests of this crate in one binary (links are the slow part of CI).
 
+mod demo_cmd;
 mod sandbox_cmd;
 mod serve_cmd;
