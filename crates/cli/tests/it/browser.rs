@@ -1,0 +1,237 @@
+//! The console in headless Chromium (Debian's `chromium` + `chromium-driver`, which
+//! `.ci/run` installs): an admin signs in, opens Connect Platforms, clicks "+", connects
+//! Microsoft Teams through the sandbox's consent page (clicks Accept) and sees the result;
+//! then connects Slack. Screenshots go to `target/screenshots/`. Fails under `CI` when
+//! Chromium or chromedriver is missing; skips (saying so) elsewhere.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use fantoccini::{ClientBuilder, Locator};
+
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn tool(name: &str) -> Option<PathBuf> {
+    ["/usr/bin", "/usr/local/bin", "/usr/lib/chromium"]
+        .iter()
+        .map(|d| PathBuf::from(d).join(name))
+        .find(|p| p.exists())
+}
+
+/// The page's source once it contains `text` (clicks return before the next page has loaded).
+async fn page_with(c: &fantoccini::Client, text: &str) -> String {
+    let mut last = String::new();
+    for _ in 0..200 {
+        last = c.source().await.unwrap_or_default();
+        if last.contains(text) {
+            return last;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the page never showed {text:?}: {last}");
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn shots() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[tokio::test]
+async fn an_admin_connects_teams_and_slack_in_a_real_browser() {
+    let (Some(chromium), Some(driver)) = (tool("chromium"), tool("chromedriver")) else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI is set but chromium/chromedriver are missing: apt-get install chromium chromium-driver"
+        );
+        eprintln!("SKIPPED: chromium and chromedriver are not installed");
+        return;
+    };
+    let data = tempfile::tempdir().unwrap();
+    let mut serve = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args([
+            "serve",
+            "--sandbox",
+            "--time-scale",
+            "0",
+            "--port",
+            "0",
+            "--data-dir",
+        ])
+        .arg(data.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(serve.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let _serve = Proc(serve);
+    let ready: serde_json::Value = serde_json::from_str(&line).unwrap();
+    let url = ready["url"].as_str().unwrap().to_owned();
+    let token = ready["admin_token"].as_str().unwrap().to_owned();
+    let ms = &ready["sandbox"]["msteams"];
+
+    let port = free_port();
+    let _driver = Proc(
+        Command::new(driver)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let driver_url = format!("http://127.0.0.1:{port}");
+    // chromedriver's own ready signal: /status answers `ready: true`.
+    let http = reqwest::Client::new();
+    let mut up = false;
+    for _ in 0..200 {
+        if let Ok(r) = http.get(format!("{driver_url}/status")).send().await
+            && let Ok(v) = r.json::<serde_json::Value>().await
+            && v["value"]["ready"] == true
+        {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(up, "chromedriver did not become ready");
+    let profile = tempfile::tempdir().unwrap();
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        serde_json::json!({
+            "binary": chromium,
+            "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                     "--no-first-run", "--disable-background-networking",
+                     "--disable-component-update", "--disable-sync",
+                     "--window-size=1280,900",
+                     format!("--user-data-dir={}", profile.path().display())],
+        }),
+    );
+    // Two rustls providers are compiled in (through different crates): pick one.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let c = ClientBuilder::rustls()
+        .unwrap()
+        .capabilities(caps)
+        .connect(&driver_url)
+        .await
+        .expect("a WebDriver session");
+    let shot = |name: &'static str| {
+        let c = c.clone();
+        async move {
+            let png = c.screenshot().await.unwrap();
+            std::fs::write(shots().join(name), png).unwrap();
+        }
+    };
+
+    // Sign in.
+    c.goto(&format!("{url}/connect")).await.unwrap();
+    assert!(c.current_url().await.unwrap().as_str().ends_with("/signin"));
+    c.find(Locator::Id("token"))
+        .await
+        .unwrap()
+        .send_keys(&token)
+        .await
+        .unwrap();
+    c.find(Locator::Css("button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let page = page_with(&c, "No platform is connected yet").await;
+    assert!(page.contains("Connect Platforms"), "{page}");
+    assert!(page.contains("Universal channels can be created once two platforms are connected"));
+    shot("1-connect-empty.png").await;
+
+    // "+", then Connect with Microsoft Teams, through the consent page.
+    c.find(Locator::Css("details.add summary"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    c.find(Locator::Id("connect-msteams"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    page_with(&c, "name=\"password\"").await;
+    shot("2-microsoft-consent.png").await;
+    let user = c.find(Locator::Css("input[name=username]")).await.unwrap();
+    user.clear().await.unwrap();
+    user.send_keys(ms["service_account_upn"].as_str().unwrap())
+        .await
+        .unwrap();
+    c.find(Locator::Css("input[name=password]"))
+        .await
+        .unwrap()
+        .send_keys(ms["service_account_password"].as_str().unwrap())
+        .await
+        .unwrap();
+    c.find(Locator::Css("button[value=accept]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let page = page_with(&c, "Microsoft Teams connected").await;
+    assert!(page.contains("Choose teams to import"), "{page}");
+    shot("3-teams-connected.png").await;
+
+    // Then Slack.
+    c.goto(&format!("{url}/connect")).await.unwrap();
+    c.find(Locator::Css("details.add summary"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    c.find(Locator::Id("connect-slack"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    page_with(&c, "value=\"accept\"").await;
+    c.find(Locator::Css("button[value=accept]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    page_with(&c, "Slack connected").await;
+    c.goto(&format!("{url}/connect")).await.unwrap();
+    let page = page_with(&c, "Connected platforms").await;
+    assert!(
+        page.contains("Microsoft Teams") && page.contains("Healthy"),
+        "{page}"
+    );
+    assert!(
+        page.contains("link channels into a universal channel"),
+        "both platforms connected: {page}"
+    );
+    shot("4-both-connected.png").await;
+    c.close().await.unwrap();
+}
