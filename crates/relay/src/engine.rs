@@ -162,10 +162,7 @@ impl Relay {
 
     async fn translate(&self, item: &InboxItem) -> Result<Vec<NewDelivery>> {
         match &item.item {
-            Inbound::Event(event) => {
-                self.deliveries_for(&item.org, &item.connection, event)
-                    .await
-            }
+            Inbound::Event(event) => self.deliveries_for(&item.org, event).await,
             Inbound::Changed(hint) => {
                 let live = self.connections.get(&item.org, &item.connection).await?;
                 let Some(resolver) = live.resolver else {
@@ -193,10 +190,7 @@ impl Relay {
                 }
                 let mut out = Vec::new();
                 for event in &resolved.events {
-                    out.extend(
-                        self.deliveries_for(&item.org, &item.connection, event)
-                            .await?,
-                    );
+                    out.extend(self.deliveries_for(&item.org, event).await?);
                 }
                 Ok(out)
             }
@@ -330,13 +324,7 @@ impl Relay {
             .find(|c| &c.channel == target && c.part == 0))
     }
 
-    async fn deliveries_for(
-        &self,
-        org: &OrgId,
-        connection: &ConnectionId,
-        event: &PlatformEvent,
-    ) -> Result<Vec<NewDelivery>> {
-        let _ = connection;
+    async fn deliveries_for(&self, org: &OrgId, event: &PlatformEvent) -> Result<Vec<NewDelivery>> {
         let Some(universal_channel) = self
             .store
             .find_universal_channel(org, &event.channel)

@@ -565,6 +565,10 @@ pub async fn connect_callback(
             );
         }
     };
+    // Webhook routing learns the (possibly new) connection of this workspace again.
+    if let Ok(team) = switchboard_core::TeamId::new(connection.tenant.as_str()) {
+        state.workspace_routes.write().remove(&team);
+    }
     // Verify the account: every missing role or scope is shown with its fix, and the
     // connection keeps the health the report implies (never refused silently).
     let mut checks = Vec::new();

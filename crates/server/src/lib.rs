@@ -79,6 +79,15 @@ pub struct AppState {
     pub public_url: String,
     /// The console's templates.
     pub templates: Arc<minijinja::Environment<'static>>,
+    /// Slack workspace → the connection that serves it, learned on first delivery.
+    pub workspace_routes: Arc<
+        parking_lot::RwLock<
+            std::collections::HashMap<
+                switchboard_core::TeamId,
+                (switchboard_core::OrgId, switchboard_core::ConnectionId),
+            >,
+        >,
+    >,
 }
 
 impl std::fmt::Debug for AppState {
@@ -102,6 +111,7 @@ impl AppState {
             connectors: Vec::new(),
             public_url: "http://127.0.0.1".into(),
             templates: Arc::new(console::templates()),
+            workspace_routes: Arc::default(),
         }
     }
 

@@ -89,18 +89,29 @@ impl ClientStates for StoreClientStates {
     }
 }
 
-/// Which connection a route belongs to, `None` when it is none of ours.
-async fn resolve(store: &dyn Store, route: &Route) -> Result<Option<(OrgId, ConnectionId)>> {
+/// Which connection a route belongs to, `None` when it is none of ours. Slack workspaces
+/// are looked up once and then remembered (the acknowledgement path must not scan every
+/// organization's connections per delivery).
+async fn resolve(state: &AppState, route: &Route) -> Result<Option<(OrgId, ConnectionId)>> {
+    let store = state.store.as_ref();
     match route {
         Route::Subscription { subscription } => Ok(store
             .get_subscription(subscription)
             .await?
             .map(|(org, s)| (org, s.connection))),
         Route::Workspace { team } => {
+            if let Some(hit) = state.workspace_routes.read().get(team) {
+                return Ok(Some(hit.clone()));
+            }
             for org in store.list_orgs().await? {
                 for c in store.list_connections(&org.id).await? {
                     if c.platform == PlatformKind::Slack && c.tenant.as_str() == team.as_str() {
-                        return Ok(Some((org.id, c.id)));
+                        let found = (org.id, c.id);
+                        state
+                            .workspace_routes
+                            .write()
+                            .insert(team.clone(), found.clone());
+                        return Ok(Some(found));
                     }
                 }
             }
@@ -174,7 +185,7 @@ async fn handle(
         }
         WebhookOutcome::Accept { routed, status } => {
             for group in routed {
-                let target = match resolve(state.store.as_ref(), &group.route).await {
+                let target = match resolve(state, &group.route).await {
                     Ok(t) => t,
                     Err(e) => return unavailable(state, label, e),
                 };
