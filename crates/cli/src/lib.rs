@@ -8,6 +8,7 @@
 
 #![warn(missing_docs)]
 
+pub mod context;
 pub mod demo;
 pub mod serve;
 

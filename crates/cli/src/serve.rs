@@ -8,19 +8,15 @@ use std::time::Duration;
 
 use clap::Args;
 use secrecy::{ExposeSecret, SecretString};
-use switchboard_core::{Actor, Connector, PlatformKind, Store, WorkerId};
-use switchboard_msteams::{GraphReceiver, MsTeamsAuthorizer, MsTeamsConfig, MsTeamsConnector};
+use switchboard_core::{Actor, PlatformKind, Store, WorkerId};
 use switchboard_relay::engine::{Relay, RelayConfig};
 use switchboard_sandbox::{ReadyInfo, Sandbox, SandboxConfig, Seed};
 use switchboard_server::config::ServerConfig;
 use switchboard_server::pool::{ConnectionPool, import};
-use switchboard_server::webhooks::StoreClientStates;
-use switchboard_server::{AppState, Receivers, serve};
-use switchboard_slack::{
-    OwnIdentityCache, SlackAuthorizer, SlackConfig, SlackConnector, SlackEventsReceiver,
-};
+use switchboard_server::{AppState, serve};
 use tokio::net::TcpListener;
-use url::Url;
+
+use crate::context::{Platforms, err};
 
 /// `switchboard serve`.
 #[derive(Debug, Args)]
@@ -50,40 +46,6 @@ pub struct ServeArgs {
     /// Also write the ready line to this file.
     #[arg(long = "ready-file")]
     pub ready_file: Option<PathBuf>,
-}
-
-fn err(e: impl std::fmt::Display) -> String {
-    e.to_string()
-}
-
-struct Platforms {
-    msteams: MsTeamsConfig,
-    slack: SlackConfig,
-}
-
-fn platforms(ready: &ReadyInfo, public: &str) -> Result<Platforms, String> {
-    let msteams = MsTeamsConfig::with_endpoints(
-        &ready.microsoft_login_url,
-        &ready.graph_api_url,
-        ready.msteams.tenant_id.clone(),
-        ready.msteams.client_id.clone(),
-        SecretString::from(ready.msteams.client_secret.clone()),
-        &format!("{public}/connect/msteams/callback"),
-    )
-    .map_err(err)?
-    .limits(switchboard_msteams::RateLimits::documented().scaled(ready.time_scale));
-    let slack = SlackConfig::new(
-        ready.slack.client_id.clone(),
-        SecretString::from(ready.slack.client_secret.clone()),
-        SecretString::from(ready.slack.signing_secret.clone()),
-    )
-    .with_base_urls(
-        Url::parse(&ready.slack_api_url).map_err(err)?,
-        Url::parse(&format!("{}/slack/", ready.base_url)).map_err(err)?,
-    )
-    .with_redirect_uri(Url::parse(&format!("{public}/connect/slack/callback")).map_err(err)?)
-    .with_limits(switchboard_slack::RateLimits::documented().scaled(ready.time_scale));
-    Ok(Platforms { msteams, slack })
 }
 
 /// A started server with its relay workers (and sandbox, with `--sandbox`).
@@ -143,7 +105,11 @@ pub async fn launch(args: ServeArgs) -> Result<Launched, String> {
     if let Some(p) = args.port {
         config.server.port = p;
     }
-    if args.autoconnect && !args.sandbox && args.sandbox_url.is_none() {
+    if args.autoconnect
+        && !args.sandbox
+        && args.sandbox_url.is_none()
+        && config.sandbox_url.is_none()
+    {
         return Err("--autoconnect needs --sandbox or --sandbox-url".into());
     }
     // The platforms: the in-process sandbox, one already running, or none yet.
@@ -163,17 +129,8 @@ pub async fn launch(args: ServeArgs) -> Result<Launched, String> {
         let r = sb.ready();
         sandbox = Some(sb);
         Some(r)
-    } else if let Some(url) = &args.sandbox_url {
-        let url = format!("{}/_sandbox/ready", url.trim_end_matches('/'));
-        let r = reqwest::get(&url)
-            .await
-            .map_err(|e| format!("cannot reach the sandbox at {url}: {e}"))?
-            .error_for_status()
-            .map_err(|e| format!("the sandbox at {url} answered {e}"))?
-            .json::<ReadyInfo>()
-            .await
-            .map_err(|e| format!("the sandbox at {url} sent no ready object: {e}"))?;
-        Some(r)
+    } else if let Some(url) = args.sandbox_url.as_ref().or(config.sandbox_url.as_ref()) {
+        Some(crate::context::fetch_ready(url).await?)
     } else {
         None
     };
@@ -195,35 +152,13 @@ pub async fn launch(args: ServeArgs) -> Result<Launched, String> {
         .clone()
         .unwrap_or_else(|| format!("http://{addr}"));
 
-    let mut receivers = Receivers::default();
-    let mut connectors: Vec<Arc<dyn Connector>> = Vec::new();
-    let mut state_platforms = Vec::new();
-    if let Some(r) = &ready {
-        let p = platforms(r, &public)?;
-        receivers.slack = Some(Arc::new(SlackEventsReceiver::new(
-            SecretString::from(r.slack.signing_secret.clone()),
-            None,
-            Arc::new(OwnIdentityCache::default()),
-        )));
-        receivers.graph = Some(Arc::new(GraphReceiver::new(Arc::new(
-            StoreClientStates::new(store.clone()),
-        ))));
-        let teams: Arc<dyn Connector> = Arc::new(MsTeamsConnector::new(p.msteams.clone()));
-        let slack: Arc<dyn Connector> =
-            Arc::new(SlackConnector::new(p.slack.clone()).map_err(err)?);
-        connectors.push(teams.clone());
-        connectors.push(slack.clone());
-        state_platforms.push((
-            Arc::new(MsTeamsAuthorizer::new(p.msteams).map_err(err)?)
-                as Arc<dyn switchboard_core::Authorizer>,
-            teams,
-        ));
-        state_platforms.push((
-            Arc::new(SlackAuthorizer::new(&p.slack).map_err(err)?)
-                as Arc<dyn switchboard_core::Authorizer>,
-            slack,
-        ));
-    }
+    let platforms = match &ready {
+        Some(r) => Platforms::from_ready(r, &public)?,
+        None => Platforms::from_config(&config, &public)?,
+    };
+    let receivers = platforms.receivers(&store);
+    let connectors = platforms.connectors()?;
+    let state_platforms = platforms.authorizers()?;
     let mut state = AppState::new(store.clone(), receivers).with_public_url(public.clone());
     for (a, c) in state_platforms {
         state = state.with_platform(a, c);

@@ -9,7 +9,7 @@ use secrecy::SecretString;
 use crate::error::Result;
 use crate::history::History;
 use crate::ids::{PlatformKind, TenantId};
-use crate::inbound::Resolver;
+use crate::inbound::{ChannelFeeds, Resolver};
 use crate::model::{AccountIdentity, Connection, Credentials};
 use crate::platform::{Platform, ServiceAccount, TeamImport};
 
@@ -36,6 +36,8 @@ pub struct Connected {
     pub history: Arc<dyn History>,
     /// Resolving change hints (platforms whose notifications carry only a pointer).
     pub resolver: Option<Arc<dyn Resolver>>,
+    /// Per-channel subscriptions (platforms that need them).
+    pub feeds: Option<Arc<dyn ChannelFeeds>>,
 }
 
 /// Opens connections of one platform from what the store holds.

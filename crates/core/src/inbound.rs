@@ -261,6 +261,45 @@ pub trait Resolver: Send + Sync + std::fmt::Debug {
     ) -> Result<Resolved>;
 }
 
+/// Where a per-channel subscription sends what it watches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeedEndpoints {
+    /// Change notifications (`POST /webhooks/msteams/notifications` on the server).
+    pub notification_url: url::Url,
+    /// Lifecycle events (`POST /webhooks/msteams/lifecycle`).
+    pub lifecycle_url: Option<url::Url>,
+}
+
+/// Live delivery of a channel's changes, for platforms that subscribe per channel (Microsoft
+/// Graph: one subscription per app per channel, expiring after three days, to renew, and to
+/// reauthorize on every `reauthorizationRequired`). Platforms whose events cover the whole
+/// workspace (Slack) have none.
+#[async_trait]
+pub trait ChannelFeeds: Send + Sync + std::fmt::Debug {
+    /// Makes sure the changes of `channel` are sent to `endpoints`: the channel's existing
+    /// subscription (`known`, as stored) is kept and renewed when it can be, else one is
+    /// created. Returns the subscription to store (its secret sealed by the store).
+    async fn ensure(
+        &self,
+        channel: &ChannelRef,
+        endpoints: &FeedEndpoints,
+        known: Option<&crate::store::Subscription>,
+    ) -> Result<crate::store::Subscription>;
+    /// Extends `subscription`; returns the new expiry. `NotFound` when the platform removed
+    /// it (ensure the channel again and catch up).
+    async fn renew(
+        &self,
+        subscription: &crate::store::Subscription,
+        endpoints: &FeedEndpoints,
+    ) -> Result<OffsetDateTime>;
+    /// Reauthorizes `subscription` (after `reauthorizationRequired`).
+    async fn reauthorize(&self, subscription: &SubscriptionId) -> Result<()>;
+    /// Deletes `subscription`; one already gone counts as deleted.
+    async fn remove(&self, subscription: &SubscriptionId) -> Result<()>;
+    /// When `subscription` should be renewed.
+    fn renew_at(&self, subscription: &crate::store::Subscription) -> OffsetDateTime;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

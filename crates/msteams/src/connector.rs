@@ -75,7 +75,11 @@ impl Connector for MsTeamsConnector {
             account: conn.clone(),
             import: conn.clone(),
             history: conn.clone(),
-            resolver: Some(Arc::new(TeamsResolver::new(conn))),
+            resolver: Some(Arc::new(TeamsResolver::new(conn.clone()))),
+            feeds: Some(Arc::new(crate::subscriptions::GraphFeeds::new(
+                conn,
+                connection.id.clone(),
+            ))),
         })
     }
 }

@@ -86,5 +86,5 @@ pub use import::{SkippedTeam, TeamsImport};
 pub use oauth::{AuthorizationRequest, OAuthClient, Pkce};
 pub use pacer::{DailyBudget, Pacer, RateLimits};
 pub use receive::{GraphReceiver, TeamsResolver};
-pub use subscriptions::{SubscriptionSpec, validation_response};
+pub use subscriptions::{GraphFeeds, SubscriptionSpec, validation_response};
 pub use token::{CredentialsSink, TokenProvider};

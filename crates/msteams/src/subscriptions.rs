@@ -646,6 +646,80 @@ impl MsTeamsConnection {
     }
 }
 
+/// Core's [`ChannelFeeds`](switchboard_core::ChannelFeeds) for one Teams connection: one
+/// subscription per channel through [`MsTeamsConnection::subscribe_channel_with`] (the
+/// existing one kept and renewed), renewed a quarter of its lifetime before it expires.
+#[derive(Debug, Clone)]
+pub struct GraphFeeds {
+    conn: std::sync::Arc<MsTeamsConnection>,
+    connection: ConnectionId,
+}
+
+impl GraphFeeds {
+    /// The feeds of `conn`, stored under `connection`.
+    pub fn new(conn: std::sync::Arc<MsTeamsConnection>, connection: ConnectionId) -> Self {
+        GraphFeeds { conn, connection }
+    }
+
+    fn spec(endpoints: &switchboard_core::FeedEndpoints) -> SubscriptionSpec {
+        SubscriptionSpec {
+            notification_url: endpoints.notification_url.clone(),
+            lifecycle_url: endpoints.lifecycle_url.clone(),
+            lifetime: None,
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl switchboard_core::ChannelFeeds for GraphFeeds {
+    async fn ensure(
+        &self,
+        channel: &ChannelRef,
+        endpoints: &switchboard_core::FeedEndpoints,
+        known: Option<&Subscription>,
+    ) -> Result<Subscription> {
+        let created = self
+            .conn
+            .subscribe_channel_with(
+                channel,
+                &Self::spec(endpoints),
+                known.map(|k| &k.client_state),
+            )
+            .await?;
+        created.into_core(self.connection.clone())
+    }
+
+    async fn renew(
+        &self,
+        subscription: &Subscription,
+        endpoints: &switchboard_core::FeedEndpoints,
+    ) -> Result<OffsetDateTime> {
+        let spec = Self::spec(endpoints);
+        self.conn
+            .renew_subscription(
+                subscription.id.as_str(),
+                spec.effective_lifetime(),
+                spec.lifecycle_url.is_some(),
+            )
+            .await
+    }
+
+    async fn reauthorize(&self, subscription: &SubscriptionId) -> Result<()> {
+        self.conn
+            .reauthorize_subscription(subscription.as_str())
+            .await
+    }
+
+    async fn remove(&self, subscription: &SubscriptionId) -> Result<()> {
+        self.conn.delete_subscription(subscription.as_str()).await
+    }
+
+    fn renew_at(&self, subscription: &Subscription) -> OffsetDateTime {
+        let margin = (MAX_LIFETIME_WITH_LIFECYCLE / 4).max(Duration::from_secs(300));
+        subscription.expires_at - time::Duration::try_from(margin).unwrap_or(time::Duration::ZERO)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -41,6 +41,20 @@ pub trait Connections: Send + Sync {
     async fn get(&self, org: &OrgId, connection: &ConnectionId) -> Result<Connected>;
 }
 
+/// Told of every connection signal the pipeline processes (after it is audited): the server
+/// keeps Graph subscriptions alive with it (reauthorize, recreate and catch up).
+#[async_trait]
+pub trait SignalObserver: Send + Sync {
+    /// `signal` arrived for `connection` of `org`. An error leaves the inbox item leased, so
+    /// the signal is processed again once the lease expires.
+    async fn on_signal(
+        &self,
+        org: &OrgId,
+        connection: &ConnectionId,
+        signal: &ConnectionSignal,
+    ) -> Result<()>;
+}
+
 /// Tuning of the pipeline.
 #[derive(Debug, Clone)]
 pub struct RelayConfig {
@@ -74,6 +88,7 @@ pub struct Relay {
     connections: Arc<dyn Connections>,
     worker: WorkerId,
     config: RelayConfig,
+    observer: Option<Arc<dyn SignalObserver>>,
 }
 
 impl std::fmt::Debug for Relay {
@@ -115,7 +130,14 @@ impl Relay {
             connections,
             worker,
             config,
+            observer: None,
         }
+    }
+
+    /// Also tells `observer` of every connection signal.
+    pub fn with_observer(mut self, observer: Arc<dyn SignalObserver>) -> Self {
+        self.observer = Some(observer);
+        self
     }
 
     /// Translates one batch of inbox items; returns how many were processed.
@@ -241,6 +263,9 @@ impl Relay {
                 },
             )
             .await?;
+        if let Some(o) = &self.observer {
+            o.on_signal(org, connection, signal).await?;
+        }
         Ok(())
     }
 

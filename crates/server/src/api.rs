@@ -273,6 +273,7 @@ pub async fn create_universal_channel(
     )?;
     channel.relay_membership_notices = body.relay_membership_notices;
     state.store.create_universal_channel(&channel).await?;
+    state.links_changed.notify_one();
     state
         .store
         .append_audit(
@@ -317,6 +318,7 @@ pub async fn delete_universal_channel(
         .store
         .delete_universal_channel(&admin.org, &id)
         .await?;
+    state.links_changed.notify_one();
     state
         .store
         .append_audit(

@@ -10,7 +10,20 @@
 //! bind = "127.0.0.1"
 //! port = 8080                              # 0: any free port
 //! public_url = "https://switchboard.example.com"   # where platforms reach the webhooks
+//!
+//! [msteams]                                # the Microsoft Entra app registration
+//! tenant_id = "contoso.onmicrosoft.com"
+//! client_id = "…"
+//! client_secret = "…"
+//!
+//! [slack]                                  # the Slack app
+//! client_id = "…"
+//! client_secret = "…"
+//! signing_secret = "…"
 //! ```
+//!
+//! `sandbox_url = "http://127.0.0.1:P"` instead takes both app registrations (and the
+//! platforms' endpoints) from a running `switchboard sandbox`.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -55,6 +68,44 @@ impl Default for ListenConfig {
     }
 }
 
+/// A Microsoft Entra app registration (Teams).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MsTeamsApp {
+    /// Tenant GUID or domain.
+    pub tenant_id: String,
+    /// Application (client) id.
+    pub client_id: String,
+    /// Client secret.
+    #[serde(skip_serializing)]
+    pub client_secret: SecretString,
+    /// Microsoft identity base (before `/{tenant}/oauth2/v2.0`); login.microsoftonline.com
+    /// when absent.
+    #[serde(default)]
+    pub login_url: Option<String>,
+    /// Graph base including the version; `https://graph.microsoft.com/v1.0` when absent.
+    #[serde(default)]
+    pub graph_url: Option<String>,
+}
+
+/// A Slack app.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SlackApp {
+    /// Client id.
+    pub client_id: String,
+    /// Client secret.
+    #[serde(skip_serializing)]
+    pub client_secret: SecretString,
+    /// Signing secret (Events API request verification).
+    #[serde(skip_serializing)]
+    pub signing_secret: SecretString,
+    /// Web API base (`https://slack.com/api/` when absent).
+    #[serde(default)]
+    pub api_url: Option<String>,
+    /// OAuth base (`https://slack.com/` when absent).
+    #[serde(default)]
+    pub oauth_url: Option<String>,
+}
+
 /// Everything `serve` reads.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
@@ -68,6 +119,14 @@ pub struct ServerConfig {
     pub log_format: LogFormat,
     /// The listener.
     pub server: ListenConfig,
+    /// Take the app registrations and endpoints from the sandbox running here (development).
+    pub sandbox_url: Option<String>,
+    /// The Teams app registration.
+    #[serde(skip_serializing)]
+    pub msteams: Option<MsTeamsApp>,
+    /// The Slack app.
+    #[serde(skip_serializing)]
+    pub slack: Option<SlackApp>,
 }
 
 impl Default for ServerConfig {
@@ -77,6 +136,9 @@ impl Default for ServerConfig {
             database_url: None,
             log_format: LogFormat::Human,
             server: ListenConfig::default(),
+            sandbox_url: None,
+            msteams: None,
+            slack: None,
         }
     }
 }
@@ -132,6 +194,14 @@ mod tests {
             );
             // the secret never shows in Debug
             assert!(!format!("{c:?}").contains("u:p@h"));
+            jail.set_env("SWITCHBOARD_SLACK__CLIENT_ID", "c1");
+            jail.set_env("SWITCHBOARD_SLACK__CLIENT_SECRET", "very-secret-1");
+            jail.set_env("SWITCHBOARD_SLACK__SIGNING_SECRET", "very-secret-2");
+            let c = ServerConfig::load(Some(Path::new("switchboard.toml"))).unwrap();
+            let slack = c.slack.as_ref().unwrap();
+            assert_eq!(slack.client_id, "c1");
+            assert_eq!(slack.signing_secret.expose_secret(), "very-secret-2");
+            assert!(!format!("{c:?}").contains("very-secret"));
             jail.set_env("SWITCHBOARD_SERVER__PORT", "not-a-port");
             let e = ServerConfig::load(None).unwrap_err();
             assert!(e.to_string().contains("configuration"), "{e}");

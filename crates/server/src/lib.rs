@@ -79,6 +79,9 @@ pub struct AppState {
     pub public_url: String,
     /// The console's templates.
     pub templates: Arc<minijinja::Environment<'static>>,
+    /// Notified whenever universal channels are created or removed (the feed keeper wakes and
+    /// subscribes to or drops the channels' live feeds at once).
+    pub links_changed: Arc<tokio::sync::Notify>,
     /// Slack workspace → the connection that serves it, learned on first delivery.
     pub workspace_routes: Arc<
         parking_lot::RwLock<
@@ -111,6 +114,7 @@ impl AppState {
             connectors: Vec::new(),
             public_url: "http://127.0.0.1".into(),
             templates: Arc::new(console::templates()),
+            links_changed: Arc::default(),
             workspace_routes: Arc::default(),
         }
     }

@@ -82,6 +82,7 @@ impl Connector for SlackConnector {
             import: slack.clone(),
             history: slack,
             resolver: None,
+            feeds: None,
         })
     }
 }

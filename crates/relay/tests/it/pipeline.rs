@@ -212,6 +212,7 @@ impl Connections for Fakes {
             import: r.clone(),
             history: r,
             resolver: None,
+            feeds: None,
         })
     }
 }

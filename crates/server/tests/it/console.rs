@@ -194,6 +194,7 @@ impl Connector for FakeConnector {
             import: live.clone(),
             history: live,
             resolver: None,
+            feeds: None,
         })
     }
 }
