@@ -12,6 +12,7 @@ use switchboard_core::{Actor, PlatformKind, Store, WorkerId};
 use switchboard_relay::engine::{Relay, RelayConfig};
 use switchboard_sandbox::{ReadyInfo, Sandbox, SandboxConfig, Seed};
 use switchboard_server::config::ServerConfig;
+use switchboard_server::feeds::FeedKeeper;
 use switchboard_server::pool::{ConnectionPool, import};
 use switchboard_server::{AppState, serve};
 use tokio::net::TcpListener;
@@ -48,6 +49,10 @@ pub struct ServeArgs {
     pub ready_file: Option<PathBuf>,
 }
 
+/// How often the feed keeper looks for channels linked elsewhere (`switchboard link` writes
+/// the store directly) and subscriptions due for renewal; the API and console wake it at once.
+const KEEPER_INTERVAL: Duration = Duration::from_secs(5);
+
 /// A started server with its relay workers (and sandbox, with `--sandbox`).
 pub struct Launched {
     /// The server.
@@ -56,6 +61,7 @@ pub struct Launched {
     pub ready: Option<ReadyInfo>,
     sandbox: Option<Sandbox>,
     worker: tokio::task::JoinHandle<()>,
+    feeds: tokio::task::JoinHandle<()>,
 }
 
 impl std::fmt::Debug for Launched {
@@ -79,6 +85,7 @@ impl Launched {
     /// Stops the workers, the server and the in-process sandbox.
     pub async fn shutdown(self) -> Result<(), String> {
         self.worker.abort();
+        self.feeds.abort();
         self.running.shutdown().await.map_err(err)?;
         if let Some(sb) = self.sandbox {
             sb.shutdown().await;
@@ -163,17 +170,24 @@ pub async fn launch(args: ServeArgs) -> Result<Launched, String> {
     for (a, c) in state_platforms {
         state = state.with_platform(a, c);
     }
+    let links_changed = state.links_changed.clone();
     let running =
         serve::start_with(listener, state, org.clone(), admin_token.clone()).map_err(err)?;
 
-    // The relay workers.
+    // The relay workers, and the keeper of the channels' live feeds.
     let pool = Arc::new(ConnectionPool::new(store.clone(), connectors));
+    let keeper = Arc::new(FeedKeeper::new(store.clone(), pool.clone(), &public).map_err(err)?);
     let relay = Relay::new(
         store.clone(),
         pool.clone(),
         WorkerId::new(format!("{}/{}", hostname(), std::process::id())).map_err(err)?,
-        RelayConfig::default(),
-    );
+        RelayConfig {
+            batch: config.relay.batch.clamp(1, 1000),
+            lease: Duration::from_secs(config.relay.lease_seconds.max(1)),
+            ..RelayConfig::default()
+        },
+    )
+    .with_observer(keeper.clone());
     let worker = tokio::spawn(async move {
         loop {
             let translated = relay.translate_batch().await.unwrap_or_else(|e| {
@@ -193,6 +207,11 @@ pub async fn launch(args: ServeArgs) -> Result<Launched, String> {
             }
         }
     });
+    let feeds = tokio::spawn(keeper.run(
+        links_changed,
+        KEEPER_INTERVAL,
+        Duration::from_secs(config.relay.lease_seconds.max(1)),
+    ));
 
     if args.autoconnect
         && let Some(r) = &ready
@@ -205,6 +224,7 @@ pub async fn launch(args: ServeArgs) -> Result<Launched, String> {
         ready,
         sandbox,
         worker,
+        feeds,
     })
 }
 

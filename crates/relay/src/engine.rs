@@ -147,8 +147,8 @@ impl Relay {
             .inbox_lease(&self.worker, self.config.batch, self.config.lease)
             .await?;
         let n = items.len();
-        for item in items {
-            match self.translate(&item).await {
+        for item in &items {
+            match self.translate(item).await {
                 Ok(deliveries) => {
                     self.store
                         .inbox_complete(&self.worker, item.id, &deliveries)
@@ -165,6 +165,9 @@ impl Relay {
                         .await?;
                 }
             }
+        }
+        if let Err(e) = crate::catchup::note_seen(self.store.as_ref(), &items).await {
+            tracing::warn!(error = %e, "could not move the channels' resume points");
         }
         Ok(n)
     }

@@ -16,10 +16,14 @@
 //! - [`batch`]: combining queued posts of several senders into one post (each name kept) when
 //!   a target channel's backlog grows past its rate limit.
 //! - [`order`]: origin order per channel (Slack delivers out of order: order by `ts`).
+//!
+//! [`catchup`] replays what a channel missed (downtime, a removed subscription) through the
+//! history seam into the inbox, bounded, with an outage marker.
 
 #![warn(missing_docs)]
 
 pub mod batch;
+pub mod catchup;
 pub mod engine;
 pub mod marker;
 pub mod order;

@@ -106,6 +106,26 @@ pub struct SlackApp {
     pub oauth_url: Option<String>,
 }
 
+/// Tuning of the relay workers (`[relay]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RelayTuning {
+    /// How long a worker holds an inbox item or delivery it leased; after a crash the rows
+    /// come back to the other workers (or the restarted one) once this has passed.
+    pub lease_seconds: u64,
+    /// Items or deliveries leased per batch.
+    pub batch: usize,
+}
+
+impl Default for RelayTuning {
+    fn default() -> Self {
+        RelayTuning {
+            lease_seconds: 60,
+            batch: 64,
+        }
+    }
+}
+
 /// Everything `serve` reads.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
@@ -119,6 +139,8 @@ pub struct ServerConfig {
     pub log_format: LogFormat,
     /// The listener.
     pub server: ListenConfig,
+    /// The relay workers.
+    pub relay: RelayTuning,
     /// Take the app registrations and endpoints from the sandbox running here (development).
     pub sandbox_url: Option<String>,
     /// The Teams app registration.
@@ -136,6 +158,7 @@ impl Default for ServerConfig {
             database_url: None,
             log_format: LogFormat::Human,
             server: ListenConfig::default(),
+            relay: RelayTuning::default(),
             sandbox_url: None,
             msteams: None,
             slack: None,

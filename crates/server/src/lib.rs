@@ -22,6 +22,7 @@ pub mod auth;
 pub mod config;
 pub mod console;
 pub mod error;
+pub mod feeds;
 pub mod metrics;
 pub mod pool;
 pub mod serve;

@@ -61,6 +61,7 @@ impl SlackConnection {
             .max(1)
     }
 
+    #[allow(clippy::too_many_arguments)] // the method's query parameters, one each
     async fn history_page(
         &self,
         method: &str,
@@ -69,6 +70,7 @@ impl SlackConnection {
         oldest: &str,
         inclusive: bool,
         limit: u32,
+        cursor: Option<&str>,
     ) -> Result<MessagesPage> {
         let mut q = vec![
             ("channel", channel.channel.to_string()),
@@ -79,6 +81,9 @@ impl SlackConnection {
         ];
         if let Some(ts) = root {
             q.push(("ts", ts.to_owned()));
+        }
+        if let Some(c) = cursor {
+            q.push(("cursor", c.to_owned()));
         }
         Ok(self
             .call::<MessagesPage>(method, Args::Query(q), None, true)
@@ -124,6 +129,12 @@ impl SlackConnection {
     }
 }
 
+/// How far past the limit a catch-up reads back (in messages) before it gives up on the
+/// oldest part of the gap.
+const HISTORY_READ_FACTOR: usize = 8;
+/// The most `conversations.history` pages one catch-up call reads.
+const MAX_READBACK_PAGES: usize = 20;
+
 fn event_ts(e: &PlatformEvent) -> &str {
     match &e.kind {
         EventKind::Posted { message, .. } => message.as_str(),
@@ -162,16 +173,55 @@ impl History for SlackConnection {
         }
         let own = self.own_identity().await?;
         let page_limit = self.history_page_limit(limit);
-        let page = self
-            .history_page(
-                "conversations.history",
-                channel,
-                None,
-                &oldest,
-                false,
-                page_limit,
-            )
-            .await?;
+        // `conversations.history` pages from the newest message back towards `oldest`: to
+        // replay the oldest changes first, read back to `oldest` (bounded), then keep the
+        // oldest `limit`. Under the 2025 limits of non-Marketplace apps (one call a minute,
+        // 15 messages) only the newest page is read; the caller summarises the rest.
+        let max_pages = if self.history_page_max() < 100 {
+            1
+        } else {
+            MAX_READBACK_PAGES
+        };
+        let mut raws: Vec<Value> = Vec::new();
+        let mut cursor: Option<String> = None;
+        let mut unread = false;
+        let mut pages = 0usize;
+        loop {
+            pages += 1;
+            let page = self
+                .history_page(
+                    "conversations.history",
+                    channel,
+                    None,
+                    &oldest,
+                    false,
+                    page_limit,
+                    cursor.as_deref(),
+                )
+                .await?;
+            raws.extend(page.messages);
+            let next = page
+                .response_metadata
+                .and_then(|m| m.next_cursor)
+                .filter(|c| !c.is_empty());
+            match next {
+                Some(c) if page.has_more => {
+                    if pages >= max_pages || raws.len() >= limit.saturating_mul(HISTORY_READ_FACTOR)
+                    {
+                        // A gap far past the limit: what lies before is summarised.
+                        unread = true;
+                        break;
+                    }
+                    cursor = Some(c);
+                }
+                _ => break,
+            }
+        }
+        let page = MessagesPage {
+            messages: raws,
+            has_more: unread,
+            response_metadata: None,
+        };
         let mut more = page.has_more;
         let mut newest = oldest.clone();
         let mut events = Vec::new();
@@ -202,6 +252,7 @@ impl History for SlackConnection {
                     &oldest,
                     false,
                     page_limit,
+                    None,
                 )
                 .await?;
             more |= replies.has_more;
@@ -253,6 +304,7 @@ impl History for SlackConnection {
                 &time_ts(since),
                 true,
                 self.history_page_limit(limit),
+                None,
             )
             .await?;
         let mut out: Vec<RecentMessage> = page

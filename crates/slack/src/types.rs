@@ -266,4 +266,6 @@ pub(crate) struct MessagesPage {
     pub messages: Vec<Value>,
     #[serde(default)]
     pub has_more: bool,
+    #[serde(default)]
+    pub response_metadata: Option<ResponseMetadata>,
 }

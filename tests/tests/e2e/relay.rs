@@ -1,0 +1,248 @@
+//! Universal channels end to end: what one platform's users do shows up on the other, judged
+//! from the sandbox's own state.
+
+use serde_json::{Value, json};
+
+use crate::support::{Pair, World};
+
+fn text_of_teams(m: &Value) -> String {
+    m["body"]["content"].as_str().unwrap_or_default().to_owned()
+}
+
+async fn teams_find(w: &World, pair: &Pair, what: &str, f: impl Fn(&Value) -> bool) -> Value {
+    for _ in 0..600 {
+        if let Some(m) = w.teams_messages(pair).await.into_iter().find(|m| f(m)) {
+            return m;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!(
+        "timed out waiting for {what}; Teams has {:#}",
+        Value::Array(w.teams_messages(pair).await)
+    );
+}
+
+async fn slack_find(w: &World, channel: &str, what: &str, f: impl Fn(&Value) -> bool) -> Value {
+    for _ in 0..600 {
+        if let Some(m) = w.slack_messages(channel).await.into_iter().find(|m| f(m)) {
+            return m;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!(
+        "timed out waiting for {what}; Slack has {:#}",
+        Value::Array(w.slack_messages(channel).await)
+    );
+}
+
+fn slack_text(m: &Value) -> &str {
+    m["text"].as_str().unwrap_or_default()
+}
+
+fn is_deleted_teams(m: &Value) -> bool {
+    !m["deletedDateTime"].is_null() && m.get("deletedDateTime").is_some()
+}
+
+#[tokio::test]
+async fn posts_replies_edits_reactions_and_deletes_flow_both_ways() {
+    let w = World::start("0").await;
+    let pair = w.link_pair(0).await;
+    let (slack_user, slack_name, _) = w.slack_user(0);
+    let (teams_user, teams_name, _) = w.teams_author(&pair, 0).await;
+
+    // ---- Slack → Teams: a post with formatting and the sender's name
+    let s_ts = w
+        .slack_post(&slack_user, &pair.slack, "hello *bold* from Slack", None)
+        .await;
+    let t_copy = teams_find(&w, &pair, "the Slack post in Teams", |m| {
+        text_of_teams(m).contains("from Slack")
+    })
+    .await;
+    let html = text_of_teams(&t_copy);
+    let first = slack_name.split(' ').next().unwrap();
+    assert!(html.contains(first), "the sender's name is shown: {html}");
+    assert!(
+        html.contains("<b>bold</b>") || html.contains("<strong>bold</strong>"),
+        "formatting kept: {html}"
+    );
+    assert!(!html.contains(&slack_user), "no raw id: {html}");
+    let t_copy_id = t_copy["id"].as_str().unwrap().to_owned();
+
+    // ---- Teams → Slack: a post, with the sender's name and formatting
+    let t_id = w
+        .teams_post(
+            &teams_user,
+            &pair,
+            "<p>hi <b>there</b> from Teams</p>",
+            None,
+        )
+        .await;
+    let s_copy = slack_find(&w, &pair.slack, "the Teams post in Slack", |m| {
+        slack_text(m).contains("from Teams")
+    })
+    .await;
+    assert!(
+        slack_text(&s_copy).contains("*there*"),
+        "bold became Slack bold: {s_copy}"
+    );
+    let shown = format!(
+        "{} {}",
+        s_copy["username"].as_str().unwrap_or_default(),
+        slack_text(&s_copy)
+    );
+    assert!(
+        shown.contains(&teams_name),
+        "the Teams sender's name is shown on Slack: {s_copy}"
+    );
+    let s_copy_ts = s_copy["ts"].as_str().unwrap().to_owned();
+
+    // ---- replies both ways land in the right thread
+    w.teams_post(&teams_user, &pair, "<p>a Teams reply</p>", Some(&t_id))
+        .await;
+    let s_reply = slack_find(&w, &pair.slack, "the Teams reply in Slack", |m| {
+        slack_text(m).contains("a Teams reply")
+    })
+    .await;
+    assert_eq!(
+        s_reply["thread_ts"].as_str(),
+        Some(s_copy_ts.as_str()),
+        "the reply is in the copy's thread: {s_reply}"
+    );
+    w.slack_post(&slack_user, &pair.slack, "a Slack reply", Some(&s_ts))
+        .await;
+    let t_reply = teams_find(&w, &pair, "the Slack reply in Teams", |m| {
+        text_of_teams(m).contains("a Slack reply")
+    })
+    .await;
+    assert_eq!(
+        t_reply["replyToId"].as_str(),
+        Some(t_copy_id.as_str()),
+        "the reply is under the copy: {t_reply}"
+    );
+
+    // ---- edits both ways
+    w.ctl(
+        "PATCH",
+        &format!(
+            "/_sandbox/msteams/messages/{}/{}/{t_id}",
+            pair.team,
+            pair.channel.replace(':', "%3A").replace('@', "%40")
+        ),
+        json!({ "html": "<p>hi there from Teams, edited</p>" }),
+    )
+    .await;
+    let edited = slack_find(&w, &pair.slack, "the Teams edit in Slack", |m| {
+        m["ts"].as_str() == Some(s_copy_ts.as_str()) && slack_text(m).contains("edited")
+    })
+    .await;
+    assert!(
+        format!("{} {}", edited["username"], slack_text(&edited)).contains(&teams_name),
+        "the sender stays visible after the edit: {edited}"
+    );
+    w.ctl(
+        "PATCH",
+        &format!("/_sandbox/slack/messages/{}/{s_ts}", pair.slack),
+        json!({ "text": "hello from Slack, edited" }),
+    )
+    .await;
+    teams_find(&w, &pair, "the Slack edit in Teams", |m| {
+        m["id"].as_str() == Some(t_copy_id.as_str()) && text_of_teams(m).contains("edited")
+    })
+    .await;
+
+    // ---- reactions both ways
+    w.ctl(
+        "POST",
+        "/_sandbox/msteams/reactions",
+        json!({ "user": teams_user, "team": pair.team, "channel": pair.channel,
+                "message": t_id, "reaction": "like" }),
+    )
+    .await;
+    let reacted = slack_find(&w, &pair.slack, "the Teams reaction in Slack", |m| {
+        m["ts"].as_str() == Some(s_copy_ts.as_str())
+            && m["reactions"].as_array().is_some_and(|r| !r.is_empty())
+    })
+    .await;
+    assert!(
+        reacted["reactions"].to_string().contains("thumbsup")
+            || reacted["reactions"].to_string().contains("+1"),
+        "like became Slack's thumbs up: {}",
+        reacted["reactions"]
+    );
+    w.ctl(
+        "POST",
+        "/_sandbox/slack/reactions",
+        json!({ "user": slack_user, "channel": pair.slack, "ts": s_ts, "name": "tada" }),
+    )
+    .await;
+    teams_find(&w, &pair, "the Slack reaction in Teams", |m| {
+        m["id"].as_str() == Some(t_copy_id.as_str())
+            && m["reactions"].as_array().is_some_and(|r| !r.is_empty())
+    })
+    .await;
+
+    // ---- deletes both ways
+    w.ctl(
+        "DELETE",
+        &format!(
+            "/_sandbox/msteams/messages/{}/{}/{t_id}",
+            pair.team,
+            pair.channel.replace(':', "%3A").replace('@', "%40")
+        ),
+        Value::Null,
+    )
+    .await;
+    w.wait("the Teams delete in Slack", || async {
+        w.slack_messages(&pair.slack)
+            .await
+            .iter()
+            .all(|m| m["ts"].as_str() != Some(s_copy_ts.as_str()) || m["deleted"] == true)
+    })
+    .await;
+    w.ctl(
+        "DELETE",
+        &format!("/_sandbox/slack/messages/{}/{s_ts}", pair.slack),
+        Value::Null,
+    )
+    .await;
+    teams_find(&w, &pair, "the Slack delete in Teams", |m| {
+        m["id"].as_str() == Some(t_copy_id.as_str()) && is_deleted_teams(m)
+    })
+    .await;
+
+    // ---- nothing echoed: each message exists once per platform
+    let slack = w.slack_messages(&pair.slack).await;
+    let teams = w.teams_messages(&pair).await;
+    for (needle, n) in [
+        ("from Teams", 1),
+        ("a Teams reply", 1),
+        ("a Slack reply", 1),
+    ] {
+        let on_slack = slack
+            .iter()
+            .filter(|m| m["deleted"] != true && slack_text(m).contains(needle))
+            .count();
+        let on_teams = teams
+            .iter()
+            .filter(|m| !is_deleted_teams(m) && text_of_teams(m).contains(needle))
+            .count();
+        assert!(
+            on_slack <= n && on_teams <= n,
+            "{needle:?} echoed: {on_slack} on Slack, {on_teams} on Teams"
+        );
+    }
+    assert_eq!(
+        slack
+            .iter()
+            .filter(|m| slack_text(m).contains("a Slack reply"))
+            .count(),
+        1
+    );
+    assert_eq!(
+        teams
+            .iter()
+            .filter(|m| text_of_teams(m).contains("a Teams reply"))
+            .count(),
+        1
+    );
+}
