@@ -106,13 +106,15 @@ impl Connections for ConnectionPool {
     }
 }
 
-/// Which part of an import is running, for progress displays.
+/// Which part of an import is running, for progress displays (ordered as they run).
 #[derive(
     Debug,
     Clone,
     Copy,
     PartialEq,
     Eq,
+    PartialOrd,
+    Ord,
     Default,
     serde::Serialize,
     serde::Deserialize,
