@@ -362,6 +362,7 @@ struct UserRow {
     email: Option<String>,
     guest: bool,
     bot: bool,
+    deactivated: bool,
 }
 
 /// The channels of `connection` in `teams` (all when `None`), at most [`SHOWN`] of them,
@@ -474,8 +475,10 @@ pub async fn import_page(
                         email: u.user.email,
                         guest: u.user.is_guest,
                         bot: u.user.is_bot,
+                        deactivated: u.user.is_deleted,
                     })
-                    .collect()
+                    .collect();
+                users.sort_by_key(|u| u.name.to_lowercase());
             }
             Err(e) => tracing::error!(error = %e, "listing imported users failed"),
         }
