@@ -1,7 +1,7 @@
 //! Live connections and imports: the server's side of the relay's [`Connections`] and the
 //! store's [`ImportSink`].
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -9,7 +9,7 @@ use parking_lot::Mutex;
 use switchboard_core::{
     Actor, Channel, ChannelRef, Connected, Connection, ConnectionId, Connector, Error, ErrorKind,
     ImportCounts, ImportPhase, ImportRun, ImportSink, Membership, NewAuditEntry, OrgId,
-    PlatformKind, Progress, Result, Store, Team, TeamId, User,
+    PlatformKind, Progress, Result, Store, Team, TeamId, User, UserId,
 };
 use switchboard_relay::engine::Connections;
 use tokio::sync::watch;
@@ -195,6 +195,9 @@ pub struct StoreImportSink {
     /// One channel of each team seen (the service account's membership is per team, and any
     /// channel of the team addresses it).
     first_channel: HashMap<TeamId, ChannelRef>,
+    /// The service account's user id, and the teams whose imported members include it.
+    account: UserId,
+    member_of: HashSet<TeamId>,
     /// What was written.
     pub counts: ImportCounts,
 }
@@ -234,7 +237,10 @@ impl ImportSink for StoreImportSink {
         self.publish();
         Ok(())
     }
-    async fn members(&mut self, _team: &TeamId, page: Vec<Membership>) -> Result<()> {
+    async fn members(&mut self, team: &TeamId, page: Vec<Membership>) -> Result<()> {
+        if page.iter().any(|m| m.user == self.account) {
+            self.member_of.insert(team.clone());
+        }
         self.store
             .upsert_memberships(&self.org, &self.connection, self.run, &page)
             .await?;
@@ -278,7 +284,9 @@ pub async fn import(
 
 /// [`import`], publishing its [`ImportProgress`] on `progress` after every page (the caller
 /// keeps a receiver: a progress bar, an import job). Teams asked for that the account cannot
-/// see are refused (`InvalidInput`) before anything is written.
+/// see are refused (`InvalidInput`) before anything is written. On Teams the service account
+/// is added to each imported team whose imported members do not include it already (a
+/// failure there is logged, not fatal).
 pub async fn import_with_progress(
     store: &Arc<dyn Store>,
     pool: &ConnectionPool,
@@ -333,6 +341,8 @@ pub async fn import_with_progress(
         run,
         progress: progress.clone(),
         first_channel: HashMap::new(),
+        account: stored.account.user_id.clone(),
+        member_of: HashSet::new(),
         counts: ImportCounts::default(),
     };
     for team in &chosen {
@@ -347,8 +357,13 @@ pub async fn import_with_progress(
     if stored.platform == PlatformKind::Msteams {
         // The service account administers what it imports: make it a member of each team
         // (Teams membership is per team; any channel of the team addresses it).
+        // Teams whose imported members already include it cost no further call.
         progress.send_modify(|p| p.stage = ImportStage::ServiceAccount);
         for team in &chosen {
+            if sink.member_of.contains(&team.id) {
+                progress.send_modify(|p| p.memberships_ensured += 1);
+                continue;
+            }
             let Some(channel) = sink.first_channel.get(&team.id) else {
                 continue;
             };

@@ -90,20 +90,27 @@ impl TeamImport for Live {
         let (a, b) = channels.split_at(1);
         sink.channels(team, a.to_vec()).await?;
         sink.channels(team, b.to_vec()).await?;
+        // the service account ("svc") is a member of team-1 already
+        let mut members: Vec<String> = (1..=3).map(|u| format!("u{u}")).collect();
+        if team.as_str() == "team-1" {
+            members.push("svc".into());
+        }
+        let m = members.len() as u64;
         sink.members(
             team,
-            (1..=3)
+            members
+                .into_iter()
                 .map(|u| Membership {
                     team: team.clone(),
-                    user: UserId::new(format!("u{u}")).unwrap(),
-                    is_owner: u == 1,
+                    is_owner: u == "u1",
+                    user: UserId::new(u).unwrap(),
                 })
                 .collect(),
         )
         .await?;
         Ok(ImportCounts {
             channels: n,
-            members: 3,
+            members: m,
             users: 0,
         })
     }
@@ -581,7 +588,7 @@ async fn one_import_per_connection_runs_at_a_time() {
     assert_eq!(running["progress"]["teams_total"], 2);
     assert_eq!(running["progress"]["teams_done"], 2);
     assert_eq!(running["progress"]["channels"], 5);
-    assert_eq!(running["progress"]["members"], 6);
+    assert_eq!(running["progress"]["members"], 7);
     assert_eq!(running["result"], Value::Null);
     let (s, v) = w
         .json("POST", "/api/v1/import-jobs", Some(&w.token_a), Some(body))
@@ -733,7 +740,7 @@ fn csrf_of(page: &str) -> String {
 
 #[tokio::test]
 async fn the_console_lists_teams_imports_the_selection_and_shows_the_result() {
-    let Fixture { w, .. } = fixture(None).await;
+    let Fixture { w, tenant } = fixture(None).await;
     let teams_path = format!("/connect/msteams/{}/teams", w.teams);
     let (s, h, _) = w.send(get(&teams_path, None)).await;
     assert_eq!(s, StatusCode::SEE_OTHER, "signed out → sign in");
@@ -796,6 +803,13 @@ async fn the_console_lists_teams_imports_the_selection_and_shows_the_result() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert_eq!(done["result"]["channels"], 5, "{done}");
+    assert_eq!(done["progress"]["memberships_ensured"], 2);
+    let ensured = tenant.ensured.lock().clone();
+    assert_eq!(
+        ensured.iter().map(|c| c.team.as_str()).collect::<Vec<_>>(),
+        ["team-2"],
+        "no call for team-1, whose imported members include the service account"
+    );
     let (s, _, _) = w
         .send(get(&format!("{progress_page}/progress"), Some(&other)))
         .await;
