@@ -375,8 +375,14 @@ pub async fn import(args: ImportArgs) -> Result<(), String> {
     {
         bars.abandon();
     }
-    let counts =
-        result.map_err(|e| format!("importing {} failed: {e}", connection.display_name))?;
+    let counts = result.map_err(|e| {
+        let why = if e.kind() == switchboard_core::ErrorKind::InvalidInput {
+            e.message().to_owned()
+        } else {
+            e.to_string()
+        };
+        format!("importing {} failed: {why}", connection.display_name)
+    })?;
     if ctx.json {
         return print_json(&json!({
             "connection": connection.id.to_string(),

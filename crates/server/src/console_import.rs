@@ -325,7 +325,7 @@ pub async fn start_import(
                 &session,
                 &connection,
                 StatusCode::CONFLICT,
-                Some(e.to_string()),
+                Some(e.message().to_owned()),
             )
             .await
         }

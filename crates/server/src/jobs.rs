@@ -307,20 +307,23 @@ impl ImportJobs {
 
 /// An error for people: what failed and what to do, without internals.
 fn failure_words(e: &Error) -> String {
+    let m = e.message();
     match e.kind() {
-        ErrorKind::NeedsReauth => format!(
-            "The connection's sign-in is no longer valid: connect the platform again. ({e})"
-        ),
+        ErrorKind::NeedsReauth => {
+            format!(
+                "The connection's sign-in is no longer valid: connect the platform again ({m})."
+            )
+        }
         ErrorKind::Forbidden | ErrorKind::Unauthorized => format!(
-            "The service account is not allowed to read this: check its roles and permissions. ({e})"
+            "The service account is not allowed to read this: check its roles and permissions ({m})."
         ),
         ErrorKind::RateLimited { .. } => {
-            format!("The platform kept throttling the import; start it again later. ({e})")
+            format!("The platform kept throttling the import; start it again later ({m}).")
         }
         ErrorKind::Storage => {
             "The database could not be written; start the import again shortly.".to_owned()
         }
-        ErrorKind::InvalidInput | ErrorKind::NotFound | ErrorKind::Unsupported => e.to_string(),
+        ErrorKind::InvalidInput | ErrorKind::NotFound | ErrorKind::Unsupported => m.to_owned(),
         // Upstream details are logged above, never shown (as in the API's errors).
         _ => "The platform did not answer as expected; start the import again shortly.".to_owned(),
     }

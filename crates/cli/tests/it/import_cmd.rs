@@ -191,6 +191,8 @@ async fn the_listing_and_import_commands_show_the_seeded_teams_channels_and_user
         summary["users"],
         seed["msteams"]["users"].as_array().unwrap().len() as u64
     );
+    let all = cli.json(&["import", "--platform", "msteams", "--all"]);
+    assert_eq!(all["teams"], seeded_teams.as_array().unwrap().len() as u64);
     let words = cli.ok(&["import", "--platform", "slack", "--all"]);
     assert!(words.starts_with("Imported the workspace of"), "{words}");
 

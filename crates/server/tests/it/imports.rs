@@ -686,6 +686,18 @@ async fn the_openapi_document_describes_the_import_routes() {
         assert!(v["paths"][path].is_object(), "{path} missing");
     }
     assert!(v["paths"]["/api/v1/import-jobs"]["post"]["responses"]["202"].is_object());
+    for schema in [
+        "ImportJobView",
+        "ImportProgress",
+        "ImportStage",
+        "TeamList",
+        "UserPage",
+    ] {
+        assert!(
+            v["components"]["schemas"][schema].is_object(),
+            "schema {schema} missing"
+        );
+    }
 }
 
 // --- the console -------------------------------------------------------------------------
