@@ -851,6 +851,32 @@ async fn the_console_lists_teams_imports_the_selection_and_shows_the_result() {
     )
     .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
+
+    // "all teams" includes Broken, whose channels Graph refuses: the failure shows in words
+    let (s, h, _) = w
+        .send(form(&teams_path, &cookie, &format!("csrf={csrf}&all=1")))
+        .await;
+    assert_eq!(s, StatusCode::SEE_OTHER);
+    let failed_page = h[header::LOCATION].to_str().unwrap().to_owned();
+    for _ in 0..500 {
+        let (_, _, body) = w
+            .send(get(&format!("{failed_page}/progress"), Some(&cookie)))
+            .await;
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        if v["done"] == true {
+            assert!(v["error"].is_string(), "{v}");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (s, html) = page(&w, &failed_page, &cookie).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(
+        html.contains("The import stopped: The service account is not allowed"),
+        "{html}"
+    );
+    assert!(html.contains("Try again") && !html.contains("Channels imported"));
+
     let (s, _, js) = w.send(get("/static/import.js", None)).await;
     assert_eq!(s, StatusCode::OK);
     assert!(String::from_utf8_lossy(&js).contains("fetch("));
