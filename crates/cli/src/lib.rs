@@ -8,6 +8,7 @@
 
 #![warn(missing_docs)]
 
+pub mod cmd_import;
 pub mod context;
 pub mod demo;
 pub mod serve;
@@ -37,6 +38,20 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Run the emulated Slack and Microsoft platforms alone.
     Sandbox(SandboxArgs),
+    /// Teams and workspaces the service accounts can see.
+    #[command(subcommand)]
+    Teams(cmd_import::TeamsCommand),
+    /// Import teams (Slack: the workspace): channels, members, users.
+    Import(cmd_import::ImportArgs),
+    /// The imported channels.
+    #[command(subcommand)]
+    Channels(cmd_import::ChannelsCommand),
+    /// The imported users.
+    #[command(subcommand)]
+    Users(cmd_import::UsersCommand),
+    /// The connected platforms.
+    #[command(subcommand)]
+    Connections(cmd_import::ConnectionsCommand),
 }
 
 /// `switchboard sandbox`.
@@ -77,6 +92,19 @@ pub fn main(cli: Cli) -> ExitCode {
             Command::Sandbox(args) => run_sandbox(args).await,
             Command::Serve(args) => serve::run(args).await,
             Command::Demo(args) => demo::run(args).await,
+            Command::Teams(cmd_import::TeamsCommand::List(args)) => {
+                cmd_import::teams_list(args).await
+            }
+            Command::Import(args) => cmd_import::import(args).await,
+            Command::Channels(cmd_import::ChannelsCommand::List(args)) => {
+                cmd_import::channels_list(args).await
+            }
+            Command::Users(cmd_import::UsersCommand::List(args)) => {
+                cmd_import::users_list(args).await
+            }
+            Command::Connections(cmd_import::ConnectionsCommand::List(args)) => {
+                cmd_import::connections_list(args).await
+            }
         }
     });
     match result {

@@ -166,7 +166,12 @@ pub async fn launch(args: ServeArgs) -> Result<Launched, String> {
     let receivers = platforms.receivers(&store);
     let connectors = platforms.connectors()?;
     let state_platforms = platforms.authorizers()?;
-    let mut state = AppState::new(store.clone(), receivers).with_public_url(public.clone());
+    // One pool of live connections for the relay, the feed keeper and console/API imports,
+    // so they share the adapters' pacing.
+    let pool = Arc::new(ConnectionPool::new(store.clone(), connectors));
+    let mut state = AppState::new(store.clone(), receivers)
+        .with_public_url(public.clone())
+        .with_pool(pool.clone());
     for (a, c) in state_platforms {
         state = state.with_platform(a, c);
     }
@@ -175,7 +180,6 @@ pub async fn launch(args: ServeArgs) -> Result<Launched, String> {
         serve::start_with(listener, state, org.clone(), admin_token.clone()).map_err(err)?;
 
     // The relay workers, and the keeper of the channels' live feeds.
-    let pool = Arc::new(ConnectionPool::new(store.clone(), connectors));
     let keeper = Arc::new(FeedKeeper::new(store.clone(), pool.clone(), &public).map_err(err)?);
     let relay = Relay::new(
         store.clone(),

@@ -413,7 +413,11 @@ impl utoipa::Modify for BearerAuth {
         create_universal_channel,
         delete_universal_channel,
         list_audit,
-        verify_audit
+        verify_audit,
+        crate::api_import::list_connection_teams,
+        crate::api_import::start_import_job,
+        crate::api_import::get_import_job,
+        crate::api_import::list_users
     ),
     modifiers(&BearerAuth)
 )]

@@ -18,11 +18,14 @@
 #![warn(missing_docs)]
 
 pub mod api;
+pub mod api_import;
 pub mod auth;
 pub mod config;
 pub mod console;
+pub mod console_import;
 pub mod error;
 pub mod feeds;
+pub mod jobs;
 pub mod metrics;
 pub mod pool;
 pub mod serve;
@@ -92,6 +95,13 @@ pub struct AppState {
             >,
         >,
     >,
+    /// Import jobs started from the API or the console.
+    pub jobs: Arc<jobs::ImportJobs>,
+    /// The live connections imports use: the one given to [`AppState::with_pool`] (share the
+    /// relay's, so both pace themselves on one set of rate limits), else one built from
+    /// [`AppState::connectors`] on first use.
+    pool: Arc<std::sync::OnceLock<Arc<pool::ConnectionPool>>>,
+    pool_given: bool,
 }
 
 impl std::fmt::Debug for AppState {
@@ -114,10 +124,37 @@ impl AppState {
             authorizers: Vec::new(),
             connectors: Vec::new(),
             public_url: "http://127.0.0.1".into(),
-            templates: Arc::new(console::templates()),
+            templates: Arc::new({
+                let mut env = console::templates();
+                console_import::add_templates(&mut env);
+                env
+            }),
             links_changed: Arc::default(),
             workspace_routes: Arc::default(),
+            jobs: Arc::default(),
+            pool: Arc::default(),
+            pool_given: false,
         }
+    }
+
+    /// Uses `pool` for imports (and anything else that needs a live connection).
+    pub fn with_pool(mut self, pool: Arc<pool::ConnectionPool>) -> Self {
+        self.pool = Arc::new(std::sync::OnceLock::from(pool));
+        self.pool_given = true;
+        self
+    }
+
+    /// The live connections (see [`AppState::with_pool`]). Without one, a pool over the
+    /// configured connectors is made on first use, so configure the platforms first.
+    pub fn pool(&self) -> Arc<pool::ConnectionPool> {
+        self.pool
+            .get_or_init(|| {
+                Arc::new(pool::ConnectionPool::new(
+                    self.store.clone(),
+                    self.connectors.clone(),
+                ))
+            })
+            .clone()
     }
 
     /// Adds a platform's OAuth flow and connector.
@@ -128,6 +165,10 @@ impl AppState {
     ) -> Self {
         self.authorizers.push(authorizer);
         self.connectors.push(connector);
+        if !self.pool_given {
+            // A pool made on first use must see this connector too.
+            self.pool = Arc::default();
+        }
         self
     }
 
@@ -235,6 +276,13 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/audit", get(api::list_audit))
         .route("/api/v1/audit/verify", get(api::verify_audit))
+        .route(
+            "/api/v1/connections/{id}/teams",
+            get(api_import::list_connection_teams),
+        )
+        .route("/api/v1/import-jobs", post(api_import::start_import_job))
+        .route("/api/v1/import-jobs/{id}", get(api_import::get_import_job))
+        .route("/api/v1/users", get(api_import::list_users))
         .route("/api/v1/openapi.json", get(api::openapi))
         .layer(DefaultBodyLimit::max(256 * 1024));
     let console = Router::new()
@@ -248,6 +296,19 @@ pub fn router(state: AppState) -> Router {
             "/connect/{platform}/callback",
             get(console::connect_callback),
         )
+        .route(
+            "/connect/{platform}/{connection}/teams",
+            get(console_import::teams_page).post(console_import::start_import),
+        )
+        .route(
+            "/connect/{platform}/{connection}/import/{job}",
+            get(console_import::import_page),
+        )
+        .route(
+            "/connect/{platform}/{connection}/import/{job}/progress",
+            get(console_import::import_progress),
+        )
+        .route("/static/import.js", get(console_import::script))
         .layer(DefaultBodyLimit::max(64 * 1024));
     Router::new()
         .route("/healthz", get(healthz))

@@ -1,17 +1,18 @@
 //! Live connections and imports: the server's side of the relay's [`Connections`] and the
 //! store's [`ImportSink`].
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use parking_lot::Mutex;
 use switchboard_core::{
-    Actor, Channel, Connected, Connection, ConnectionId, Connector, Error, ErrorKind, ImportCounts,
-    ImportRun, ImportSink, Membership, NewAuditEntry, OrgId, PlatformKind, Result, Store, Team,
-    TeamId, User,
+    Actor, Channel, ChannelRef, Connected, Connection, ConnectionId, Connector, Error, ErrorKind,
+    ImportCounts, ImportPhase, ImportRun, ImportSink, Membership, NewAuditEntry, OrgId,
+    PlatformKind, Progress, Result, Store, Team, TeamId, User, UserId,
 };
 use switchboard_relay::engine::Connections;
+use tokio::sync::watch;
 
 use crate::console::StoreCredentials;
 
@@ -44,6 +45,11 @@ impl ConnectionPool {
     /// Forgets an open connection (after a migration or reconnect, new credentials are read).
     pub fn forget(&self, org: &OrgId, connection: &ConnectionId) {
         self.open.lock().remove(&(org.clone(), connection.clone()));
+    }
+
+    /// Whether this pool can open connections of `platform`.
+    pub fn supports(&self, platform: PlatformKind) -> bool {
+        self.connectors.iter().any(|c| c.platform() == platform)
     }
 
     fn connector(&self, platform: PlatformKind) -> Result<&Arc<dyn Connector>> {
@@ -100,12 +106,98 @@ impl Connections for ConnectionPool {
     }
 }
 
+/// Which part of an import is running, for progress displays (ordered as they run).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+    utoipa::ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum ImportStage {
+    /// Asking the platform which teams (Slack: the workspace) the account can see.
+    #[default]
+    ListingTeams,
+    /// Channels and members, team by team.
+    Teams,
+    /// Adding the service account to each imported team (Teams).
+    ServiceAccount,
+    /// The tenant's or workspace's users.
+    Users,
+    /// Finished (successfully).
+    Done,
+}
+
+impl ImportStage {
+    /// Words for people.
+    pub fn describe(self) -> &'static str {
+        match self {
+            ImportStage::ListingTeams => "Listing teams",
+            ImportStage::Teams => "Importing channels and members",
+            ImportStage::ServiceAccount => "Adding the service account to each team",
+            ImportStage::Users => "Importing users",
+            ImportStage::Done => "Done",
+        }
+    }
+}
+
+/// Where an import is, updated after every page.
+#[derive(
+    Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
+pub struct ImportProgress {
+    /// The running stage.
+    pub stage: ImportStage,
+    /// Teams to import (known once listed).
+    pub teams_total: u64,
+    /// Teams whose channels and members are stored.
+    pub teams_done: u64,
+    /// The name of the team being imported, during [`ImportStage::Teams`].
+    pub team: Option<String>,
+    /// Teams the service account was added to or already belonged to.
+    pub memberships_ensured: u64,
+    /// Channels stored so far.
+    pub channels: u64,
+    /// Team memberships stored so far.
+    pub members: u64,
+    /// Users stored so far.
+    pub users: u64,
+    /// The platform's estimate of the users to come, when it gives one.
+    pub users_estimated: Option<u64>,
+}
+
+impl ImportProgress {
+    /// What was stored so far.
+    pub fn counts(&self) -> ImportCounts {
+        ImportCounts {
+            channels: self.channels,
+            members: self.members,
+            users: self.users,
+        }
+    }
+}
+
 /// Writes an import page by page into the store.
 pub struct StoreImportSink {
     store: Arc<dyn Store>,
     org: OrgId,
     connection: ConnectionId,
+    platform: PlatformKind,
     run: ImportRun,
+    progress: watch::Sender<ImportProgress>,
+    /// One channel of each team seen (the service account's membership is per team, and any
+    /// channel of the team addresses it).
+    first_channel: HashMap<TeamId, ChannelRef>,
+    /// The service account's user id, and the teams whose imported members include it.
+    account: UserId,
+    member_of: HashSet<TeamId>,
     /// What was written.
     pub counts: ImportCounts,
 }
@@ -119,25 +211,59 @@ impl std::fmt::Debug for StoreImportSink {
     }
 }
 
+impl StoreImportSink {
+    fn publish(&self) {
+        let counts = self.counts;
+        self.progress.send_modify(|p| {
+            p.channels = counts.channels;
+            p.members = counts.members;
+            p.users = counts.users;
+        });
+    }
+}
+
 #[async_trait]
 impl ImportSink for StoreImportSink {
-    async fn channels(&mut self, _team: &TeamId, page: Vec<Channel>) -> Result<()> {
-        self.counts.channels += page.len() as u64;
+    async fn channels(&mut self, team: &TeamId, page: Vec<Channel>) -> Result<()> {
+        if let Some(c) = page.first() {
+            self.first_channel
+                .entry(team.clone())
+                .or_insert_with(|| ChannelRef::new(self.platform, c.team.clone(), c.id.clone()));
+        }
         self.store
             .upsert_channels(&self.org, &self.connection, self.run, &page)
-            .await
+            .await?;
+        self.counts.channels += page.len() as u64;
+        self.publish();
+        Ok(())
     }
-    async fn members(&mut self, _team: &TeamId, page: Vec<Membership>) -> Result<()> {
-        self.counts.members += page.len() as u64;
+    async fn members(&mut self, team: &TeamId, page: Vec<Membership>) -> Result<()> {
+        if page.iter().any(|m| m.user == self.account) {
+            self.member_of.insert(team.clone());
+        }
         self.store
             .upsert_memberships(&self.org, &self.connection, self.run, &page)
-            .await
+            .await?;
+        self.counts.members += page.len() as u64;
+        self.publish();
+        Ok(())
     }
     async fn users(&mut self, page: Vec<User>) -> Result<()> {
-        self.counts.users += page.len() as u64;
         self.store
             .upsert_users(&self.org, &self.connection, self.run, &page)
-            .await
+            .await?;
+        self.counts.users += page.len() as u64;
+        self.publish();
+        Ok(())
+    }
+    async fn progress(&mut self, progress: Progress) -> Result<()> {
+        if progress.phase == ImportPhase::Users
+            && let Some(total) = progress.estimated_total
+        {
+            self.progress
+                .send_modify(|p| p.users_estimated = Some(total));
+        }
+        Ok(())
     }
 }
 
@@ -152,45 +278,99 @@ pub async fn import(
     teams: Option<&[TeamId]>,
     actor: Actor,
 ) -> Result<ImportCounts> {
+    let (progress, _) = watch::channel(ImportProgress::default());
+    import_with_progress(store, pool, org, connection, teams, actor, &progress).await
+}
+
+/// [`import`], publishing its [`ImportProgress`] on `progress` after every page (the caller
+/// keeps a receiver: a progress bar, an import job). Teams asked for that the account cannot
+/// see are refused (`InvalidInput`) before anything is written. On Teams the service account
+/// is added to each imported team whose imported members do not include it already (a
+/// failure there is logged, not fatal).
+pub async fn import_with_progress(
+    store: &Arc<dyn Store>,
+    pool: &ConnectionPool,
+    org: &OrgId,
+    connection: &ConnectionId,
+    teams: Option<&[TeamId]>,
+    actor: Actor,
+    progress: &watch::Sender<ImportProgress>,
+) -> Result<ImportCounts> {
+    progress.send_replace(ImportProgress::default());
+    let stored = pool.connection(org, connection).await?;
     let live = pool.get(org, connection).await?;
     let listing = live.import.list_teams().await?;
     let chosen: Vec<Team> = match teams {
-        Some(ids) => listing
-            .teams
-            .into_iter()
-            .filter(|t| ids.contains(&t.id))
-            .collect(),
+        Some(ids) => {
+            let unknown: Vec<&str> = ids
+                .iter()
+                .filter(|id| !listing.teams.iter().any(|t| t.id == **id))
+                .map(|id| id.as_str())
+                .collect();
+            if !unknown.is_empty() {
+                return Err(Error::invalid(format!(
+                    "the service account of {} cannot see {}: {} (list them with `switchboard teams list`)",
+                    stored.display_name,
+                    if unknown.len() == 1 {
+                        "this team"
+                    } else {
+                        "these teams"
+                    },
+                    unknown.join(", ")
+                )));
+            }
+            listing
+                .teams
+                .into_iter()
+                .filter(|t| ids.contains(&t.id))
+                .collect()
+        }
         None => listing.teams,
     };
+    progress.send_modify(|p| {
+        p.stage = ImportStage::Teams;
+        p.teams_total = chosen.len() as u64;
+    });
     let run = store.begin_import(org, connection).await?;
     store.upsert_teams(org, connection, run, &chosen).await?;
     let mut sink = StoreImportSink {
         store: store.clone(),
         org: org.clone(),
         connection: connection.clone(),
+        platform: stored.platform,
         run,
+        progress: progress.clone(),
+        first_channel: HashMap::new(),
+        account: stored.account.user_id.clone(),
+        member_of: HashSet::new(),
         counts: ImportCounts::default(),
     };
-    let stored = pool.connection(org, connection).await?;
     for team in &chosen {
+        progress.send_modify(|p| p.team = Some(team.name.clone()));
         live.import.import_team(&team.id, &mut sink).await?;
         store
             .finish_team_import(org, connection, run, &team.id)
             .await?;
+        progress.send_modify(|p| p.teams_done += 1);
     }
+    progress.send_modify(|p| p.team = None);
     if stored.platform == PlatformKind::Msteams {
         // The service account administers what it imports: make it a member of each team
         // (Teams membership is per team; any channel of the team addresses it).
-        let channels = store
-            .list_channels(org, Some(connection), None, switchboard_core::MAX_PAGE_SIZE)
-            .await?;
+        // Teams whose imported members already include it cost no further call.
+        progress.send_modify(|p| p.stage = ImportStage::ServiceAccount);
         for team in &chosen {
-            let Some(c) = channels.iter().find(|c| c.channel.team == team.id) else {
+            if sink.member_of.contains(&team.id) {
+                progress.send_modify(|p| p.memberships_ensured += 1);
+                continue;
+            }
+            let Some(channel) = sink.first_channel.get(&team.id) else {
                 continue;
             };
-            match live.account.ensure_membership(&c.reference).await {
+            match live.account.ensure_membership(channel).await {
                 Ok(outcome) => {
-                    tracing::info!(team = %team.id, ?outcome, "service account membership")
+                    tracing::info!(team = %team.id, ?outcome, "service account membership");
+                    progress.send_modify(|p| p.memberships_ensured += 1);
                 }
                 Err(e) => {
                     tracing::warn!(team = %team.id, error = %e, "could not add the service account to the team")
@@ -198,6 +378,7 @@ pub async fn import(
             }
         }
     }
+    progress.send_modify(|p| p.stage = ImportStage::Users);
     live.import.import_users(&mut sink).await?;
     store.finish_user_import(org, connection, run).await?;
     store
@@ -216,5 +397,6 @@ pub async fn import(
             },
         )
         .await?;
+    progress.send_modify(|p| p.stage = ImportStage::Done);
     Ok(sink.counts)
 }

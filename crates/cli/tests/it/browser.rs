@@ -1,6 +1,7 @@
 //! The console in headless Chromium (Debian's `chromium` + `chromium-driver`, which
 //! `.ci/run` installs): an admin signs in, opens Connect Platforms, clicks "+", connects
-//! Microsoft Teams through the sandbox's consent page (clicks Accept) and sees the result;
+//! Microsoft Teams through the sandbox's consent page (clicks Accept) and sees the result,
+//! sees the team list, selects two teams, imports them and sees their channels and users;
 //! then connects Slack. Screenshots go to `target/screenshots/`. Fails under `CI` when
 //! Chromium or chromedriver is missing; skips (saying so) elsewhere.
 
@@ -199,6 +200,88 @@ async fn an_admin_connects_teams_and_slack_in_a_real_browser() {
     let page = page_with(&c, "Microsoft Teams connected").await;
     assert!(page.contains("Choose teams to import"), "{page}");
     shot("3-teams-connected.png").await;
+
+    // The team list: select two teams, import, watch the progress, see channels and users.
+    c.find(Locator::LinkText("Choose teams to import"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let page = page_with(&c, "Import selected teams").await;
+    for team in ["Engineering", "Marketing", "Leadership"] {
+        assert!(page.contains(team), "{team} is listed: {page}");
+    }
+    assert!(page.contains("Not imported"), "{page}");
+    for team in ["Engineering", "Marketing"] {
+        c.find(Locator::XPath(&format!(
+            "//tr[td/label[normalize-space()='{team}']]//input[@type='checkbox']"
+        )))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    }
+    shot("3a-team-list.png").await;
+    // Graph answers slowly for a moment, so the progress page is seen while the import runs
+    // and must update itself (the test never reloads it).
+    let faults = http
+        .post(format!(
+            "{}/_sandbox/faults",
+            ready["sandbox"]["base_url"].as_str().unwrap()
+        ))
+        .json(&serde_json::json!({
+            "platform": "msteams", "kind": "stall", "rate": 1.0,
+            "seconds": 2.0, "stall_seconds": 1.0,
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert!(faults.status().is_success());
+    c.find(Locator::Id("import-selected"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let page = page_with(&c, "data-done=\"false\"").await;
+    assert!(page.contains("Importing from"), "{page}");
+    shot("3b-import-running.png").await;
+    let page = page_with(&c, "Users imported").await;
+    assert!(page.contains("Imported from"), "{page}");
+    for channel in ["Backend", "Frontend", "Incidents", "Campaigns"] {
+        assert!(page.contains(channel), "{channel} was imported: {page}");
+    }
+    assert!(
+        !page.contains(">Leadership<"),
+        "the team left unselected was not imported: {page}"
+    );
+    assert!(
+        page.contains("alice@contoso.com"),
+        "users are shown: {page}"
+    );
+    shot("3c-imported.png").await;
+    c.execute(
+        "document.getElementById('imported-users').scrollIntoView();",
+        vec![],
+    )
+    .await
+    .unwrap();
+    shot("3d-imported-users.png").await;
+    c.goto(&format!("{url}{}", {
+        let here = c.current_url().await.unwrap();
+        let path = here.path().to_owned();
+        path.split("/import/").next().unwrap().to_owned() + "/teams"
+    }))
+    .await
+    .unwrap();
+    let page = page_with(&c, "Import selected teams").await;
+    assert_eq!(
+        page.matches("badge ok\">Imported").count(),
+        2,
+        "the two imported teams are marked: {page}"
+    );
 
     // Then Slack.
     c.goto(&format!("{url}/connect")).await.unwrap();

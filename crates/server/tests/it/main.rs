@@ -3,5 +3,6 @@
 
 mod api;
 mod console;
+mod imports;
 mod support;
 mod webhooks;
