@@ -53,6 +53,8 @@ macro_rules! store_conformance {
             disappeared_rows_are_marked_removed,
             directory_listings_are_paged,
             identity_map,
+            identity_links_are_listed_once_per_pair,
+            admin_tokens_are_listed_without_secrets,
             universal_channels,
             message_map,
             message_copies_keep_parts_and_posting_identity,
@@ -1174,6 +1176,96 @@ pub async fn identity_map(h: &dyn Harness) {
         .unwrap();
     assert_eq!(cp(slack, "U1", teams).await, None);
     assert_eq!(cp(slack, "U2", teams).await, Some(uid("B2")));
+}
+
+/// Check: the manual identity links are listed once per pair, in platform order, per org.
+pub async fn identity_links_are_listed_once_per_pair(h: &dyn Harness) {
+    let s = h.store();
+    let f = fixture(s, "org").await;
+    let (slack, teams) = (PlatformKind::Slack, PlatformKind::Msteams);
+    assert!(s.list_identity_links(&f.org).await.unwrap().is_empty());
+    let run = s.begin_import(&f.org, &f.slack.id).await.unwrap();
+    s.upsert_users(
+        &f.org,
+        &f.slack.id,
+        run,
+        &[
+            user("U1", "alice", Some("alice@contoso.com")),
+            user("U2", "bob", None),
+        ],
+    )
+    .await
+    .unwrap();
+    let run = s.begin_import(&f.org, &f.teams.id).await.unwrap();
+    s.upsert_users(
+        &f.org,
+        &f.teams.id,
+        run,
+        &[
+            user("A1", "Alice", Some("alice@contoso.com")),
+            user("B1", "Bob", None),
+        ],
+    )
+    .await
+    .unwrap();
+    // Linked from either side, a pair is listed once with the Teams user first
+    // ("msteams" sorts before "slack").
+    s.link_identities(&f.org, (slack, &uid("U2")), (teams, &uid("B1")))
+        .await
+        .unwrap();
+    s.link_identities(&f.org, (teams, &uid("A1")), (slack, &uid("U1")))
+        .await
+        .unwrap();
+    let links = s.list_identity_links(&f.org).await.unwrap();
+    let pairs: Vec<_> = links.iter().map(|l| (l.a.clone(), l.b.clone())).collect();
+    assert_eq!(
+        pairs,
+        vec![
+            ((teams, uid("A1")), (slack, uid("U1"))),
+            ((teams, uid("B1")), (slack, uid("U2"))),
+        ]
+    );
+    // Relinking replaces: U1 now goes with B1, so A1 and U2 are unlinked.
+    s.link_identities(&f.org, (slack, &uid("U1")), (teams, &uid("B1")))
+        .await
+        .unwrap();
+    let pairs: Vec<_> = s
+        .list_identity_links(&f.org)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|l| (l.a, l.b))
+        .collect();
+    assert_eq!(pairs, vec![((teams, uid("B1")), (slack, uid("U1")))]);
+    // Another organization sees none of them.
+    let other = fixture(s, "other").await;
+    assert!(s.list_identity_links(&other.org).await.unwrap().is_empty());
+    s.unlink_identity(&f.org, (teams, &uid("B1")))
+        .await
+        .unwrap();
+    assert!(s.list_identity_links(&f.org).await.unwrap().is_empty());
+}
+
+/// Check: admin tokens are listed by name with their lifetime, revoked ones marked.
+pub async fn admin_tokens_are_listed_without_secrets(h: &dyn Harness) {
+    let s = h.store();
+    let a = s.create_org("Contoso").await.unwrap();
+    let b = s.create_org("Fabrikam").await.unwrap();
+    assert!(s.list_admin_tokens(&a.id).await.unwrap().is_empty());
+    let before = OffsetDateTime::now_utc() - Duration::from_secs(5);
+    let ci = s.create_admin_token(&a.id, "ci").await.unwrap();
+    s.create_admin_token(&a.id, "ops").await.unwrap();
+    s.create_admin_token(&b.id, "bob").await.unwrap();
+    s.revoke_admin_token(&a.id, "ci").await.unwrap();
+    let list = s.list_admin_tokens(&a.id).await.unwrap();
+    let names: Vec<&str> = list.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, vec!["ci", "ops"], "oldest first, only this org's");
+    assert!(list[0].revoked_at.is_some());
+    assert!(list[1].revoked_at.is_none());
+    assert!(list.iter().all(|t| t.created_at >= before));
+    let debug = format!("{list:?}");
+    assert!(!debug.contains(ci.expose_secret()), "{debug}");
+    assert_eq!(s.list_admin_tokens(&b.id).await.unwrap().len(), 1);
 }
 
 // ----- universal channels ---------------------------------------------------------------------

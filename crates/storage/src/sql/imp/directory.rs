@@ -584,4 +584,41 @@ impl DirectoryStore for Backend {
         }
         Self::commit(tx).await
     }
+
+    async fn list_identity_links(&self, org: &OrgId) -> Result<Vec<IdentityLink>> {
+        let rows = sqlx::query(
+            "SELECT platform, user_id, target_platform, target_user_id, created_at \
+             FROM identity_links WHERE org_id = $1",
+        )
+        .bind(org.as_str())
+        .fetch_all(&self.read)
+        .await
+        .map_err(|e| db_err("listing identity links", e))?;
+        let mut pairs: BTreeMap<((String, String), (String, String)), IdentityLink> =
+            BTreeMap::new();
+        for r in &rows {
+            let from: (PlatformKind, UserId) = (
+                parse_col(r, "identity_links", "platform")?,
+                parse_col(r, "identity_links", "user_id")?,
+            );
+            let to: (PlatformKind, UserId) = (
+                parse_col(r, "identity_links", "target_platform")?,
+                parse_col(r, "identity_links", "target_user_id")?,
+            );
+            let created_at = from_ts("identity_links.created_at", col(r, "created_at")?)?;
+            let (a, b) = if from.0.as_str() <= to.0.as_str() {
+                (from, to)
+            } else {
+                (to, from)
+            };
+            let key = (
+                (a.0.as_str().to_owned(), a.1.as_str().to_owned()),
+                (b.0.as_str().to_owned(), b.1.as_str().to_owned()),
+            );
+            pairs
+                .entry(key)
+                .or_insert(IdentityLink { a, b, created_at });
+        }
+        Ok(pairs.into_values().collect())
+    }
 }
