@@ -413,7 +413,12 @@ impl utoipa::Modify for BearerAuth {
         create_universal_channel,
         delete_universal_channel,
         list_audit,
-        verify_audit
+        verify_audit,
+        crate::api_links::check_universal_channel,
+        crate::api_links::list_identities,
+        crate::api_links::create_identity_link,
+        crate::api_links::delete_identity_link,
+        crate::api_links::audit_export
     ),
     modifiers(&BearerAuth)
 )]
