@@ -3,5 +3,6 @@
 
 mod api;
 mod console;
+mod links;
 mod support;
 mod webhooks;
