@@ -8,6 +8,7 @@
 
 #![warn(missing_docs)]
 
+pub mod cmd_links;
 pub mod context;
 pub mod demo;
 pub mod serve;
@@ -37,6 +38,12 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Run the emulated Slack and Microsoft platforms alone.
     Sandbox(SandboxArgs),
+    /// Link imported channels into a universal channel (`--dry-run`: the capability report).
+    Link(cmd_links::LinkArgs),
+    /// Remove a universal channel.
+    Unlink(cmd_links::UnlinkArgs),
+    /// The audit log: list, export, verify.
+    Audit(cmd_links::AuditArgs),
 }
 
 /// `switchboard sandbox`.
@@ -77,6 +84,9 @@ pub fn main(cli: Cli) -> ExitCode {
             Command::Sandbox(args) => run_sandbox(args).await,
             Command::Serve(args) => serve::run(args).await,
             Command::Demo(args) => demo::run(args).await,
+            Command::Link(args) => cmd_links::link(args).await,
+            Command::Unlink(args) => cmd_links::unlink(args).await,
+            Command::Audit(args) => cmd_links::audit(args).await,
         }
     });
     match result {

@@ -295,6 +295,16 @@ async fn channels_page(
         })
         .collect();
     let connected_names: Vec<&str> = platforms.iter().map(|p| platform_name(*p)).collect();
+    let labels: BTreeMap<String, String> = form
+        .report
+        .iter()
+        .flat_map(|r| r.endpoints.iter())
+        .filter_map(|e| {
+            by_ref
+                .get(&e.reference)
+                .map(|c| (e.reference.clone(), label(c)))
+        })
+        .collect();
     render(
         status,
         "universal_channels.html",
@@ -303,7 +313,7 @@ async fn channels_page(
             csrf => s.csrf, channels => rows, pickers,
             platforms_connected => platforms.len(), connected_names,
             name => form.name, notices => form.notices, chosen => form.endpoints,
-            report => form.report, error => form.error, notice => form.notice,
+            report => form.report, labels, error => form.error, notice => form.notice,
         },
     )
 }
@@ -774,7 +784,37 @@ struct AuditRow {
     actor: String,
     action: String,
     target: String,
-    details: String,
+    details: Vec<(String, String)>,
+}
+
+/// An entry's details as (key, value) pairs for people: strings bare, lists joined.
+fn detail_pairs(details: &serde_json::Value) -> Vec<(String, String)> {
+    let Some(map) = details.as_object() else {
+        return if details.is_null() {
+            Vec::new()
+        } else {
+            vec![(String::new(), details.to_string())]
+        };
+    };
+    map.iter()
+        .map(|(k, v)| {
+            let text = match v {
+                serde_json::Value::String(s) => s.clone(),
+                serde_json::Value::Array(items) if items.is_empty() => "none".to_owned(),
+                serde_json::Value::Array(items) => items
+                    .iter()
+                    .map(|i| {
+                        i.as_str()
+                            .map(str::to_owned)
+                            .unwrap_or_else(|| i.to_string())
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                other => other.to_string(),
+            };
+            (k.replace('_', " "), text)
+        })
+        .collect()
 }
 
 fn actor_text(a: &Actor) -> String {
@@ -837,11 +877,7 @@ pub async fn audit(
             actor: actor_text(&e.actor),
             action: e.action.clone(),
             target: e.target.clone(),
-            details: if e.details.as_object().is_some_and(|o| o.is_empty()) || e.details.is_null() {
-                String::new()
-            } else {
-                e.details.to_string()
-            },
+            details: detail_pairs(&e.details),
         })
         .collect();
     let newer = (after + page < total).then(|| (after + page).min(total));
