@@ -122,13 +122,19 @@ impl CapabilityReport {
             out.push_str("Nothing will degrade: every message, edit, reaction and file flows.\n");
         }
         for f in &self.findings {
+            // Name the channel as people know it when the store does.
+            let about = f.endpoint.as_deref().map(|e| {
+                self.endpoints
+                    .iter()
+                    .find(|x| x.reference == e)
+                    .and_then(|x| x.name.as_deref())
+                    .map(|n| format!("#{n}"))
+                    .unwrap_or_else(|| e.to_owned())
+            });
             out.push_str(&format!(
                 "{:<9} {}{}\n",
                 f.severity.as_str(),
-                f.endpoint
-                    .as_deref()
-                    .map(|e| format!("{e}: "))
-                    .unwrap_or_default(),
+                about.map(|a| format!("{a}: ")).unwrap_or_default(),
                 f.summary
             ));
             if let Some(fix) = &f.fix {
@@ -470,13 +476,6 @@ pub async fn report(
                 ),
                 fix: None,
             });
-            findings.push(Finding {
-                severity: Severity::Info,
-                code: "teams_sender_in_text",
-                endpoint: Some(r.clone()),
-                summary: "in Teams the service account posts the copies with the sender's name in the message (people who link their own Teams account post as themselves)".into(),
-                fix: None,
-            });
             if let Some(c) = connections.get(&stored.connection) {
                 let members = store.list_memberships(org, &c.id, &reference.team).await?;
                 if members.is_empty() {
@@ -527,6 +526,15 @@ pub async fn report(
         };
         let names = served.join(", ");
         findings.extend(health_finding(c, &names));
+        if c.platform == PlatformKind::Msteams {
+            findings.push(Finding {
+                severity: Severity::Info,
+                code: "teams_sender_in_text",
+                endpoint: None,
+                summary: "in Teams the service account posts the copies with the sender's name in the message (people who link their own Teams account post as themselves)".into(),
+                fix: None,
+            });
+        }
         let scopes = store
             .get_credentials(org, id)
             .await?

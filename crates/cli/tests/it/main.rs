@@ -2,5 +2,6 @@
 
 mod browser;
 mod demo_cmd;
+mod link_cmd;
 mod sandbox_cmd;
 mod serve_cmd;
