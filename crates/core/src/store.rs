@@ -426,7 +426,8 @@ pub trait DirectoryStore: Send + Sync {
         team: &TeamId,
     ) -> Result<Vec<Membership>>;
     /// The counterpart of `user` on `target`: a manual link first, else the live user with
-    /// the same verified email (case-insensitive).
+    /// the same verified email (case-insensitive) that an admin has not separated from `user`
+    /// ([`DirectoryStore::separate_identities`]).
     async fn counterpart(
         &self,
         org: &OrgId,
@@ -434,16 +435,30 @@ pub trait DirectoryStore: Send + Sync {
         user: &UserId,
         target: PlatformKind,
     ) -> Result<Option<UserId>>;
-    /// Manually links two users (overrides email matching for both).
+    /// Manually links two users (overrides email matching for both; a separation between
+    /// the two is dropped).
     async fn link_identities(
         &self,
         org: &OrgId,
         a: (PlatformKind, &UserId),
         b: (PlatformKind, &UserId),
     ) -> Result<()>;
-    /// Removes the manual links of `user` (both directions), so email matching applies to it
-    /// again. `NotFound` when it had none.
+    /// Removes the manual links and separations of `user` (both directions), so email
+    /// matching applies to it again. `NotFound` when it had none.
     async fn unlink_identity(&self, org: &OrgId, user: (PlatformKind, &UserId)) -> Result<()>;
+    /// Records that two users of different platforms are not the same person: email matching
+    /// never pairs them, and a manual link between the two is removed. Idempotent.
+    /// `InvalidInput` for two users of one platform; `NotFound` when either is not in the
+    /// directory of `org`.
+    async fn separate_identities(
+        &self,
+        org: &OrgId,
+        a: (PlatformKind, &UserId),
+        b: (PlatformKind, &UserId),
+    ) -> Result<()>;
+    /// Every separation of the organization, each pair once (`a` on the platform whose name
+    /// sorts first), ordered by `a`.
+    async fn list_identity_separations(&self, org: &OrgId) -> Result<Vec<IdentityLink>>;
     /// Every manual link of the organization, each pair once (`a` on the platform whose
     /// name sorts first), ordered by `a`. Links are stored both ways by
     /// [`DirectoryStore::link_identities`]; a one-way row left by an older version is listed

@@ -54,6 +54,7 @@ macro_rules! store_conformance {
             directory_listings_are_paged,
             identity_map,
             identity_links_are_listed_once_per_pair,
+            identity_separations_stop_email_matching,
             admin_tokens_are_listed_without_secrets,
             universal_channels,
             message_map,
@@ -1244,6 +1245,115 @@ pub async fn identity_links_are_listed_once_per_pair(h: &dyn Harness) {
         .await
         .unwrap();
     assert!(s.list_identity_links(&f.org).await.unwrap().is_empty());
+}
+
+/// Check: a separation keeps two accounts with one email apart, until it is removed or the
+/// two are linked by hand.
+pub async fn identity_separations_stop_email_matching(h: &dyn Harness) {
+    let s = h.store();
+    let f = fixture(s, "org").await;
+    let (slack, teams) = (PlatformKind::Slack, PlatformKind::Msteams);
+    let run = s.begin_import(&f.org, &f.slack.id).await.unwrap();
+    s.upsert_users(
+        &f.org,
+        &f.slack.id,
+        run,
+        &[
+            user("U1", "sam (sales)", Some("sam@contoso.com")),
+            user("U2", "sam (support)", Some("sam@contoso.com")),
+        ],
+    )
+    .await
+    .unwrap();
+    let run = s.begin_import(&f.org, &f.teams.id).await.unwrap();
+    s.upsert_users(
+        &f.org,
+        &f.teams.id,
+        run,
+        &[user("A1", "Sam", Some("sam@contoso.com"))],
+    )
+    .await
+    .unwrap();
+    let cp = |p, u: &'static str, t| {
+        let org = f.org.clone();
+        async move { s.counterpart(&org, p, &uid(u), t).await.unwrap() }
+    };
+    assert_eq!(
+        cp(teams, "A1", slack).await,
+        Some(uid("U1")),
+        "lowest id first"
+    );
+    // A1 is not U1: email matching moves on to U2, and never pairs U1 with A1.
+    s.separate_identities(&f.org, (teams, &uid("A1")), (slack, &uid("U1")))
+        .await
+        .unwrap();
+    s.separate_identities(&f.org, (slack, &uid("U1")), (teams, &uid("A1")))
+        .await
+        .unwrap();
+    assert_eq!(cp(teams, "A1", slack).await, Some(uid("U2")));
+    assert_eq!(cp(slack, "U1", teams).await, None);
+    assert_eq!(cp(slack, "U2", teams).await, Some(uid("A1")));
+    let seps = s.list_identity_separations(&f.org).await.unwrap();
+    assert_eq!(seps.len(), 1, "idempotent, one per pair: {seps:?}");
+    assert_eq!(
+        (seps[0].a.clone(), seps[0].b.clone()),
+        ((teams, uid("A1")), (slack, uid("U1")))
+    );
+    assert!(s.list_identity_links(&f.org).await.unwrap().is_empty());
+    // Bad input changes nothing.
+    assert_kind(
+        s.separate_identities(&f.org, (slack, &uid("U1")), (slack, &uid("U2")))
+            .await,
+        ErrorKind::InvalidInput,
+    );
+    assert_kind(
+        s.separate_identities(&f.org, (slack, &uid("U1")), (teams, &uid("ghost")))
+            .await,
+        ErrorKind::NotFound,
+    );
+    let other = fixture(s, "other").await;
+    assert!(
+        s.list_identity_separations(&other.org)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_kind(
+        s.separate_identities(&other.org, (slack, &uid("U1")), (teams, &uid("A1")))
+            .await,
+        ErrorKind::NotFound,
+    );
+    // Linking the two by hand replaces the separation.
+    s.link_identities(&f.org, (slack, &uid("U1")), (teams, &uid("A1")))
+        .await
+        .unwrap();
+    assert!(
+        s.list_identity_separations(&f.org)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(cp(slack, "U1", teams).await, Some(uid("A1")));
+    // Separating linked users removes the link; unlinking removes the separation.
+    s.separate_identities(&f.org, (slack, &uid("U1")), (teams, &uid("A1")))
+        .await
+        .unwrap();
+    assert!(s.list_identity_links(&f.org).await.unwrap().is_empty());
+    assert_eq!(cp(slack, "U1", teams).await, None);
+    s.unlink_identity(&f.org, (slack, &uid("U1")))
+        .await
+        .unwrap();
+    assert!(
+        s.list_identity_separations(&f.org)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(cp(slack, "U1", teams).await, Some(uid("A1")));
+    assert_kind(
+        s.unlink_identity(&f.org, (slack, &uid("U1"))).await,
+        ErrorKind::NotFound,
+    );
 }
 
 /// Check: admin tokens are listed by name with their lifetime, revoked ones marked.
