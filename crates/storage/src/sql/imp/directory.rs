@@ -113,8 +113,8 @@ impl Backend {
         .fetch_all(&self.read)
         .await
         .map_err(|e| db_err(&format!("listing {table}"), e))?;
-        let mut pairs: BTreeMap<((String, String), (String, String)), IdentityLink> =
-            BTreeMap::new();
+        // Keyed by (a platform, a user, b platform, b user).
+        let mut pairs: BTreeMap<[String; 4], IdentityLink> = BTreeMap::new();
         for r in &rows {
             let from: (PlatformKind, UserId) = (
                 parse_col(r, table, "platform")?,
@@ -130,10 +130,12 @@ impl Backend {
             } else {
                 (to, from)
             };
-            let key = (
-                (a.0.as_str().to_owned(), a.1.as_str().to_owned()),
-                (b.0.as_str().to_owned(), b.1.as_str().to_owned()),
-            );
+            let key = [
+                a.0.as_str().to_owned(),
+                a.1.as_str().to_owned(),
+                b.0.as_str().to_owned(),
+                b.1.as_str().to_owned(),
+            ];
             pairs
                 .entry(key)
                 .or_insert(IdentityLink { a, b, created_at });
