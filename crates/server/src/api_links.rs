@@ -195,8 +195,37 @@ pub async fn link_identities(
     Ok(())
 }
 
-/// Removes the manual links of an account so email matching applies to it again, as
-/// `actor` (audited). `NotFound` when it has none.
+/// Records that two accounts are not the same person (email matching never pairs them),
+/// as `actor` (audited). `InvalidInput` for one platform; `NotFound` when either is not in
+/// the directory of `org`.
+pub async fn separate_identities(
+    store: &dyn Store,
+    org: &OrgId,
+    actor: &str,
+    a: &(PlatformKind, UserId),
+    b: &(PlatformKind, UserId),
+) -> Result<()> {
+    store
+        .separate_identities(org, (a.0, &a.1), (b.0, &b.1))
+        .await?;
+    store
+        .append_audit(
+            org,
+            NewAuditEntry {
+                actor: Actor::Admin {
+                    name: actor.to_owned(),
+                },
+                action: "identity.separated".into(),
+                target: format!("{}:{}", a.0, a.1),
+                details: serde_json::json!({ "from": format!("{}:{}", b.0, b.1) }),
+            },
+        )
+        .await?;
+    Ok(())
+}
+
+/// Removes the overrides (manual links and separations) of an account so email matching
+/// applies to it again, as `actor` (audited). `NotFound` when it has none.
 pub async fn unlink_identity(
     store: &dyn Store,
     org: &OrgId,
@@ -289,6 +318,17 @@ pub struct IdentityRef {
     pub user: String,
 }
 
+/// What an override says of two accounts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Relation {
+    /// The same person: linked, whatever their emails.
+    #[default]
+    Same,
+    /// Different people: never matched by email.
+    Different,
+}
+
 /// The body of `POST /api/v1/identities`.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct LinkIdentities {
@@ -296,12 +336,15 @@ pub struct LinkIdentities {
     pub a: IdentityRef,
     /// The other, on another platform.
     pub b: IdentityRef,
+    /// `same` (default: link them) or `different` (keep them apart).
+    #[serde(default)]
+    pub relation: Relation,
 }
 
-/// Links two accounts by hand (an override of email matching).
+/// An admin override of email matching: links two accounts, or keeps them apart.
 #[utoipa::path(post, path = "/api/v1/identities", request_body = LinkIdentities,
     responses(
-        (status = 201, description = "linked"),
+        (status = 201, description = "linked (or separated)"),
         (status = 401, body = ErrorBody),
         (status = 404, body = ErrorBody, description = "an account not in the directory"),
         (status = 422, body = ErrorBody, description = "malformed, or both on one platform")
@@ -313,11 +356,19 @@ pub async fn create_identity_link(
 ) -> std::result::Result<StatusCode, AppError> {
     let a = parse_identity(&body.a.platform, &body.a.user)?;
     let b = parse_identity(&body.b.platform, &body.b.user)?;
-    link_identities(state.store.as_ref(), &admin.org, &admin.name, &a, &b).await?;
+    match body.relation {
+        Relation::Same => {
+            link_identities(state.store.as_ref(), &admin.org, &admin.name, &a, &b).await?
+        }
+        Relation::Different => {
+            separate_identities(state.store.as_ref(), &admin.org, &admin.name, &a, &b).await?
+        }
+    }
     Ok(StatusCode::CREATED)
 }
 
-/// Removes an account's override, so email matching applies to it again.
+/// Removes an account's overrides (links and separations), so email matching applies to it
+/// again.
 #[utoipa::path(delete, path = "/api/v1/identities/{platform}/{user}",
     params(("platform" = String, Path), ("user" = String, Path)),
     responses((status = 204), (status = 401, body = ErrorBody),

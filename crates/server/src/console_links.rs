@@ -511,6 +511,7 @@ pub struct UsersQuery {
     unmatched_page: usize,
     linked: Option<String>,
     unlinked: Option<String>,
+    separated: Option<String>,
 }
 
 fn users_ctx_page<T: Serialize>(list: &[T], page: usize) -> (Vec<&T>, usize) {
@@ -549,12 +550,15 @@ async fn users_page(
         .collect();
     let (email_page, email_pages) = users_ctx_page(&emails, q.page);
     let (unmatched_page, unmatched_pages) = users_ctx_page(&map.unmatched, q.unmatched_page);
-    let notice = match (q.linked, q.unlinked) {
-        (Some(w), _) => Some(format!(
+    let notice = match (q.linked, q.unlinked, q.separated) {
+        (Some(w), _, _) => Some(format!(
             "Linked {w}: mentions and identities now follow the override."
         )),
-        (_, Some(w)) => Some(format!(
-            "Removed the override of {w}: email matching applies to it again."
+        (_, Some(w), _) => Some(format!(
+            "Removed the overrides of {w}: email matching applies to it again."
+        )),
+        (_, _, Some(w)) => Some(format!(
+            "Separated {w}: they are no longer matched by email."
         )),
         _ => None,
     };
@@ -564,6 +568,7 @@ async fn users_page(
         context! {
             title => "Users", section => "users", signed_in => true, csrf => s.csrf,
             users => map.users, conflicts => map.conflicts, overrides,
+            separations => map.separations,
             email_pairs => email_page, email_total => emails.len(),
             page => q.page.min(email_pages - 1), pages => email_pages,
             unmatched => unmatched_page, unmatched_total => map.unmatched.len(),
@@ -591,6 +596,7 @@ fn no_query() -> UsersQuery {
         unmatched_page: 0,
         linked: None,
         unlinked: None,
+        separated: None,
     }
 }
 
@@ -703,7 +709,74 @@ pub async fn users_link(
     }
 }
 
-/// `POST /users/unlink`: removes an account's override.
+/// `POST /users/separate`: an admin override keeping two email-matched accounts apart.
+pub async fn users_separate(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
+    let Some(s) = session(&state, &headers) else {
+        return signin();
+    };
+    let f = fields(&body);
+    if !f.csrf_ok(&s) {
+        return expired("users", &s);
+    }
+    let parsed = parse_identity(
+        f.one("a_platform").unwrap_or_default(),
+        f.one("a_user").unwrap_or_default(),
+    )
+    .and_then(|a| {
+        parse_identity(
+            f.one("b_platform").unwrap_or_default(),
+            f.one("b_user").unwrap_or_default(),
+        )
+        .map(|b| (a, b))
+    });
+    let (a, b) = match parsed {
+        Ok(x) => x,
+        Err(e) => {
+            return users_page(
+                &state,
+                &s,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                no_query(),
+                Some(format!("Nothing was changed: {}", e.message())),
+            )
+            .await;
+        }
+    };
+    match api_links::separate_identities(
+        state.store.as_ref(),
+        &s.principal.org,
+        &s.principal.name,
+        &a,
+        &b,
+    )
+    .await
+    {
+        Ok(()) => Redirect::to(&format!(
+            "/users?separated={}",
+            urlencode(&format!("{}:{} from {}:{}", a.0, a.1, b.0, b.1))
+        ))
+        .into_response(),
+        Err(e) => {
+            let status = match e.kind() {
+                ErrorKind::NotFound => StatusCode::NOT_FOUND,
+                ErrorKind::InvalidInput => StatusCode::UNPROCESSABLE_ENTITY,
+                _ => StatusCode::SERVICE_UNAVAILABLE,
+            };
+            let msg = if status == StatusCode::SERVICE_UNAVAILABLE {
+                unavailable(&e)
+            } else {
+                format!("Nothing was changed: {}", e.message())
+            };
+            users_page(&state, &s, status, no_query(), Some(msg)).await
+        }
+    }
+}
+
+/// `POST /users/unlink`: removes an account's overrides.
 pub async fn users_unlink(
     State(state): State<AppState>,
     headers: HeaderMap,

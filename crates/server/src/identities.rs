@@ -65,11 +65,22 @@ pub struct IdentityConflict {
     pub message: String,
 }
 
+/// Two accounts an admin said are not the same person (email matching never pairs them).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct SeparatedPair {
+    /// The user on the platform whose name sorts first (`msteams`).
+    pub a: UserSummary,
+    /// The user on the other platform.
+    pub b: UserSummary,
+}
+
 /// The identity map of an organization.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct IdentityMap {
     /// Matched accounts, overrides first, then by the first user's name.
     pub pairs: Vec<IdentityPair>,
+    /// Accounts kept apart by an admin.
+    pub separations: Vec<SeparatedPair>,
     /// Conflicts to resolve.
     pub conflicts: Vec<IdentityConflict>,
     /// Live people (not bots) with no counterpart on any other platform, by name.
@@ -135,8 +146,12 @@ pub async fn all_users(store: &dyn Store, org: &OrgId) -> Result<Vec<StoredUser>
     }
 }
 
-/// Computes the identity map from the directory and the manual links.
-pub fn compute(users: &[StoredUser], links: &[IdentityLink]) -> IdentityMap {
+/// Computes the identity map from the directory, the manual links and the separations.
+pub fn compute(
+    users: &[StoredUser],
+    links: &[IdentityLink],
+    separations: &[IdentityLink],
+) -> IdentityMap {
     let by_key: HashMap<Key, &StoredUser> = users
         .iter()
         .map(|u| ((u.platform, u.user.id.clone()), u))
@@ -146,6 +161,11 @@ pub fn compute(users: &[StoredUser], links: &[IdentityLink]) -> IdentityMap {
     for l in links {
         manual.insert((l.a.clone(), l.b.0), l.b.clone());
         manual.insert((l.b.clone(), l.a.0), l.a.clone());
+    }
+    let mut apart: HashSet<(Key, Key)> = HashSet::new();
+    for x in separations {
+        apart.insert((x.a.clone(), x.b.clone()));
+        apart.insert((x.b.clone(), x.a.clone()));
     }
     // (platform, email) → live users with it, non-bots first, then by id.
     let mut by_email: HashMap<(PlatformKind, String), Vec<&StoredUser>> = HashMap::new();
@@ -167,11 +187,11 @@ pub fn compute(users: &[StoredUser], links: &[IdentityLink]) -> IdentityMap {
     // candidates' (a candidate linked towards `u`'s platform is taken).
     let email_match = |u: &StoredUser, target: PlatformKind| -> Option<&StoredUser> {
         let e = norm_email(u)?;
-        by_email
-            .get(&(target, e))?
-            .iter()
-            .copied()
-            .find(|t| !manual.contains_key(&((t.platform, t.user.id.clone()), u.platform)))
+        by_email.get(&(target, e))?.iter().copied().find(|t| {
+            let tk = (t.platform, t.user.id.clone());
+            !manual.contains_key(&(tk.clone(), u.platform))
+                && !apart.contains(&((u.platform, u.user.id.clone()), tk))
+        })
     };
 
     let mut pairs = Vec::new();
@@ -280,8 +300,22 @@ pub fn compute(users: &[StoredUser], links: &[IdentityLink]) -> IdentityMap {
         .map(summary)
         .collect();
     unmatched.sort_by(|x, y| (&x.display_name, &x.id).cmp(&(&y.display_name, &y.id)));
+    let separations = separations
+        .iter()
+        .map(|x| SeparatedPair {
+            a: by_key
+                .get(&x.a)
+                .map(|u| summary(u))
+                .unwrap_or_else(|| placeholder(&x.a)),
+            b: by_key
+                .get(&x.b)
+                .map(|u| summary(u))
+                .unwrap_or_else(|| placeholder(&x.b)),
+        })
+        .collect();
     IdentityMap {
         pairs,
+        separations,
         conflicts,
         unmatched,
         users: users.len(),
@@ -292,7 +326,8 @@ pub fn compute(users: &[StoredUser], links: &[IdentityLink]) -> IdentityMap {
 pub async fn load(store: &dyn Store, org: &OrgId) -> Result<IdentityMap> {
     let users = all_users(store, org).await?;
     let links = store.list_identity_links(org).await?;
-    Ok(compute(&users, &links))
+    let separations = store.list_identity_separations(org).await?;
+    Ok(compute(&users, &links, &separations))
 }
 
 #[cfg(test)]
@@ -337,7 +372,7 @@ mod tests {
             u(S, "U1", "alice", Some("alice@contoso.com")),
             u(S, "U2", "carol", Some("carol@contoso.com")),
         ];
-        let m = compute(&users, &[]);
+        let m = compute(&users, &[], &[]);
         assert_eq!(m.pairs.len(), 1);
         assert_eq!(m.pairs[0].a.id, "A1");
         assert_eq!(m.pairs[0].b.id, "U1");
@@ -361,7 +396,7 @@ mod tests {
         ];
         // Bob is linked by hand to "robert", whose email differs: Bob's email matches no
         // live Slack user (U9 is gone), so no contradiction from his side.
-        let m = compute(&users, &[link((T, "B1"), (S, "U3"))]);
+        let m = compute(&users, &[link((T, "B1"), (S, "U3"))], &[]);
         assert_eq!(m.pairs[0].matched_by, MatchedBy::Override);
         assert_eq!(
             (m.pairs[0].a.id.as_str(), m.pairs[0].b.id.as_str()),
@@ -374,18 +409,25 @@ mod tests {
         assert_eq!(m.conflicts[0].users.len(), 2);
 
         // Linking Alice to U2 by hand contradicts the email match with U1.
-        let m = compute(&users, &[link((T, "A1"), (S, "U2"))]);
+        let m = compute(&users, &[link((T, "A1"), (S, "U2"))], &[]);
         assert!(m.conflicts.iter().any(
             |c| c.kind == "override_contradicts_email" && c.users.iter().any(|x| x.id == "U1")
         ));
         assert!(m.pairs.iter().all(|p| !(p.a.id == "A1" && p.b.id == "U1")));
 
         // A link to a user who is gone is flagged.
-        let m = compute(&users, &[link((T, "B1"), (S, "U9"))]);
+        let m = compute(&users, &[link((T, "B1"), (S, "U9"))], &[]);
         assert!(
             m.conflicts
                 .iter()
                 .any(|c| c.kind == "override_to_gone_user")
         );
+
+        // Alice separated from U1: email matching moves on to U2 and U1 is unmatched.
+        let m = compute(&users, &[], &[link((T, "A1"), (S, "U1"))]);
+        assert!(m.pairs.iter().any(|p| p.a.id == "A1" && p.b.id == "U2"));
+        assert!(m.pairs.iter().all(|p| p.b.id != "U1"));
+        assert!(m.unmatched.iter().any(|u| u.id == "U1"));
+        assert_eq!(m.separations.len(), 1);
     }
 }

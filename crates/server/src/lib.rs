@@ -271,6 +271,7 @@ pub fn router(state: AppState) -> Router {
         .route("/users", get(console_links::users))
         .route("/users/link", post(console_links::users_link))
         .route("/users/unlink", post(console_links::users_unlink))
+        .route("/users/separate", post(console_links::users_separate))
         .route("/audit", get(console_links::audit))
         .route("/audit/export", get(console_links::audit_export))
         .route("/settings", get(console_links::settings))

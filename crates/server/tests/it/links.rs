@@ -1138,3 +1138,116 @@ async fn settings_show_the_organization_urls_and_manage_tokens() {
     assert!(actions.contains(&"admin_token.revoked".to_owned()));
     assert!(!format!("{actions:?}").contains(token.expose_secret()));
 }
+
+#[tokio::test]
+async fn accounts_matched_by_email_can_be_kept_apart() {
+    let w = world().await;
+    import_users(&w).await;
+    let apart = json!({"a": {"platform": "msteams", "user": "A1"}, "b": {"platform": "slack", "user": "U1"}, "relation": "different"});
+    let (s, _) = w
+        .json(
+            "POST",
+            "/api/v1/identities",
+            Some(&w.token_b),
+            Some(apart.clone()),
+        )
+        .await;
+    assert_eq!(
+        s,
+        StatusCode::NOT_FOUND,
+        "another org's people are not found"
+    );
+    let bad = json!({"a": {"platform": "msteams", "user": "A1"}, "b": {"platform": "slack", "user": "U1"}, "relation": "cousins"});
+    let (s, _) = w
+        .json("POST", "/api/v1/identities", Some(&w.token_a), Some(bad))
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        w.store
+            .list_identity_separations(&w.org_a)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let (s, _) = w
+        .json("POST", "/api/v1/identities", Some(&w.token_a), Some(apart))
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (_, m) = w
+        .json("GET", "/api/v1/identities", Some(&w.token_a), None)
+        .await;
+    assert!(m["pairs"].as_array().unwrap().is_empty(), "{m}");
+    assert_eq!(m["separations"][0]["a"]["id"], "A1");
+    assert_eq!(
+        w.store
+            .counterpart(
+                &w.org_a,
+                PlatformKind::Msteams,
+                &UserId::new("A1").unwrap(),
+                PlatformKind::Slack
+            )
+            .await
+            .unwrap(),
+        None,
+        "the relay's lookup agrees"
+    );
+    let last = w.store.list_audit(&w.org_a, 0, 1000).await.unwrap();
+    assert_eq!(last.last().unwrap().action, "identity.separated");
+
+    // From the console: remove the override, then separate again with the button's form.
+    let (cookie, csrf) = sign_in(&w, &w.token_a).await;
+    let (_, html, _) = page(&w, get("/users", Some(&cookie))).await;
+    assert!(html.contains("id=\"separations\""), "{html}");
+    let (s, _, _) = page(
+        &w,
+        form(
+            "/users/unlink",
+            Some(&cookie),
+            &format!("csrf={csrf}&platform=msteams&user=A1"),
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::SEE_OTHER);
+    let (_, html, _) = page(&w, get("/users", Some(&cookie))).await;
+    assert!(html.contains("Not the same person"));
+    let fields = "a_platform=msteams&a_user=A1&b_platform=slack&b_user=U1";
+    let (s, _, _) = page(&w, form("/users/separate", Some(&cookie), fields)).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, _, _) = page(
+        &w,
+        form(
+            "/users/separate",
+            Some(&cookie),
+            &format!("csrf={csrf}&a_platform=slack&a_user=U1&b_platform=slack&b_user=U2"),
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        w.store
+            .list_identity_separations(&w.org_a)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let (s, _, to) = page(
+        &w,
+        form(
+            "/users/separate",
+            Some(&cookie),
+            &format!("csrf={csrf}&{fields}"),
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::SEE_OTHER);
+    assert_eq!(
+        w.store
+            .list_identity_separations(&w.org_a)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    let (_, html, _) = page(&w, get(&to.unwrap(), Some(&cookie))).await;
+    assert!(html.contains("no longer matched by email"), "{html}");
+}
