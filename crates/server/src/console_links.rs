@@ -1129,7 +1129,7 @@ pub async fn create_token(
             }
             use secrecy::ExposeSecret;
             let shown = token.expose_secret().to_owned();
-            settings_page(
+            let mut page = settings_page(
                 &state,
                 &s,
                 StatusCode::OK,
@@ -1137,7 +1137,13 @@ pub async fn create_token(
                 Some((name.to_owned(), shown)),
                 None,
             )
-            .await
+            .await;
+            // The one page that shows a token: never cached.
+            page.headers_mut().insert(
+                header::CACHE_CONTROL,
+                axum::http::HeaderValue::from_static("no-store"),
+            );
+            page
         }
         Err(e) if e.kind() == ErrorKind::InvalidInput => {
             settings_page(

@@ -1051,8 +1051,38 @@ async fn settings_show_the_organization_urls_and_manage_tokens() {
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(html.contains("No token was created"));
     assert_eq!(w.store.list_admin_tokens(&w.org_a).await.unwrap().len(), 1);
+    let (s, _, _) = page(
+        &w,
+        form(
+            "/settings/tokens",
+            Some(&cookie),
+            &format!("csrf={csrf}&name="),
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    let (s, _, _) = page(
+        &w,
+        form(
+            "/settings/tokens/revoke",
+            Some(&cookie),
+            &format!("csrf={csrf}&name=nobody"),
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_eq!(w.store.list_admin_tokens(&w.org_a).await.unwrap().len(), 1);
 
-    // Create: shown once, and it works.
+    // Create: shown once (never cached), and it works.
+    let (s, h, _) = w
+        .send(form(
+            "/settings/tokens",
+            Some(&cookie),
+            &format!("csrf={csrf}&name=probe"),
+        ))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(h[header::CACHE_CONTROL], "no-store");
     let (s, html, _) = page(
         &w,
         form(
