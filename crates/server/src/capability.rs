@@ -526,6 +526,23 @@ pub async fn report(
         };
         let names = served.join(", ");
         findings.extend(health_finding(c, &names));
+        if !c.account.is_service_account {
+            findings.push(Finding {
+                severity: Severity::Degraded,
+                code: "personal_token",
+                endpoint: None,
+                summary: format!(
+                    "the {} connection {} acts as {}, a personal account: {names} stops relaying the day that person leaves or loses access",
+                    platform_name(c.platform),
+                    c.display_name,
+                    c.account.display_name
+                ),
+                fix: Some(format!(
+                    "Move it onto a dedicated service account in place: `switchboard connections migrate {}` (the link keeps working).",
+                    c.id
+                )),
+            });
+        }
         if c.platform == PlatformKind::Msteams {
             findings.push(Finding {
                 severity: Severity::Info,

@@ -253,6 +253,13 @@ async fn channels_page(
         .iter()
         .flat_map(|u| u.endpoints().iter().map(|e| e.channel.to_string()))
         .collect();
+    // Each platform's picker shows the first chosen channel of that platform; any further
+    // choice goes to the optional third picker.
+    let first_of = |p: PlatformKind| -> Option<&String> {
+        form.endpoints
+            .iter()
+            .find(|e| e.starts_with(&format!("{}:", p.as_str())))
+    };
     let pickers: Vec<Picker> = platforms
         .iter()
         .map(|p| Picker {
@@ -265,7 +272,7 @@ async fn channels_page(
                 .map(|c| {
                     let value = c.reference.to_string();
                     Option_ {
-                        selected: form.endpoints.contains(&value),
+                        selected: first_of(*p) == Some(&value),
                         label: label(c),
                         value,
                     }
@@ -273,6 +280,32 @@ async fn channels_page(
                 .collect(),
         })
         .collect();
+    // A third channel, any platform: chosen beyond the first pick of each platform.
+    let first_picks: Vec<&str> = pickers
+        .iter()
+        .filter_map(|p| {
+            p.options
+                .iter()
+                .find(|o| o.selected)
+                .map(|o| o.value.as_str())
+        })
+        .collect();
+    let extra: Vec<&String> = form
+        .endpoints
+        .iter()
+        .filter(|e| !first_picks.contains(&e.as_str()))
+        .collect();
+    let all_options: Vec<Option_> = pickers
+        .iter()
+        .flat_map(|p| {
+            p.options.iter().map(|o| Option_ {
+                value: o.value.clone(),
+                label: format!("{}: {}", p.platform_name, o.label),
+                selected: extra.contains(&&o.value),
+            })
+        })
+        .collect();
+    let extra_chosen = !extra.is_empty();
     let rows: Vec<ChannelRow> = universal
         .iter()
         .map(|u| ChannelRow {
@@ -310,7 +343,7 @@ async fn channels_page(
         "universal_channels.html",
         context! {
             title => "Universal Channels", section => "channels", signed_in => true,
-            csrf => s.csrf, channels => rows, pickers,
+            csrf => s.csrf, channels => rows, pickers, all_options, extra_chosen,
             platforms_connected => platforms.len(), connected_names,
             name => form.name, notices => form.notices, chosen => form.endpoints,
             report => form.report, labels, error => form.error, notice => form.notice,

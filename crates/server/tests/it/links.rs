@@ -125,6 +125,15 @@ async fn the_check_reports_what_degrades_and_changes_nothing() {
         .set_connection_health(&w.org_a, &w.teams, ConnectionHealth::NeedsReauth)
         .await
         .unwrap();
+    // The Slack connection was made with a personal token.
+    let mut slack = w
+        .store
+        .get_connection(&w.org_a, &w.slack)
+        .await
+        .unwrap()
+        .unwrap();
+    slack.account.is_service_account = false;
+    w.store.put_connection(&slack).await.unwrap();
     let before = audit_len(&w).await;
     let (s, r) = w
         .json(
@@ -141,6 +150,7 @@ async fn the_check_reports_what_degrades_and_changes_nothing() {
         "files_linked",
         "no_reactions",
         "connection_unhealthy",
+        "personal_token",
     ] {
         assert!(has(&r, "degraded", code), "{code} in {r}");
     }
@@ -755,6 +765,32 @@ async fn universal_channels_are_checked_then_linked_and_unlinked_from_the_consol
     )
     .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        w.store
+            .list_universal_channels(&w.org_a)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // A third channel through the optional picker: checked and kept in the form.
+    let three = format!("{choice}&endpoint={}", enc(SLACK_C2));
+    let (s, html, _) = page(
+        &w,
+        form(
+            "/universal-channels/check",
+            Some(&cookie),
+            &format!("csrf={csrf}&{three}"),
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(html.contains("<details class=\"more\" open>"), "{html}");
+    assert!(
+        html.contains(&format!("<option value=\"{SLACK_C2}\" selected>")),
+        "{html}"
+    );
+    assert!(html.contains("T1 › #name-C2"));
     assert!(
         w.store
             .list_universal_channels(&w.org_a)
