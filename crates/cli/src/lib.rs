@@ -9,6 +9,7 @@
 #![warn(missing_docs)]
 
 pub mod cmd_import;
+pub mod cmd_links;
 pub mod context;
 pub mod demo;
 pub mod serve;
@@ -52,6 +53,12 @@ pub enum Command {
     /// The connected platforms.
     #[command(subcommand)]
     Connections(cmd_import::ConnectionsCommand),
+    /// Link imported channels into a universal channel (`--dry-run`: the capability report).
+    Link(cmd_links::LinkArgs),
+    /// Remove a universal channel.
+    Unlink(cmd_links::UnlinkArgs),
+    /// The audit log: list, export, verify.
+    Audit(cmd_links::AuditArgs),
 }
 
 /// `switchboard sandbox`.
@@ -105,6 +112,9 @@ pub fn main(cli: Cli) -> ExitCode {
             Command::Connections(cmd_import::ConnectionsCommand::List(args)) => {
                 cmd_import::connections_list(args).await
             }
+            Command::Link(args) => cmd_links::link(args).await,
+            Command::Unlink(args) => cmd_links::unlink(args).await,
+            Command::Audit(args) => cmd_links::audit(args).await,
         }
     });
     match result {

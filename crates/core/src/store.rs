@@ -196,6 +196,19 @@ pub struct AdminPrincipal {
     pub name: String,
 }
 
+/// An admin token as listed: its name and lifetime, never the token or its hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminTokenInfo {
+    /// The token's name (several tokens may share one; revoking a name revokes them all).
+    pub name: String,
+    /// When it was issued.
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    /// When it was revoked; `None` while it is live.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub revoked_at: Option<OffsetDateTime>,
+}
+
 /// Organizations and their admin API tokens (stored hashed).
 #[async_trait]
 pub trait OrgStore: Send + Sync {
@@ -215,6 +228,9 @@ pub trait OrgStore: Send + Sync {
     /// Revokes every token of `org` named `name`. `NotFound` when `org` has no live token of
     /// that name.
     async fn revoke_admin_token(&self, org: &OrgId, name: &str) -> Result<()>;
+    /// The admin tokens of `org` (live and revoked), oldest first. Never the tokens
+    /// themselves: only a hash is kept.
+    async fn list_admin_tokens(&self, org: &OrgId) -> Result<Vec<AdminTokenInfo>>;
 }
 
 /// Connected platforms and their sealed credentials.
@@ -293,6 +309,19 @@ pub struct StoredUser {
     pub user: User,
     /// Gone upstream since the last user import.
     pub removed: bool,
+}
+
+/// A manual identity link: two users of different platforms an admin declared to be one
+/// person (overriding email matching for both).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdentityLink {
+    /// One side: the user whose platform sorts first ([`PlatformKind::as_str`]).
+    pub a: (PlatformKind, UserId),
+    /// The other side.
+    pub b: (PlatformKind, UserId),
+    /// When the link was made.
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
 }
 
 /// An identifier for one import run: rows not touched by a finished run are marked removed.
@@ -397,7 +426,8 @@ pub trait DirectoryStore: Send + Sync {
         team: &TeamId,
     ) -> Result<Vec<Membership>>;
     /// The counterpart of `user` on `target`: a manual link first, else the live user with
-    /// the same verified email (case-insensitive).
+    /// the same verified email (case-insensitive) that an admin has not separated from `user`
+    /// ([`DirectoryStore::separate_identities`]).
     async fn counterpart(
         &self,
         org: &OrgId,
@@ -405,16 +435,35 @@ pub trait DirectoryStore: Send + Sync {
         user: &UserId,
         target: PlatformKind,
     ) -> Result<Option<UserId>>;
-    /// Manually links two users (overrides email matching for both).
+    /// Manually links two users (overrides email matching for both; a separation between
+    /// the two is dropped).
     async fn link_identities(
         &self,
         org: &OrgId,
         a: (PlatformKind, &UserId),
         b: (PlatformKind, &UserId),
     ) -> Result<()>;
-    /// Removes the manual links of `user` (both directions), so email matching applies to it
-    /// again. `NotFound` when it had none.
+    /// Removes the manual links and separations of `user` (both directions), so email
+    /// matching applies to it again. `NotFound` when it had none.
     async fn unlink_identity(&self, org: &OrgId, user: (PlatformKind, &UserId)) -> Result<()>;
+    /// Records that two users of different platforms are not the same person: email matching
+    /// never pairs them, and a manual link between the two is removed. Idempotent.
+    /// `InvalidInput` for two users of one platform; `NotFound` when either is not in the
+    /// directory of `org`.
+    async fn separate_identities(
+        &self,
+        org: &OrgId,
+        a: (PlatformKind, &UserId),
+        b: (PlatformKind, &UserId),
+    ) -> Result<()>;
+    /// Every separation of the organization, each pair once (`a` on the platform whose name
+    /// sorts first), ordered by `a`.
+    async fn list_identity_separations(&self, org: &OrgId) -> Result<Vec<IdentityLink>>;
+    /// Every manual link of the organization, each pair once (`a` on the platform whose
+    /// name sorts first), ordered by `a`. Links are stored both ways by
+    /// [`DirectoryStore::link_identities`]; a one-way row left by an older version is listed
+    /// too, with its two sides in platform order.
+    async fn list_identity_links(&self, org: &OrgId) -> Result<Vec<IdentityLink>>;
 }
 
 /// Universal channels.

@@ -417,7 +417,12 @@ impl utoipa::Modify for BearerAuth {
         crate::api_import::list_connection_teams,
         crate::api_import::start_import_job,
         crate::api_import::get_import_job,
-        crate::api_import::list_users
+        crate::api_import::list_users,
+        crate::api_links::check_universal_channel,
+        crate::api_links::list_identities,
+        crate::api_links::create_identity_link,
+        crate::api_links::delete_identity_link,
+        crate::api_links::audit_export
     ),
     modifiers(&BearerAuth)
 )]

@@ -19,12 +19,16 @@
 
 pub mod api;
 pub mod api_import;
+pub mod api_links;
 pub mod auth;
+pub mod capability;
 pub mod config;
 pub mod console;
 pub mod console_import;
+pub mod console_links;
 pub mod error;
 pub mod feeds;
+pub mod identities;
 pub mod jobs;
 pub mod metrics;
 pub mod pool;
@@ -274,6 +278,19 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/universal-channels/{id}",
             delete(api::delete_universal_channel),
         )
+        .route(
+            "/api/v1/universal-channels/check",
+            post(api_links::check_universal_channel),
+        )
+        .route(
+            "/api/v1/identities",
+            get(api_links::list_identities).post(api_links::create_identity_link),
+        )
+        .route(
+            "/api/v1/identities/{platform}/{user}",
+            delete(api_links::delete_identity_link),
+        )
+        .route("/api/v1/audit/export", get(api_links::audit_export))
         .route("/api/v1/audit", get(api::list_audit))
         .route("/api/v1/audit/verify", get(api::verify_audit))
         .route(
@@ -291,6 +308,24 @@ pub fn router(state: AppState) -> Router {
         .route("/signin", get(console::signin_page).post(console::signin))
         .route("/signout", post(console::signout))
         .route("/connect", get(console::connect_page))
+        .route(
+            "/universal-channels",
+            get(console_links::universal_channels).post(console_links::create),
+        )
+        .route("/universal-channels/check", post(console_links::check))
+        .route(
+            "/universal-channels/{id}/delete",
+            post(console_links::delete),
+        )
+        .route("/users", get(console_links::users))
+        .route("/users/link", post(console_links::users_link))
+        .route("/users/unlink", post(console_links::users_unlink))
+        .route("/users/separate", post(console_links::users_separate))
+        .route("/audit", get(console_links::audit))
+        .route("/audit/export", get(console_links::audit_export))
+        .route("/settings", get(console_links::settings))
+        .route("/settings/tokens", post(console_links::create_token))
+        .route("/settings/tokens/revoke", post(console_links::revoke_token))
         .route("/connect/{platform}/start", get(console::connect_start))
         .route(
             "/connect/{platform}/callback",

@@ -53,6 +53,9 @@ macro_rules! store_conformance {
             disappeared_rows_are_marked_removed,
             directory_listings_are_paged,
             identity_map,
+            identity_links_are_listed_once_per_pair,
+            identity_separations_stop_email_matching,
+            admin_tokens_are_listed_without_secrets,
             universal_channels,
             message_map,
             message_copies_keep_parts_and_posting_identity,
@@ -1174,6 +1177,205 @@ pub async fn identity_map(h: &dyn Harness) {
         .unwrap();
     assert_eq!(cp(slack, "U1", teams).await, None);
     assert_eq!(cp(slack, "U2", teams).await, Some(uid("B2")));
+}
+
+/// Check: the manual identity links are listed once per pair, in platform order, per org.
+pub async fn identity_links_are_listed_once_per_pair(h: &dyn Harness) {
+    let s = h.store();
+    let f = fixture(s, "org").await;
+    let (slack, teams) = (PlatformKind::Slack, PlatformKind::Msteams);
+    assert!(s.list_identity_links(&f.org).await.unwrap().is_empty());
+    let run = s.begin_import(&f.org, &f.slack.id).await.unwrap();
+    s.upsert_users(
+        &f.org,
+        &f.slack.id,
+        run,
+        &[
+            user("U1", "alice", Some("alice@contoso.com")),
+            user("U2", "bob", None),
+        ],
+    )
+    .await
+    .unwrap();
+    let run = s.begin_import(&f.org, &f.teams.id).await.unwrap();
+    s.upsert_users(
+        &f.org,
+        &f.teams.id,
+        run,
+        &[
+            user("A1", "Alice", Some("alice@contoso.com")),
+            user("B1", "Bob", None),
+        ],
+    )
+    .await
+    .unwrap();
+    // Linked from either side, a pair is listed once with the Teams user first
+    // ("msteams" sorts before "slack").
+    s.link_identities(&f.org, (slack, &uid("U2")), (teams, &uid("B1")))
+        .await
+        .unwrap();
+    s.link_identities(&f.org, (teams, &uid("A1")), (slack, &uid("U1")))
+        .await
+        .unwrap();
+    let links = s.list_identity_links(&f.org).await.unwrap();
+    let pairs: Vec<_> = links.iter().map(|l| (l.a.clone(), l.b.clone())).collect();
+    assert_eq!(
+        pairs,
+        vec![
+            ((teams, uid("A1")), (slack, uid("U1"))),
+            ((teams, uid("B1")), (slack, uid("U2"))),
+        ]
+    );
+    // Relinking replaces: U1 now goes with B1, so A1 and U2 are unlinked.
+    s.link_identities(&f.org, (slack, &uid("U1")), (teams, &uid("B1")))
+        .await
+        .unwrap();
+    let pairs: Vec<_> = s
+        .list_identity_links(&f.org)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|l| (l.a, l.b))
+        .collect();
+    assert_eq!(pairs, vec![((teams, uid("B1")), (slack, uid("U1")))]);
+    // Another organization sees none of them.
+    let other = fixture(s, "other").await;
+    assert!(s.list_identity_links(&other.org).await.unwrap().is_empty());
+    s.unlink_identity(&f.org, (teams, &uid("B1")))
+        .await
+        .unwrap();
+    assert!(s.list_identity_links(&f.org).await.unwrap().is_empty());
+}
+
+/// Check: a separation keeps two accounts with one email apart, until it is removed or the
+/// two are linked by hand.
+pub async fn identity_separations_stop_email_matching(h: &dyn Harness) {
+    let s = h.store();
+    let f = fixture(s, "org").await;
+    let (slack, teams) = (PlatformKind::Slack, PlatformKind::Msteams);
+    let run = s.begin_import(&f.org, &f.slack.id).await.unwrap();
+    s.upsert_users(
+        &f.org,
+        &f.slack.id,
+        run,
+        &[
+            user("U1", "sam (sales)", Some("sam@contoso.com")),
+            user("U2", "sam (support)", Some("sam@contoso.com")),
+        ],
+    )
+    .await
+    .unwrap();
+    let run = s.begin_import(&f.org, &f.teams.id).await.unwrap();
+    s.upsert_users(
+        &f.org,
+        &f.teams.id,
+        run,
+        &[user("A1", "Sam", Some("sam@contoso.com"))],
+    )
+    .await
+    .unwrap();
+    let cp = |p, u: &'static str, t| {
+        let org = f.org.clone();
+        async move { s.counterpart(&org, p, &uid(u), t).await.unwrap() }
+    };
+    assert_eq!(
+        cp(teams, "A1", slack).await,
+        Some(uid("U1")),
+        "lowest id first"
+    );
+    // A1 is not U1: email matching moves on to U2, and never pairs U1 with A1.
+    s.separate_identities(&f.org, (teams, &uid("A1")), (slack, &uid("U1")))
+        .await
+        .unwrap();
+    s.separate_identities(&f.org, (slack, &uid("U1")), (teams, &uid("A1")))
+        .await
+        .unwrap();
+    assert_eq!(cp(teams, "A1", slack).await, Some(uid("U2")));
+    assert_eq!(cp(slack, "U1", teams).await, None);
+    assert_eq!(cp(slack, "U2", teams).await, Some(uid("A1")));
+    let seps = s.list_identity_separations(&f.org).await.unwrap();
+    assert_eq!(seps.len(), 1, "idempotent, one per pair: {seps:?}");
+    assert_eq!(
+        (seps[0].a.clone(), seps[0].b.clone()),
+        ((teams, uid("A1")), (slack, uid("U1")))
+    );
+    assert!(s.list_identity_links(&f.org).await.unwrap().is_empty());
+    // Bad input changes nothing.
+    assert_kind(
+        s.separate_identities(&f.org, (slack, &uid("U1")), (slack, &uid("U2")))
+            .await,
+        ErrorKind::InvalidInput,
+    );
+    assert_kind(
+        s.separate_identities(&f.org, (slack, &uid("U1")), (teams, &uid("ghost")))
+            .await,
+        ErrorKind::NotFound,
+    );
+    let other = fixture(s, "other").await;
+    assert!(
+        s.list_identity_separations(&other.org)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_kind(
+        s.separate_identities(&other.org, (slack, &uid("U1")), (teams, &uid("A1")))
+            .await,
+        ErrorKind::NotFound,
+    );
+    // Linking the two by hand replaces the separation.
+    s.link_identities(&f.org, (slack, &uid("U1")), (teams, &uid("A1")))
+        .await
+        .unwrap();
+    assert!(
+        s.list_identity_separations(&f.org)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(cp(slack, "U1", teams).await, Some(uid("A1")));
+    // Separating linked users removes the link; unlinking removes the separation.
+    s.separate_identities(&f.org, (slack, &uid("U1")), (teams, &uid("A1")))
+        .await
+        .unwrap();
+    assert!(s.list_identity_links(&f.org).await.unwrap().is_empty());
+    assert_eq!(cp(slack, "U1", teams).await, None);
+    s.unlink_identity(&f.org, (slack, &uid("U1")))
+        .await
+        .unwrap();
+    assert!(
+        s.list_identity_separations(&f.org)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(cp(slack, "U1", teams).await, Some(uid("A1")));
+    assert_kind(
+        s.unlink_identity(&f.org, (slack, &uid("U1"))).await,
+        ErrorKind::NotFound,
+    );
+}
+
+/// Check: admin tokens are listed by name with their lifetime, revoked ones marked.
+pub async fn admin_tokens_are_listed_without_secrets(h: &dyn Harness) {
+    let s = h.store();
+    let a = s.create_org("Contoso").await.unwrap();
+    let b = s.create_org("Fabrikam").await.unwrap();
+    assert!(s.list_admin_tokens(&a.id).await.unwrap().is_empty());
+    let before = OffsetDateTime::now_utc() - Duration::from_secs(5);
+    let ci = s.create_admin_token(&a.id, "ci").await.unwrap();
+    s.create_admin_token(&a.id, "ops").await.unwrap();
+    s.create_admin_token(&b.id, "bob").await.unwrap();
+    s.revoke_admin_token(&a.id, "ci").await.unwrap();
+    let list = s.list_admin_tokens(&a.id).await.unwrap();
+    let names: Vec<&str> = list.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, vec!["ci", "ops"], "oldest first, only this org's");
+    assert!(list[0].revoked_at.is_some());
+    assert!(list[1].revoked_at.is_none());
+    assert!(list.iter().all(|t| t.created_at >= before));
+    let debug = format!("{list:?}");
+    assert!(!debug.contains(ci.expose_secret()), "{debug}");
+    assert_eq!(s.list_admin_tokens(&b.id).await.unwrap().len(), 1);
 }
 
 // ----- universal channels ---------------------------------------------------------------------

@@ -318,3 +318,259 @@ async fn an_admin_connects_teams_and_slack_in_a_real_browser() {
     shot("4-both-connected.png").await;
     c.close().await.unwrap();
 }
+
+/// What a browser test runs on: the server (with its sandbox), chromedriver and a session.
+struct Browser {
+    c: fantoccini::Client,
+    url: String,
+    token: String,
+    _serve: Proc,
+    _driver: Proc,
+    _data: tempfile::TempDir,
+    _profile: tempfile::TempDir,
+}
+
+/// Starts `serve` with `args` (plus a fresh data directory and any port), chromedriver and
+/// a headless Chromium session; `None` (after saying so) when Chromium is not installed
+/// outside CI.
+async fn browser(args: &[&str]) -> Option<Browser> {
+    let (Some(chromium), Some(driver)) = (tool("chromium"), tool("chromedriver")) else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI is set but chromium/chromedriver are missing: apt-get install chromium chromium-driver"
+        );
+        eprintln!("SKIPPED: chromium and chromedriver are not installed");
+        return None;
+    };
+    let data = tempfile::tempdir().unwrap();
+    let mut serve = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(args)
+        .args(["--port", "0", "--data-dir"])
+        .arg(data.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(serve.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let serve = Proc(serve);
+    let ready: serde_json::Value = serde_json::from_str(&line).unwrap();
+    let port = free_port();
+    let driver = Proc(
+        Command::new(driver)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let driver_url = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let mut up = false;
+    for _ in 0..200 {
+        if let Ok(r) = http.get(format!("{driver_url}/status")).send().await {
+            if let Ok(v) = r.json::<serde_json::Value>().await {
+                if v["value"]["ready"] == true {
+                    up = true;
+                    break;
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(up, "chromedriver did not become ready");
+    let profile = tempfile::tempdir().unwrap();
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        serde_json::json!({
+            "binary": chromium,
+            "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                     "--no-first-run", "--disable-background-networking",
+                     "--disable-component-update", "--disable-sync",
+                     "--window-size=1280,1000",
+                     format!("--user-data-dir={}", profile.path().display())],
+        }),
+    );
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let c = ClientBuilder::rustls()
+        .unwrap()
+        .capabilities(caps)
+        .connect(&driver_url)
+        .await
+        .expect("a WebDriver session");
+    Some(Browser {
+        c,
+        url: ready["url"].as_str().unwrap().to_owned(),
+        token: ready["admin_token"].as_str().unwrap().to_owned(),
+        _serve: serve,
+        _driver: driver,
+        _data: data,
+        _profile: profile,
+    })
+}
+
+async fn screenshot(c: &fantoccini::Client, name: &str) {
+    let png = c.screenshot().await.unwrap();
+    std::fs::write(shots().join(name), png).unwrap();
+}
+
+#[tokio::test]
+async fn an_admin_checks_and_links_a_slack_and_a_teams_channel_in_a_real_browser() {
+    let Some(b) = browser(&["serve", "--sandbox", "--autoconnect", "--time-scale", "0"]).await
+    else {
+        return;
+    };
+    let c = &b.c;
+    c.goto(&format!("{}/universal-channels", b.url))
+        .await
+        .unwrap();
+    assert!(c.current_url().await.unwrap().as_str().ends_with("/signin"));
+    c.find(Locator::Id("token"))
+        .await
+        .unwrap()
+        .send_keys(&b.token)
+        .await
+        .unwrap();
+    c.find(Locator::Css("button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    page_with(c, "Connected platforms").await;
+
+    // The sidebar leads to Universal Channels; both platforms are connected, so the form is
+    // there (and no Link button before a check).
+    c.find(Locator::Css("nav.sidebar a[href='/universal-channels']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let page = page_with(c, "Link channels").await;
+    assert!(page.contains("No universal channel yet"), "{page}");
+    assert!(!page.contains("id=\"link-button\""));
+    assert!(page.contains("aria-current=\"page\""));
+    screenshot(c, "links-1-universal-channels.png").await;
+
+    // Pick the Slack channel #engineering and a Teams channel, name it, Check.
+    let slack = c.find(Locator::Id("pick-slack")).await.unwrap();
+    let slack_value = slack
+        .find(Locator::XPath("option[contains(., '#engineering')]"))
+        .await
+        .unwrap()
+        .attr("value")
+        .await
+        .unwrap()
+        .unwrap();
+    slack.select_by_value(&slack_value).await.unwrap();
+    let teams = c.find(Locator::Id("pick-msteams")).await.unwrap();
+    let teams_value = teams
+        .find(Locator::XPath("option[contains(., '#Backend')]"))
+        .await
+        .unwrap()
+        .attr("value")
+        .await
+        .unwrap()
+        .unwrap();
+    teams.select_by_value(&teams_value).await.unwrap();
+    c.find(Locator::Id("uc-name"))
+        .await
+        .unwrap()
+        .send_keys("engineering")
+        .await
+        .unwrap();
+    c.find(Locator::Id("check-button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let page = page_with(c, "Capability report").await;
+    assert!(page.contains("These channels can be linked"), "{page}");
+    assert!(page.contains("3,000 messages a day"), "{page}");
+    assert!(
+        c.find_all(Locator::Css("#universal-channels tbody tr"))
+            .await
+            .unwrap()
+            .is_empty(),
+        "checking links nothing"
+    );
+    screenshot(c, "links-2-capability-report.png").await;
+
+    // Link: the page lists it.
+    c.find(Locator::Id("link-button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let page = page_with(c, "id=\"universal-channels\"").await;
+    assert!(page.contains("Linked"), "{page}");
+    let rows = c
+        .find_all(Locator::Css("#universal-channels tbody tr"))
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    let row = rows[0].text().await.unwrap();
+    assert!(row.contains("engineering"), "{row}");
+    assert!(row.contains("#Backend"), "{row}");
+    assert!(
+        row.contains("Slack") && row.contains("Microsoft Teams"),
+        "{row}"
+    );
+    screenshot(c, "links-3-linked.png").await;
+
+    // The API agrees.
+    let list: serde_json::Value = reqwest::Client::new()
+        .get(format!("{}/api/v1/universal-channels", b.url))
+        .bearer_auth(&b.token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let endpoints = list[0]["endpoints"].as_array().unwrap();
+    assert!(
+        endpoints.contains(&serde_json::json!(slack_value)),
+        "{list}"
+    );
+    assert!(
+        endpoints.contains(&serde_json::json!(teams_value)),
+        "{list}"
+    );
+
+    // The other pages render, and the audit log recorded the link.
+    c.find(Locator::Css("nav.sidebar a[href='/users']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    page_with(c, "Matched by email").await;
+    screenshot(c, "links-4-users.png").await;
+    c.find(Locator::Css("nav.sidebar a[href='/audit']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let page = page_with(c, "Chain verified").await;
+    assert!(page.contains("universal_channel.created"), "{page}");
+    screenshot(c, "links-5-audit.png").await;
+    c.find(Locator::Css("nav.sidebar a[href='/settings']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let page = page_with(c, "Admin tokens").await;
+    assert!(page.contains("webhooks"), "{page}");
+    screenshot(c, "links-6-settings.png").await;
+    b.c.clone().close().await.unwrap();
+}

@@ -3,5 +3,6 @@
 mod browser;
 mod demo_cmd;
 mod import_cmd;
+mod link_cmd;
 mod sandbox_cmd;
 mod serve_cmd;

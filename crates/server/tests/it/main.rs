@@ -4,5 +4,6 @@
 mod api;
 mod console;
 mod imports;
+mod links;
 mod support;
 mod webhooks;

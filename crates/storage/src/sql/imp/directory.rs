@@ -67,7 +67,80 @@ impl Backend {
         .execute(&mut **tx)
         .await
         .map_err(|e| db_err("removing identity links", e))?;
-        Ok(r.rows_affected())
+        let x = sqlx::query(
+            "DELETE FROM identity_separations WHERE org_id = $1 AND ((platform = $2 AND user_id = $3) \
+             OR (target_platform = $2 AND target_user_id = $3))",
+        )
+        .bind(org.as_str())
+        .bind(platform.as_str())
+        .bind(user.as_str())
+        .execute(&mut **tx)
+        .await
+        .map_err(|e| db_err("removing identity separations", e))?;
+        Ok(r.rows_affected() + x.rows_affected())
+    }
+
+    /// Deletes the separation rows between `a` and `b` (both directions).
+    async fn delete_separation(
+        tx: &mut Tx,
+        org: &OrgId,
+        a: (PlatformKind, &UserId),
+        b: (PlatformKind, &UserId),
+    ) -> Result<()> {
+        sqlx::query(
+            "DELETE FROM identity_separations WHERE org_id = $1 AND (\
+               (platform = $2 AND user_id = $3 AND target_platform = $4 AND target_user_id = $5) \
+               OR (platform = $4 AND user_id = $5 AND target_platform = $2 AND target_user_id = $3))",
+        )
+        .bind(org.as_str())
+        .bind(a.0.as_str())
+        .bind(a.1.as_str())
+        .bind(b.0.as_str())
+        .bind(b.1.as_str())
+        .execute(&mut **tx)
+        .await
+        .map_err(|e| db_err("removing the identity separation", e))?;
+        Ok(())
+    }
+
+    /// Reads identity pairs stored one row per direction from `table`, each pair once.
+    async fn list_pairs(&self, org: &OrgId, table: &str) -> Result<Vec<IdentityLink>> {
+        let rows = sqlx::query(&format!(
+            "SELECT platform, user_id, target_platform, target_user_id, created_at \
+             FROM {table} WHERE org_id = $1"
+        ))
+        .bind(org.as_str())
+        .fetch_all(&self.read)
+        .await
+        .map_err(|e| db_err(&format!("listing {table}"), e))?;
+        // Keyed by (a platform, a user, b platform, b user).
+        let mut pairs: BTreeMap<[String; 4], IdentityLink> = BTreeMap::new();
+        for r in &rows {
+            let from: (PlatformKind, UserId) = (
+                parse_col(r, table, "platform")?,
+                parse_col(r, table, "user_id")?,
+            );
+            let to: (PlatformKind, UserId) = (
+                parse_col(r, table, "target_platform")?,
+                parse_col(r, table, "target_user_id")?,
+            );
+            let created_at = from_ts(&format!("{table}.created_at"), col(r, "created_at")?)?;
+            let (a, b) = if from.0.as_str() <= to.0.as_str() {
+                (from, to)
+            } else {
+                (to, from)
+            };
+            let key = [
+                a.0.as_str().to_owned(),
+                a.1.as_str().to_owned(),
+                b.0.as_str().to_owned(),
+                b.1.as_str().to_owned(),
+            ];
+            pairs
+                .entry(key)
+                .or_insert(IdentityLink { a, b, created_at });
+        }
+        Ok(pairs.into_values().collect())
     }
 }
 
@@ -511,6 +584,9 @@ impl DirectoryStore for Backend {
              AND t.removed = FALSE AND t.is_deleted = FALSE \
              AND NOT EXISTS (SELECT 1 FROM identity_links l WHERE l.org_id = t.org_id \
                  AND l.platform = t.platform AND l.user_id = t.id AND l.target_platform = $2) \
+             AND NOT EXISTS (SELECT 1 FROM identity_separations x WHERE x.org_id = s.org_id \
+                 AND x.platform = s.platform AND x.user_id = s.id \
+                 AND x.target_platform = t.platform AND x.target_user_id = t.id) \
              ORDER BY t.is_bot, t.id LIMIT 1",
         )
         .bind(org.as_str())
@@ -554,6 +630,7 @@ impl DirectoryStore for Backend {
         .execute(&mut *tx)
         .await
         .map_err(|e| db_err("replacing identity links", e))?;
+        Self::delete_separation(&mut tx, org, a, b).await?;
         let now = now_ns();
         for (from, to) in [(a, b), (b, a)] {
             sqlx::query(
@@ -583,5 +660,61 @@ impl DirectoryStore for Backend {
             )));
         }
         Self::commit(tx).await
+    }
+
+    async fn list_identity_links(&self, org: &OrgId) -> Result<Vec<IdentityLink>> {
+        self.list_pairs(org, "identity_links").await
+    }
+
+    async fn separate_identities(
+        &self,
+        org: &OrgId,
+        a: (PlatformKind, &UserId),
+        b: (PlatformKind, &UserId),
+    ) -> Result<()> {
+        if a.0 == b.0 {
+            return Err(Error::invalid(
+                "a separation is between users of two different platforms",
+            ));
+        }
+        let mut tx = self.begin().await?;
+        Self::require_user(&mut tx, org, a.0, a.1).await?;
+        Self::require_user(&mut tx, org, b.0, b.1).await?;
+        // A manual link between the two goes (either direction).
+        sqlx::query(
+            "DELETE FROM identity_links WHERE org_id = $1 AND (\
+               (platform = $2 AND user_id = $3 AND target_platform = $4 AND target_user_id = $5) \
+               OR (platform = $4 AND user_id = $5 AND target_platform = $2 AND target_user_id = $3))",
+        )
+        .bind(org.as_str())
+        .bind(a.0.as_str())
+        .bind(a.1.as_str())
+        .bind(b.0.as_str())
+        .bind(b.1.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| db_err("removing the identity link", e))?;
+        Self::delete_separation(&mut tx, org, a, b).await?;
+        let now = now_ns();
+        for (from, to) in [(a, b), (b, a)] {
+            sqlx::query(
+                "INSERT INTO identity_separations (org_id, platform, user_id, target_platform, \
+                 target_user_id, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(org.as_str())
+            .bind(from.0.as_str())
+            .bind(from.1.as_str())
+            .bind(to.0.as_str())
+            .bind(to.1.as_str())
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| db_err("storing the identity separation", e))?;
+        }
+        Self::commit(tx).await
+    }
+
+    async fn list_identity_separations(&self, org: &OrgId) -> Result<Vec<IdentityLink>> {
+        self.list_pairs(org, "identity_separations").await
     }
 }

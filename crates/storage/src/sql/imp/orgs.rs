@@ -137,4 +137,27 @@ impl OrgStore for Backend {
         }
         Ok(())
     }
+
+    async fn list_admin_tokens(&self, org: &OrgId) -> Result<Vec<AdminTokenInfo>> {
+        let rows = sqlx::query(
+            "SELECT name, created_at, revoked_at FROM admin_tokens WHERE org_id = $1 \
+             ORDER BY created_at, lookup",
+        )
+        .bind(org.as_str())
+        .fetch_all(&self.read)
+        .await
+        .map_err(|e| db_err("listing admin tokens", e))?;
+        rows.iter()
+            .map(|r| {
+                let revoked: Option<i64> = col(r, "revoked_at")?;
+                Ok(AdminTokenInfo {
+                    name: col_str(r, "name")?,
+                    created_at: from_ts("admin_tokens.created_at", col(r, "created_at")?)?,
+                    revoked_at: revoked
+                        .map(|t| from_ts("admin_tokens.revoked_at", t))
+                        .transpose()?,
+                })
+            })
+            .collect()
+    }
 }
