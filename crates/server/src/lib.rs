@@ -23,6 +23,7 @@ pub mod config;
 pub mod console;
 pub mod error;
 pub mod metrics;
+pub mod migrate;
 pub mod pool;
 pub mod serve;
 pub mod session;

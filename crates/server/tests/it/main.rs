@@ -3,5 +3,6 @@
 
 mod api;
 mod console;
+mod migrate;
 mod support;
 mod webhooks;
