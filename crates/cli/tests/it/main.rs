@@ -2,5 +2,6 @@
 
 mod browser;
 mod demo_cmd;
+mod ops_cmd;
 mod sandbox_cmd;
 mod serve_cmd;
