@@ -252,6 +252,22 @@ async fn connect_with_the_underprivileged_account_then_doctor_names_the_missing_
         report.contains("Roles & admins → Teams Administrator, choose Add assignments"),
         "the fix says how to add the role: {report}"
     );
+    // Slack from the terminal too: the workspace's bot, healthy.
+    let out = run_with_sign_in(
+        &["connect", "slack", "--data-dir", &d, "--json"],
+        &env,
+        &base,
+        None,
+    )
+    .await;
+    let slack = json_of(&out);
+    assert_eq!(slack["platform"], "slack");
+    assert_eq!(slack["health"], "ok", "{slack}");
+    assert_eq!(
+        slack["tenant"],
+        sb["slack"]["team_id"].as_str().unwrap(),
+        "{slack}"
+    );
     // The JSON form names the same problem, as a role.
     let doctor = run(&["doctor", "--data-dir", &d, "--json"], &env);
     assert_eq!(doctor.status.code(), Some(1));
@@ -601,6 +617,19 @@ fn logs_are_json_lines_when_configured() {
         serde_json::from_str::<serde_json::Value>(first).is_err(),
         "{first}"
     );
+    // Nothing secret reaches the logs, even at trace level: the token printed once on
+    // stdout is not in them.
+    let out = run(
+        &["orgs", "create", "Contoso", "--data-dir", &d, "--json"],
+        &[
+            ("SWITCHBOARD_LOG_FORMAT", "json"),
+            ("SWITCHBOARD_LOG", "trace"),
+        ],
+    );
+    let created = json_of(&out);
+    let token = created["admin_token"].as_str().unwrap();
+    assert!(token.len() > 20);
+    assert!(!String::from_utf8_lossy(&out.stderr).contains(token));
     // Quiet by default.
     let out = run(&["orgs", "list", "--data-dir", &d], &[]);
     assert_eq!(String::from_utf8_lossy(&out.stderr).trim(), "");
