@@ -139,6 +139,14 @@ async fn play_browser(base: &str, authorize: &str, user: Option<(&str, &str)>) -
         .await
         .unwrap();
     assert_eq!(stray.status(), 404);
+    // A forged answer (right path, wrong state) is refused and the terminal keeps waiting.
+    let path = back.split('?').next().unwrap();
+    let forged = http
+        .get(format!("{path}?code=forged&state=not-the-one"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 400);
     let done = http.get(&back).send().await.unwrap();
     assert_eq!(done.status(), 200);
     done.text().await.unwrap()
