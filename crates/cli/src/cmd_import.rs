@@ -86,13 +86,6 @@ pub struct ListArgs {
     pub global: GlobalArgs,
 }
 
-/// `switchboard connections …`.
-#[derive(Debug, Subcommand)]
-pub enum ConnectionsCommand {
-    /// The connected platforms and their health.
-    List(ConnectionsListArgs),
-}
-
 /// `connections list`.
 #[derive(Debug, Args)]
 pub struct ConnectionsListArgs {
@@ -583,6 +576,7 @@ pub async fn connections_list(args: ConnectionsListArgs) -> Result<(), String> {
                     "tenant": c.tenant.to_string(),
                     "display_name": c.display_name,
                     "account": c.account.display_name,
+                    "account_id": c.account.user_id.to_string(),
                     "is_service_account": c.account.is_service_account,
                     "health": c.health.to_string(),
                     "created_at": rfc3339(c.created_at),

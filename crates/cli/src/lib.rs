@@ -10,6 +10,7 @@
 
 pub mod cmd_import;
 pub mod cmd_links;
+pub mod cmd_ops;
 pub mod context;
 pub mod demo;
 pub mod serve;
@@ -20,6 +21,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use switchboard_sandbox::{Sandbox, SandboxConfig, Seed};
+use switchboard_server::config::{LogFormat, ServerConfig};
 
 /// Switchboard: bridges Microsoft Teams and Slack through universal channels.
 #[derive(Debug, Parser)]
@@ -50,15 +52,23 @@ pub enum Command {
     /// The imported users.
     #[command(subcommand)]
     Users(cmd_import::UsersCommand),
-    /// The connected platforms.
-    #[command(subcommand)]
-    Connections(cmd_import::ConnectionsCommand),
     /// Link imported channels into a universal channel (`--dry-run`: the capability report).
     Link(cmd_links::LinkArgs),
     /// Remove a universal channel.
     Unlink(cmd_links::UnlinkArgs),
     /// The audit log: list, export, verify.
     Audit(cmd_links::AuditArgs),
+    /// Connect Microsoft Teams or Slack through OAuth from the terminal (loopback redirect).
+    Connect(cmd_ops::ConnectArgs),
+    /// Check every connection's roles, scopes, membership, tokens and webhooks; exits
+    /// non-zero with the fix for each problem.
+    Doctor(cmd_ops::DoctorArgs),
+    /// Organizations: create one (printing its admin token once), list them.
+    #[command(subcommand)]
+    Orgs(cmd_ops::OrgsCommand),
+    /// Connected platforms: list them, move one onto a service account.
+    #[command(subcommand)]
+    Connections(cmd_ops::ConnectionsCommand),
 }
 
 /// `switchboard sandbox`.
@@ -80,13 +90,7 @@ pub struct SandboxArgs {
 
 /// Runs the parsed command line; returns the process exit code.
 pub fn main(cli: Cli) -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SWITCHBOARD_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    init_logging(log_format(&cli));
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -96,33 +100,86 @@ pub fn main(cli: Cli) -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Sandbox(args) => run_sandbox(args).await,
-            Command::Serve(args) => serve::run(args).await,
-            Command::Demo(args) => demo::run(args).await,
-            Command::Teams(cmd_import::TeamsCommand::List(args)) => {
-                cmd_import::teams_list(args).await
-            }
-            Command::Import(args) => cmd_import::import(args).await,
+            Command::Sandbox(args) => run_sandbox(args).await.map(|()| ExitCode::SUCCESS),
+            Command::Serve(args) => serve::run(args).await.map(|()| ExitCode::SUCCESS),
+            Command::Demo(args) => demo::run(args).await.map(|()| ExitCode::SUCCESS),
+            Command::Teams(cmd_import::TeamsCommand::List(args)) => cmd_import::teams_list(args)
+                .await
+                .map(|()| ExitCode::SUCCESS),
+            Command::Import(args) => cmd_import::import(args).await.map(|()| ExitCode::SUCCESS),
             Command::Channels(cmd_import::ChannelsCommand::List(args)) => {
-                cmd_import::channels_list(args).await
+                cmd_import::channels_list(args)
+                    .await
+                    .map(|()| ExitCode::SUCCESS)
             }
-            Command::Users(cmd_import::UsersCommand::List(args)) => {
-                cmd_import::users_list(args).await
-            }
-            Command::Connections(cmd_import::ConnectionsCommand::List(args)) => {
-                cmd_import::connections_list(args).await
-            }
-            Command::Link(args) => cmd_links::link(args).await,
-            Command::Unlink(args) => cmd_links::unlink(args).await,
-            Command::Audit(args) => cmd_links::audit(args).await,
+            Command::Users(cmd_import::UsersCommand::List(args)) => cmd_import::users_list(args)
+                .await
+                .map(|()| ExitCode::SUCCESS),
+            Command::Link(args) => cmd_links::link(args).await.map(|()| ExitCode::SUCCESS),
+            Command::Unlink(args) => cmd_links::unlink(args).await.map(|()| ExitCode::SUCCESS),
+            Command::Audit(args) => cmd_links::audit(args).await.map(|()| ExitCode::SUCCESS),
+            Command::Connect(args) => cmd_ops::connect(args).await,
+            Command::Doctor(args) => cmd_ops::doctor(args).await,
+            Command::Orgs(cmd) => cmd_ops::orgs(cmd).await,
+            Command::Connections(cmd) => cmd_ops::connections(cmd).await,
         }
     });
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The log format of the configuration the command reads (`log_format` of its
+/// `--config` file, overridden by `SWITCHBOARD_LOG_FORMAT`); human when it cannot be read
+/// (the command itself then reports the configuration error).
+fn log_format(cli: &Cli) -> LogFormat {
+    let file = match &cli.command {
+        Command::Serve(a) => a.config.as_deref(),
+        Command::Demo(_) | Command::Sandbox(_) => None,
+        Command::Connect(a) => a.global.config.as_deref(),
+        Command::Doctor(a) => a.global.config.as_deref(),
+        Command::Orgs(c) => c.global().config.as_deref(),
+        Command::Connections(c) => c.global().config.as_deref(),
+        Command::Teams(cmd_import::TeamsCommand::List(a)) => a.global.config.as_deref(),
+        Command::Import(a) => a.global.config.as_deref(),
+        Command::Channels(cmd_import::ChannelsCommand::List(a))
+        | Command::Users(cmd_import::UsersCommand::List(a)) => a.global.config.as_deref(),
+        Command::Link(a) => a.global.config.as_deref(),
+        Command::Unlink(a) => a.global.config.as_deref(),
+        // `audit` reads its configuration in its subcommand; the environment decides here.
+        Command::Audit(_) => None,
+    };
+    match ServerConfig::load(file) {
+        Ok(c) => c.log_format,
+        Err(_) => match std::env::var("SWITCHBOARD_LOG_FORMAT").as_deref() {
+            Ok("json") => LogFormat::Json,
+            _ => LogFormat::Human,
+        },
+    }
+}
+
+/// Logs go to stderr (stdout carries ready lines and command output), filtered by
+/// `SWITCHBOARD_LOG` (an `EnvFilter` directive such as `info` or
+/// `switchboard_relay=debug`; `warn` when unset or invalid), as human lines or one JSON
+/// object per line. Nothing secret is logged: tokens and secrets are `secrecy` types whose
+/// `Debug` is redacted, and no code path formats an exposed secret into an event.
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SWITCHBOARD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init(),
+        LogFormat::Human => builder.init(),
     }
 }
 

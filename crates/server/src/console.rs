@@ -315,6 +315,7 @@ pub async fn connect_start(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(platform): Path<String>,
+    Query(start): Query<StartQuery>,
 ) -> Response {
     let Some((sid, session)) = session_of(&state, &headers) else {
         return Redirect::to("/signin").into_response();
@@ -342,11 +343,43 @@ pub async fn connect_start(
             vec![],
         );
     };
+    // "Move to a service account": the connection must be this org's, on this platform.
+    let migrate = match start.migrate.as_deref() {
+        None => None,
+        Some(id) => {
+            let found = match ConnectionId::new(id) {
+                Ok(id) => state
+                    .store
+                    .get_connection(&session.principal.org, &id)
+                    .await
+                    .ok()
+                    .flatten()
+                    .filter(|c| c.platform == kind),
+                Err(_) => None,
+            };
+            match found {
+                Some(c) => Some(c.id),
+                None => {
+                    return message(
+                        &state,
+                        StatusCode::NOT_FOUND,
+                        Some(&session),
+                        "Unknown connection",
+                        Some(format!(
+                            "There is no {} connection {id:?} to move.",
+                            platform_name(kind)
+                        )),
+                        vec![],
+                    );
+                }
+            }
+        }
+    };
     let verifier = authorizer
         .uses_pkce()
         .then(|| SecretString::from(session::random_token()));
     let challenge = verifier.as_ref().map(session::pkce_challenge);
-    let oauth_state = state.sessions.begin_auth(&sid, kind, verifier);
+    let oauth_state = state.sessions.begin_auth_for(&sid, kind, verifier, migrate);
     match authorizer.authorize_url(
         &redirect_uri(&state, kind),
         &oauth_state,
@@ -362,6 +395,13 @@ pub async fn connect_start(
             vec![],
         ),
     }
+}
+
+/// The query of `GET /connect/{platform}/start`.
+#[derive(Debug, Deserialize)]
+pub struct StartQuery {
+    /// The connection to move onto the account that signs in ("Move to a service account").
+    migrate: Option<String>,
 }
 
 /// The provider's answer.
@@ -411,7 +451,7 @@ impl CredentialsSink for StoreCredentials {
 
 /// Stores a new connection for `authorized` (or refreshes the credentials of the org's
 /// existing connection of the same tenant), audited.
-async fn store_connection(
+pub async fn store_connection(
     store: &Arc<dyn Store>,
     org: &OrgId,
     actor: &str,
@@ -467,7 +507,9 @@ async fn store_connection(
 }
 
 /// `GET /connect/{platform}/callback`: a bad, reused, expired or foreign `state` gets 400
-/// and nothing is stored.
+/// and nothing is stored. The end of a migration too (when the `state` carries one): the
+/// state's [`ConnectionPool`](crate::pool::ConnectionPool) (the relay's, see
+/// [`AppState::with_pool`]) forgets the moved connection.
 pub async fn connect_callback(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -543,6 +585,11 @@ pub async fn connect_callback(
         }
     };
     let org = session.principal.org.clone();
+    if let Some(id) = &pending.migrate {
+        let pool = state.pool();
+        return migrate_callback(&state, Some(pool.as_ref()), &session, kind, id, &authorized)
+            .await;
+    }
     let connection = match store_connection(
         &state.store,
         &org,
@@ -631,4 +678,83 @@ pub async fn connect_callback(
             next_label => if kind == PlatformKind::Msteams { "Choose teams to import" } else { "Import the workspace" },
         },
     )
+}
+
+/// The end of "Move to a service account": the signed-in account is verified and the
+/// connection moved onto it ([`crate::migrate::migrate`]), or the page says why not and
+/// nothing changes.
+async fn migrate_callback(
+    state: &AppState,
+    pool: Option<&crate::pool::ConnectionPool>,
+    session: &Session,
+    kind: PlatformKind,
+    id: &ConnectionId,
+    authorized: &Authorized,
+) -> Response {
+    let Some(connector) = state.connector(kind) else {
+        return message(
+            state,
+            StatusCode::NOT_FOUND,
+            Some(session),
+            "Not configured",
+            Some(format!(
+                "{} is not configured on this server.",
+                platform_name(kind)
+            )),
+            vec![],
+        );
+    };
+    let request = crate::migrate::MigrationRequest {
+        org: &session.principal.org,
+        connection: id,
+        authorized,
+        actor: Actor::Admin {
+            name: session.principal.name.clone(),
+        },
+        options: VerifyOptions::default(),
+    };
+    match crate::migrate::migrate(&state.store, connector.as_ref(), pool, request).await {
+        Ok(done) => {
+            // The live feeds are re-established through the new account.
+            state.links_changed.notify_waiters();
+            let heading = format!("{} moved to a service account", platform_name(kind));
+            render(
+                state,
+                StatusCode::OK,
+                "message.html",
+                context! {
+                    title => heading.clone(), heading, signed_in => true, csrf => session.csrf,
+                    paragraphs => vec![
+                        format!(
+                            "{} now acts as {} instead of {}.",
+                            done.connection.display_name,
+                            done.connection.account.display_name,
+                            done.previous.display_name
+                        ),
+                        "Universal channels keep working: nothing was re-linked, and queued messages go out through the service account.".to_owned(),
+                    ],
+                    checks => done.report.checks.iter()
+                        .map(|c| context! { name => c.name, ok => c.ok, fix => c.fix })
+                        .collect::<Vec<_>>(),
+                },
+            )
+        }
+        Err(e) => {
+            let status = match e.kind() {
+                switchboard_core::ErrorKind::NotFound => StatusCode::NOT_FOUND,
+                switchboard_core::ErrorKind::InvalidInput
+                | switchboard_core::ErrorKind::Forbidden => StatusCode::UNPROCESSABLE_ENTITY,
+                switchboard_core::ErrorKind::Storage => StatusCode::SERVICE_UNAVAILABLE,
+                _ => StatusCode::BAD_GATEWAY,
+            };
+            message(
+                state,
+                status,
+                Some(session),
+                "The connection was not moved",
+                Some(e.to_string()),
+                vec!["Nothing was changed: the connection still uses its current account.".into()],
+            )
+        }
+    }
 }

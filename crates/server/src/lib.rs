@@ -31,6 +31,7 @@ pub mod feeds;
 pub mod identities;
 pub mod jobs;
 pub mod metrics;
+pub mod migrate;
 pub mod pool;
 pub mod serve;
 pub mod session;

@@ -16,7 +16,7 @@ use rand::RngCore;
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
-use switchboard_core::{AdminPrincipal, PlatformKind};
+use switchboard_core::{AdminPrincipal, ConnectionId, PlatformKind};
 
 /// The session cookie's name.
 pub const COOKIE: &str = "sb_session";
@@ -67,6 +67,9 @@ pub struct PendingAuth {
     pub platform: PlatformKind,
     /// The PKCE verifier, when the flow uses one.
     pub verifier: Option<SecretString>,
+    /// The connection to move onto the account that signs in, when the flow is a migration
+    /// ("Move to a service account") rather than a new connection.
+    pub migrate: Option<ConnectionId>,
     session: [u8; 32],
     created: Instant,
 }
@@ -119,6 +122,17 @@ impl Sessions {
         platform: PlatformKind,
         verifier: Option<SecretString>,
     ) -> String {
+        self.begin_auth_for(session_id, platform, verifier, None)
+    }
+
+    /// [`Sessions::begin_auth`] with the connection a migration moves (`None`: connect).
+    pub fn begin_auth_for(
+        &self,
+        session_id: &str,
+        platform: PlatformKind,
+        verifier: Option<SecretString>,
+        migrate: Option<ConnectionId>,
+    ) -> String {
         let state = random_token();
         let mut map = self.pending.lock();
         let now = Instant::now();
@@ -128,6 +142,7 @@ impl Sessions {
             PendingAuth {
                 platform,
                 verifier,
+                migrate,
                 session: key(session_id),
                 created: now,
             },

@@ -4,5 +4,6 @@ mod browser;
 mod demo_cmd;
 mod import_cmd;
 mod link_cmd;
+mod ops_cmd;
 mod sandbox_cmd;
 mod serve_cmd;

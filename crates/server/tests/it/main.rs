@@ -5,5 +5,6 @@ mod api;
 mod console;
 mod imports;
 mod links;
+mod migrate;
 mod support;
 mod webhooks;
