@@ -106,6 +106,30 @@ impl Demo {
     }
 }
 
+impl Demo {
+    async fn wait_slack<T>(
+        &self,
+        channel: &str,
+        what: &str,
+        check: impl Fn(&[Value]) -> Option<T>,
+    ) -> Result<T, String> {
+        let path = format!("/slack/channels/{channel}/messages");
+        for _ in 0..200 {
+            let stored = self.sandbox(reqwest::Method::GET, &path, None).await?;
+            let list = stored["messages"].as_array().cloned().unwrap_or_default();
+            if let Some(t) = check(&list) {
+                return Ok(t);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Err(format!("{what} did not reach Slack within 10 s"))
+    }
+}
+
+fn text_of(m: &Value) -> &str {
+    m["text"].as_str().unwrap_or("")
+}
+
 fn body_of(m: &Value) -> &str {
     m["body"]["content"].as_str().unwrap_or("")
 }
@@ -172,10 +196,7 @@ pub async fn run(args: DemoArgs) -> Result<(), String> {
             );
         }
         println!("Audit chain intact: {}", verify["ok"]);
-        println!(
-            "\nNot relayed yet: Teams → Slack (the Graph subscription keeper is the relay's next step). Data: {}",
-            data_dir.display()
-        );
+        println!("Data: {}", data_dir.display());
     }
     outcome
 }
@@ -327,5 +348,182 @@ async fn walkthrough(d: &mut Demo) -> Result<(), String> {
     })
     .await?;
     d.say("deleted", "the Teams copy is deleted too".into());
+
+    // A file, Slack → Teams: re-uploaded into the channel's files (or linked).
+    d.sandbox(
+        Method::POST,
+        "/slack/files",
+        Some(
+            json!({"user": uid, "channel": slack_channel, "filename": "notes.txt",
+                    "content": "minutes of the meeting", "initial_comment": "the notes"}),
+        ),
+    )
+    .await?;
+    let with_file = d
+        .wait_teams(&teams_path, "the file", |l| {
+            l.iter()
+                .find(|m| {
+                    m["attachments"].as_array().is_some_and(|a| !a.is_empty())
+                        || body_of(m).contains("notes.txt")
+                })
+                .cloned()
+        })
+        .await?;
+    let file = with_file["attachments"][0]["name"]
+        .as_str()
+        .map(str::to_owned)
+        .unwrap_or_else(|| "notes.txt (linked)".into());
+    d.say("shared a file Slack → Teams", file);
+
+    // ---- and back: a Teams user's post, reply, edit, reaction and delete reach Slack.
+    let teams_user = teams_member(d, &team_id).await?;
+    // Graph sends a channel's messages only once its subscription exists (the server made
+    // it when the channel was linked).
+    let mut subscribed = false;
+    for _ in 0..200 {
+        let subs = d
+            .sandbox(Method::GET, "/msteams/subscriptions", None)
+            .await?;
+        let list = subs["value"].as_array().or(subs.as_array()).cloned();
+        if list.unwrap_or_default().iter().any(|s| {
+            s["resource"]
+                .as_str()
+                .is_some_and(|r| r.contains(&teams_channel))
+        }) {
+            subscribed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    if !subscribed {
+        return Err("the Teams channel's subscription was not made within 10 s".into());
+    }
+    d.say(
+        "subscribed to the Teams channel",
+        "Graph change notifications".into(),
+    );
+    let t_posted = d
+        .sandbox(
+            Method::POST,
+            "/msteams/messages",
+            Some(
+                json!({"user": teams_user, "team": team_id, "channel": teams_channel,
+                        "html": "<p>Hello from <b>Teams</b>!</p>"}),
+            ),
+        )
+        .await?;
+    let t_id = t_posted["id"].as_str().ok_or("no id")?.to_owned();
+    let s_copy = d
+        .wait_slack(&slack_channel, "the Teams post", |l| {
+            l.iter()
+                .find(|m| text_of(m).contains("from *Teams*") && m["deleted"] != true)
+                .cloned()
+        })
+        .await?;
+    let s_ts = s_copy["ts"].as_str().unwrap_or_default().to_owned();
+    d.say(
+        "posted Teams → Slack",
+        format!(
+            "{} (as {})",
+            text_of(&s_copy),
+            s_copy["username"].as_str().unwrap_or("the app")
+        ),
+    );
+    d.sandbox(
+        Method::POST,
+        "/msteams/messages",
+        Some(
+            json!({"user": teams_user, "team": team_id, "channel": teams_channel,
+                    "html": "<p>a Teams reply</p>", "reply_to": t_id}),
+        ),
+    )
+    .await?;
+    let s_reply = d
+        .wait_slack(&slack_channel, "the Teams reply", |l| {
+            l.iter()
+                .find(|m| text_of(m).contains("a Teams reply"))
+                .cloned()
+        })
+        .await?;
+    if s_reply["thread_ts"].as_str() != Some(s_ts.as_str()) {
+        return Err(format!(
+            "the Teams reply is not in the copy's thread: {s_reply}"
+        ));
+    }
+    d.say("replied in the Slack thread", text_of(&s_reply).to_owned());
+    let msg_path = format!(
+        "/msteams/messages/{team_id}/{}/{t_id}",
+        teams_channel.replace(':', "%3A").replace('@', "%40")
+    );
+    d.sandbox(
+        Method::PATCH,
+        &msg_path,
+        Some(json!({"html": "<p>Hello from <b>Teams</b>, edited</p>"})),
+    )
+    .await?;
+    let s_edited = d
+        .wait_slack(&slack_channel, "the Teams edit", |l| {
+            l.iter()
+                .find(|m| m["ts"] == s_ts.as_str() && text_of(m).contains("edited"))
+                .cloned()
+        })
+        .await?;
+    d.say("edited on Slack", text_of(&s_edited).to_owned());
+    d.sandbox(
+        Method::POST,
+        "/msteams/reactions",
+        Some(
+            json!({"user": teams_user, "team": team_id, "channel": teams_channel,
+                    "message": t_id, "reaction": "heart"}),
+        ),
+    )
+    .await?;
+    let s_reactions = d
+        .wait_slack(&slack_channel, "the Teams reaction", |l| {
+            l.iter()
+                .find(|m| m["ts"] == s_ts.as_str())
+                .and_then(|m| m["reactions"].as_array().filter(|r| !r.is_empty()).cloned())
+        })
+        .await?;
+    d.say("reacted on Slack", format!("{}", s_reactions[0]["name"]));
+    d.sandbox(Method::DELETE, &msg_path, None).await?;
+    d.wait_slack(&slack_channel, "the Teams delete", |l| {
+        l.iter()
+            .all(|m| m["ts"] != s_ts.as_str() || m["deleted"] == true)
+            .then_some(())
+    })
+    .await?;
+    d.say("deleted", "the Slack copy is deleted too".into());
     Ok(())
+}
+
+/// A member of `team` other than the service account, through Graph with the sandbox's
+/// ready token (the admin's view of the team).
+async fn teams_member(d: &Demo, team: &str) -> Result<String, String> {
+    let ready = d.sandbox(reqwest::Method::GET, "/ready", None).await?;
+    let graph = ready["graph_api_url"].as_str().ok_or("no Graph URL")?;
+    let token = ready["msteams"]["service_account_token"]
+        .as_str()
+        .ok_or("no token")?;
+    let svc = ready["msteams"]["service_account_upn"]
+        .as_str()
+        .unwrap_or_default();
+    let members: Value = d
+        .http
+        .get(format!("{graph}/teams/{team}/members"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .map_err(err)?
+        .json()
+        .await
+        .map_err(err)?;
+    members["value"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|m| m["email"].as_str() != Some(svc))
+        .and_then(|m| m["userId"].as_str())
+        .map(str::to_owned)
+        .ok_or_else(|| format!("no member of team {team} to post as"))
 }

@@ -447,7 +447,17 @@ impl Resolver for TeamsResolver {
             return Ok(gone(vec![]));
         }
         let now = snapshot_of(&msg);
-        let events = diff(hint, &msg, last_seen, &now);
+        let mut events = diff(hint, &msg, last_seen, &now);
+        // Reactions of our own account are the relay's copies of reactions made elsewhere:
+        // relaying them back would echo (the snapshot keeps them, so later diffs stay right).
+        if let Ok(me) = self.conn.me().await {
+            events.retain(|e| match &e.kind {
+                EventKind::ReactionAdded { user, .. } | EventKind::ReactionRemoved { user, .. } => {
+                    user.as_str() != me.id
+                }
+                _ => true,
+            });
+        }
         Ok(Resolved {
             events,
             snapshot: Some(now),

@@ -31,9 +31,16 @@ fn demo_relays_post_reply_edit_reaction_and_delete_and_exits_0() {
         "edited",
         "reacted",
         "deleted",
+        "shared a file Slack → Teams",
+        "posted Teams → Slack",
+        "replied in the Slack thread",
+        "edited on Slack",
+        "reacted on Slack",
     ] {
         assert!(steps.contains(&step), "{step} missing: {steps:?}");
     }
+    let deleted = steps.iter().filter(|s| **s == "deleted").count();
+    assert_eq!(deleted, 2, "a delete each way: {steps:?}");
     assert_eq!(v["audit_verify"]["ok"], true);
     let actions: Vec<&str> = v["audit"]
         .as_array()
