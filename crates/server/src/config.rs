@@ -135,6 +135,9 @@ pub struct ServerConfig {
     /// A PostgreSQL URL (several replicas share one); SQLite in `data_dir` when absent.
     #[serde(skip_serializing)]
     pub database_url: Option<SecretString>,
+    /// PostgreSQL: the schema to use (created when missing), so several deployments (or
+    /// test runs) can share one database; the server's `search_path` when absent.
+    pub database_schema: Option<String>,
     /// Log format.
     pub log_format: LogFormat,
     /// The listener.
@@ -156,6 +159,7 @@ impl Default for ServerConfig {
         ServerConfig {
             data_dir: PathBuf::from("./switchboard-data"),
             database_url: None,
+            database_schema: None,
             log_format: LogFormat::Human,
             server: ListenConfig::default(),
             relay: RelayTuning::default(),

@@ -22,8 +22,16 @@ pub const SERVE_TOKEN_NAME: &str = "serve";
 pub async fn open_store(config: &ServerConfig) -> Result<SqlStore> {
     match &config.database_url {
         Some(url) => {
+            std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+                Error::new(
+                    ErrorKind::Storage,
+                    format!("cannot create {}: {e}", config.data_dir.display()),
+                )
+            })?;
             let keyring = switchboard_storage::Keyring::load(&config.data_dir)?;
-            SqlStore::open(url.expose_secret(), keyring).await
+            let mut options = switchboard_storage::StoreOptions::default();
+            options.schema = config.database_schema.clone();
+            SqlStore::open_with(url.expose_secret(), keyring, options).await
         }
         None => {
             std::fs::create_dir_all(&config.data_dir).map_err(|e| {

@@ -169,3 +169,56 @@ async fn flaky_teams_gets_every_message_once_in_order() {
     let (order, counts) = teams_numbers(&w, &pair, "flaky").await;
     assert_once_in_order(&order, &counts, total);
 }
+
+/// `DATABASE_URL`, or `None` (the test is skipped; under `CI` it fails instead).
+fn database_url() -> Option<String> {
+    match std::env::var("DATABASE_URL") {
+        Ok(u) if !u.is_empty() => Some(u),
+        _ if std::env::var_os("CI").is_some() => {
+            panic!("DATABASE_URL is not set: the two-replica test needs PostgreSQL under CI")
+        }
+        _ => {
+            eprintln!("skipped: DATABASE_URL is not set (PostgreSQL)");
+            None
+        }
+    }
+}
+
+#[tokio::test]
+async fn two_replicas_on_postgresql_one_killed_lose_and_duplicate_nothing() {
+    let Some(url) = database_url() else { return };
+    let schema = format!(
+        "e2e_{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+    let mut w = World::start_with(
+        "0",
+        &[
+            ("SWITCHBOARD_DATABASE_URL", url.as_str()),
+            ("SWITCHBOARD_DATABASE_SCHEMA", schema.as_str()),
+            ("SWITCHBOARD_RELAY__LEASE_SECONDS", "3"),
+        ],
+    )
+    .await;
+    // replica A keeps working alongside; B takes the webhooks and the API
+    let mut a = Some(w.add_replica());
+    let pair = w.link_pair(0).await;
+    let (user, _, _) = w.slack_user(0);
+    let total = 600u32;
+    for n in 0..total {
+        if n == 300
+            && let Some(a) = a.take()
+        {
+            a.kill9();
+        }
+        w.slack_post(&user, &pair.slack, &format!("twin{n:04}"), None)
+            .await;
+    }
+    wait_for_all(&w, &pair, "twin", total).await;
+    let (order, counts) = teams_numbers(&w, &pair, "twin").await;
+    assert_once_in_order(&order, &counts, total);
+}

@@ -246,3 +246,107 @@ async fn posts_replies_edits_reactions_and_deletes_flow_both_ways() {
         1
     );
 }
+
+/// A Slack user and the Teams user with the same email (the identity map matches them):
+/// `(slack id, teams id, teams display name)`.
+fn matched_pair(w: &World) -> (String, String, String) {
+    let teams = w.seed["msteams"]["users"].as_array().unwrap();
+    for u in w.seed["slack"]["users"].as_array().unwrap() {
+        let Some(email) = u["email"].as_str().filter(|e| !e.is_empty()) else {
+            continue;
+        };
+        if u["is_bot"] == true || u["deleted"] == true {
+            continue;
+        }
+        if let Some(t) = teams.iter().find(|t| {
+            t["mail"]
+                .as_str()
+                .is_some_and(|m| m.eq_ignore_ascii_case(email))
+        }) {
+            return (
+                u["id"].as_str().unwrap().to_owned(),
+                t["id"].as_str().unwrap().to_owned(),
+                t["displayName"].as_str().unwrap().to_owned(),
+            );
+        }
+    }
+    panic!("the seed has no user on both platforms with one email");
+}
+
+#[tokio::test]
+async fn mentions_of_matched_users_and_files_cross_over() {
+    let w = World::start("0").await;
+    let pair = w.link_pair(0).await;
+    let (slack_author, _, _) = w.slack_user(0);
+    let (teams_author, _, _) = w.teams_author(&pair, 0).await;
+    let (slack_bob, teams_bob, teams_bob_name) = matched_pair(&w);
+
+    // Slack → Teams: a mention of a matched user becomes a Teams mention of the counterpart
+    w.slack_post(
+        &slack_author,
+        &pair.slack,
+        &format!("ping <@{slack_bob}> about the plan"),
+        None,
+    )
+    .await;
+    let copy = teams_find(&w, &pair, "the mention in Teams", |m| {
+        text_of_teams(m).contains("about the plan")
+    })
+    .await;
+    let mentions = copy["mentions"].as_array().cloned().unwrap_or_default();
+    assert!(
+        mentions
+            .iter()
+            .any(|m| m["mentioned"]["user"]["id"].as_str() == Some(teams_bob.as_str())),
+        "a real Teams mention of the counterpart: {copy}"
+    );
+    assert!(
+        text_of_teams(&copy).contains("<at"),
+        "an <at> element: {}",
+        text_of_teams(&copy)
+    );
+    assert!(
+        !text_of_teams(&copy).contains(&slack_bob),
+        "no raw Slack id"
+    );
+
+    // Teams → Slack: a mention of the same person becomes a Slack mention
+    w.ctl(
+        "POST",
+        "/_sandbox/msteams/messages",
+        json!({ "user": teams_author, "team": pair.team, "channel": pair.channel,
+                "html": format!("<p>thanks <at id=\"0\">{teams_bob_name}</at> for the notes</p>"),
+                "mentions": [{ "id": 0, "user": teams_bob, "mentionText": teams_bob_name }] }),
+    )
+    .await;
+    let s_copy = slack_find(&w, &pair.slack, "the mention in Slack", |m| {
+        slack_text(m).contains("for the notes")
+    })
+    .await;
+    assert!(
+        slack_text(&s_copy).contains(&format!("<@{slack_bob}>")),
+        "a real Slack mention: {s_copy}"
+    );
+
+    // a file shared on Slack is uploaded (or linked) into Teams, never dropped
+    w.ctl(
+        "POST",
+        "/_sandbox/slack/files",
+        json!({ "user": slack_author, "channel": pair.slack, "filename": "plan.txt",
+                "content": "step one, step two", "initial_comment": "the plan file" }),
+    )
+    .await;
+    let with_file = teams_find(&w, &pair, "the file in Teams", |m| {
+        text_of_teams(m).contains("plan.txt")
+            || m["attachments"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|x| x["name"] == "plan.txt"))
+    })
+    .await;
+    assert!(
+        with_file["attachments"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|x| x["name"] == "plan.txt")),
+        "the file is attached to the Teams copy: {with_file}"
+    );
+}

@@ -150,6 +150,15 @@ impl World {
         self.server = Some(server);
     }
 
+    /// Starts another replica of the server on the same data directory and environment
+    /// (with PostgreSQL in `SWITCHBOARD_DATABASE_URL`, both share the work); it becomes the
+    /// server the world's URL and token name (and the Slack request URL points at it).
+    pub fn add_replica(&mut self) -> Proc {
+        let first = self.server.take().expect("a running server");
+        self.start_server();
+        first
+    }
+
     /// kill -9 of the server.
     pub fn kill_server(&mut self) {
         if let Some(s) = self.server.take() {
