@@ -197,8 +197,9 @@ async fn an_admin_connects_teams_and_slack_in_a_real_browser() {
         .click()
         .await
         .unwrap();
-    let page = page_with(&c, "Microsoft Teams connected").await;
-    assert!(page.contains("Choose teams to import"), "{page}");
+    // The whole page, not its first bytes while it loads: wait for its last part.
+    let page = page_with(&c, "Choose teams to import").await;
+    assert!(page.contains("Microsoft Teams connected"), "{page}");
     shot("3-teams-connected.png").await;
 
     // The team list: select two teams, import, watch the progress, see channels and users.
