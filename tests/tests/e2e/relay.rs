@@ -350,3 +350,86 @@ async fn mentions_of_matched_users_and_files_cross_over() {
         "the file is attached to the Teams copy: {with_file}"
     );
 }
+
+async fn subscription_of(w: &World, pair: &Pair) -> Option<String> {
+    let subs: Value = w
+        .http
+        .get(format!("{}/_sandbox/msteams/subscriptions", w.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let list = subs["value"].as_array().or(subs.as_array()).cloned();
+    list.unwrap_or_default()
+        .iter()
+        .find(|s| {
+            s["resource"]
+                .as_str()
+                .is_some_and(|r| r.contains(&pair.channel))
+        })
+        .and_then(|s| s["id"].as_str().map(str::to_owned))
+}
+
+#[tokio::test]
+async fn the_teams_feed_survives_reauthorization_and_removal() {
+    let w = World::start("0").await;
+    let pair = w.link_pair(0).await;
+    let (teams_user, _, _) = w.teams_author(&pair, 0).await;
+    let first = subscription_of(&w, &pair).await.unwrap();
+
+    // reauthorizationRequired: Graph holds notifications until the subscription is
+    // reauthorized; the server does so and the message still arrives
+    w.ctl(
+        "POST",
+        &format!("/_sandbox/msteams/subscriptions/{first}/lifecycle"),
+        json!({ "event": "reauthorizationRequired" }),
+    )
+    .await;
+    w.teams_post(&teams_user, &pair, "<p>after reauthorization</p>", None)
+        .await;
+    slack_find(&w, &pair.slack, "the post after reauthorization", |m| {
+        slack_text(m).contains("after reauthorization")
+    })
+    .await;
+
+    // subscriptionRemoved: Graph dropped it; what is posted meanwhile is caught up once
+    // the server has subscribed again
+    w.ctl(
+        "POST",
+        &format!("/_sandbox/msteams/subscriptions/{first}/lifecycle"),
+        json!({ "event": "subscriptionRemoved" }),
+    )
+    .await;
+    w.teams_post(&teams_user, &pair, "<p>while unsubscribed</p>", None)
+        .await;
+    w.wait("a new subscription", || async {
+        subscription_of(&w, &pair)
+            .await
+            .is_some_and(|id| id != first)
+    })
+    .await;
+    slack_find(&w, &pair.slack, "the post made while unsubscribed", |m| {
+        slack_text(m).contains("while unsubscribed")
+    })
+    .await;
+    w.teams_post(&teams_user, &pair, "<p>live again</p>", None)
+        .await;
+    slack_find(
+        &w,
+        &pair.slack,
+        "a live post on the new subscription",
+        |m| slack_text(m).contains("live again"),
+    )
+    .await;
+    let on_slack = w.slack_messages(&pair.slack).await;
+    assert_eq!(
+        on_slack
+            .iter()
+            .filter(|m| slack_text(m).contains("while unsubscribed"))
+            .count(),
+        1,
+        "caught up once"
+    );
+}
