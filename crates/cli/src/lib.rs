@@ -196,8 +196,9 @@ async fn run_sandbox(args: SandboxArgs) -> Result<(), String> {
     .await
     .map_err(|e| format!("cannot start the sandbox on port {}: {e}", args.port))?;
     let line = serde_json::to_string(&sandbox.ready()).map_err(|e| e.to_string())?;
+    let stop = shutdown_signal();
     print_ready(&line, args.ready_file.as_deref())?;
-    shutdown_signal().await;
+    stop.await;
     sandbox.shutdown().await;
     Ok(())
 }
@@ -213,24 +214,38 @@ pub(crate) fn print_ready(line: &str, ready_file: Option<&std::path::Path>) -> R
     out.flush().map_err(|e| e.to_string())
 }
 
-pub(crate) async fn shutdown_signal() {
+/// SIGINT or SIGTERM, with the handlers installed when this is created, so a signal sent
+/// right after the ready line (printed after it) is never missed.
+pub(crate) fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
+        let term = signal(SignalKind::terminate()).ok();
+        let int = signal(SignalKind::interrupt()).ok();
+        async move {
+            match (term, int) {
+                (Some(mut t), Some(mut i)) => {
+                    tokio::select! {
+                        _ = t.recv() => {}
+                        _ = i.recv() => {}
+                    }
                 }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+                (Some(mut t), None) => {
+                    t.recv().await;
+                }
+                (None, Some(mut i)) => {
+                    i.recv().await;
+                }
+                (None, None) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }

@@ -98,8 +98,9 @@ impl Launched {
 pub async fn run(args: ServeArgs) -> Result<(), String> {
     let ready_file = args.ready_file.clone();
     let launched = launch(args).await?;
+    let stop = crate::shutdown_signal();
     crate::print_ready(&launched.ready_line()?, ready_file.as_deref())?;
-    crate::shutdown_signal().await;
+    stop.await;
     launched.shutdown().await
 }
 
