@@ -433,3 +433,92 @@ async fn the_teams_feed_survives_reauthorization_and_removal() {
         "caught up once"
     );
 }
+
+#[tokio::test]
+async fn a_file_shared_on_teams_reaches_slack() {
+    let w = World::start("0").await;
+    let pair = w.link_pair(0).await;
+    let (teams_user, _, _) = w.teams_author(&pair, 0).await;
+    // What a Teams client does: upload into the channel's SharePoint folder, then post a
+    // message with a reference attachment (as the user, with their delegated token).
+    let token: Value = w
+        .ctl(
+            "POST",
+            "/_sandbox/msteams/tokens",
+            json!({ "user": teams_user }),
+        )
+        .await;
+    let token = token["access_token"]
+        .as_str()
+        .or(token["token"].as_str())
+        .unwrap()
+        .to_owned();
+    let graph = w.sandbox["graph_api_url"].as_str().unwrap().to_owned();
+    let channel = pair.channel.replace(':', "%3A").replace('@', "%40");
+    let folder: Value = w
+        .http
+        .get(format!(
+            "{graph}/teams/{}/channels/{channel}/filesFolder",
+            pair.team
+        ))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let drive = folder["parentReference"]["driveId"].as_str().unwrap();
+    let item: Value = w
+        .http
+        .put(format!(
+            "{graph}/drives/{drive}/items/{}:/budget.csv:/content",
+            folder["id"].as_str().unwrap()
+        ))
+        .bearer_auth(&token)
+        .body("quarter,amount\nQ1,100\n")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let guid = item["eTag"]
+        .as_str()
+        .unwrap()
+        .trim_matches('"')
+        .split(',')
+        .next()
+        .unwrap()
+        .trim_matches(|c| c == '{' || c == '}')
+        .to_owned();
+    let r = w
+        .http
+        .post(format!("{graph}/teams/{}/channels/{channel}/messages", pair.team))
+        .bearer_auth(&token)
+        .json(&json!({
+            "body": { "contentType": "html",
+                      "content": format!("<p>the budget</p><attachment id=\"{guid}\"></attachment>") },
+            "attachments": [{ "id": guid, "contentType": "reference",
+                              "contentUrl": item["webUrl"], "name": "budget.csv" }],
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+
+    let copy = slack_find(&w, &pair.slack, "the Teams file in Slack", |m| {
+        m["files"].as_array().is_some_and(|f| !f.is_empty()) || slack_text(m).contains("budget.csv")
+    })
+    .await;
+    assert!(
+        copy["files"].as_array().is_some_and(|f| f
+            .iter()
+            .any(|x| x["name"] == "budget.csv" && x["size"] == 22)),
+        "the file's bytes were fetched from SharePoint and uploaded to Slack: {copy}"
+    );
+    slack_find(&w, &pair.slack, "the message's text in Slack", |m| {
+        slack_text(m).contains("the budget")
+    })
+    .await;
+}

@@ -3,7 +3,10 @@
 //! `parentReference.driveId`), the simple upload `PUT /drives/{drive}/items/{folder}:/{name}:/content`
 //! (201 with the new driveItem: `id`, `name`, `size`, `webUrl` ending in the file's name,
 //! `eTag` `"{GUID},1"` whose GUID is the id a message's `reference` attachment uses) and
-//! `GET /drives/{drive}/items/{id}/content` (the bytes). All need `Files.ReadWrite.All`.
+//! `GET /drives/{drive}/items/{id}/content` (the bytes), and `GET /shares/{shareId}/driveItem`
+//! (a `webUrl` encoded as `u!` + unpadded base64url → the driveItem with a pre-authenticated
+//! `@microsoft.graph.downloadUrl`, fetched without a bearer token). All need
+//! `Files.ReadWrite.All`.
 
 use std::collections::HashMap;
 
@@ -29,6 +32,8 @@ pub(crate) struct Item {
     pub bytes: Bytes,
     pub guid: String,
     pub web_url: String,
+    /// The secret part of the item's pre-authenticated download URL.
+    pub download_token: String,
 }
 
 /// Every uploaded file, by item id.
@@ -172,6 +177,7 @@ pub(crate) async fn drive_item(
         bytes: body.clone(),
         guid: guid.clone(),
         web_url: web_url.clone(),
+        download_token: uuid::Uuid::new_v4().simple().to_string(),
     };
     world.msteams.files.lock().items.insert(id.clone(), item);
     Ok((
@@ -188,6 +194,73 @@ pub(crate) async fn drive_item(
         })),
     )
         .into_response())
+}
+
+/// `GET /shares/{shareId}/driveItem`: `shareId` is `u!` + the unpadded base64url of a
+/// sharing URL or `webUrl` (Graph's "encoding sharing URLs").
+pub(crate) async fn shared_drive_item(
+    State(world): State<SharedWorld>,
+    headers: HeaderMap,
+    Path(share): Path<String>,
+) -> GResult {
+    use base64::Engine as _;
+    let caller = authenticate(&world, &headers)?;
+    throttle(&world, &caller, &[Limit::OtherGet])?;
+    caller.require_teams(&[Perm::FILES_READWRITE_ALL])?;
+    let bad = || {
+        GraphError::new(
+            StatusCode::BAD_REQUEST,
+            "invalidRequest",
+            "Invalid shares key: expected u! followed by the base64url-encoded sharing URL.",
+        )
+    };
+    let encoded = share.strip_prefix("u!").ok_or_else(bad)?;
+    let url = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(encoded.trim_end_matches('='))
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or_else(bad)?;
+    let files = world.msteams.files.lock();
+    let (id, item) = files
+        .items
+        .iter()
+        .find(|(_, i)| i.web_url == url)
+        .ok_or_else(|| {
+            GraphError::not_found(
+                "itemNotFound",
+                "The sharing link no longer exists, or you do not have permission to access it.",
+            )
+        })?;
+    Ok(ok_json(json!({
+        "@odata.context": "https://graph.microsoft.com/v1.0/$metadata#driveItems/$entity",
+        "id": id,
+        "name": item.name,
+        "size": item.bytes.len(),
+        "webUrl": item.web_url,
+        "file": {"mimeType": "application/octet-stream"},
+        "@microsoft.graph.downloadUrl": format!(
+            "{}/sharepoint/download/{id}?tempauth={}",
+            world.base_url, item.download_token
+        ),
+    })))
+}
+
+/// The pre-authenticated download URL (no bearer token; the `tempauth` query is the key).
+pub(crate) async fn download(
+    State(world): State<SharedWorld>,
+    Path(id): Path<String>,
+    axum::extract::Query(q): axum::extract::Query<HashMap<String, String>>,
+) -> axum::response::Response {
+    let files = world.msteams.files.lock();
+    match files.items.get(&id) {
+        Some(i) if q.get("tempauth") == Some(&i.download_token) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/octet-stream")],
+            i.bytes.clone(),
+        )
+            .into_response(),
+        _ => (StatusCode::UNAUTHORIZED, "invalid or expired download link").into_response(),
+    }
 }
 
 impl Drive {

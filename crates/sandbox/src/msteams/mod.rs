@@ -233,6 +233,11 @@ pub(crate) fn routes() -> Router<SharedWorld> {
             get(files::files_folder),
         )
         .route(
+            &format!("{g}/shares/{{share}}/driveItem"),
+            get(files::shared_drive_item),
+        )
+        .route("/sharepoint/download/{id}", get(files::download))
+        .route(
             &format!("{g}/drives/{{drive}}/items/{{*rest}}"),
             get(files::drive_item).put(files::drive_item).layer(
                 axum::extract::DefaultBodyLimit::max(files::MAX_UPLOAD_BYTES + 1024),
