@@ -123,3 +123,56 @@ async fn an_unconfigured_platform_has_no_webhook() {
     let (s, _, _) = w.send(post("/webhooks/slack/events", "good", "{}")).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
 }
+
+/// The real Slack receiver behind the router: v0 signatures over the timestamp and body,
+/// and Slack's five-minute window.
+#[tokio::test]
+async fn slack_signatures_and_stale_timestamps_are_checked_by_the_real_receiver() {
+    use secrecy::SecretString;
+    use switchboard_slack::events::{compute_signature, now_unix};
+    use switchboard_slack::{OwnIdentityCache, SlackEventsReceiver};
+    let secret = "test-signing-secret-0123456789";
+    let w = World::new(Receivers {
+        slack: Some(Arc::new(SlackEventsReceiver::new(
+            SecretString::from(secret.to_owned()),
+            None,
+            Arc::new(OwnIdentityCache::default()),
+        ))),
+        graph: None,
+    })
+    .await;
+    let body = serde_json::json!({
+        "team_id": "T1", "api_app_id": "A1", "type": "event_callback",
+        "event_id": "EvREAL1", "event_time": 1_700_000_000,
+        "event": { "type": "message", "channel": "C1", "user": "U1", "text": "hi",
+                   "ts": "1700000000.000100", "channel_type": "channel" },
+    })
+    .to_string();
+    let signed = |ts: i64, secret: &str, body: &str| {
+        let ts = ts.to_string();
+        let sig = compute_signature(&SecretString::from(secret.to_owned()), &ts, body.as_bytes());
+        Request::post("/webhooks/slack/events")
+            .header("content-type", "application/json")
+            .header("x-slack-request-timestamp", ts)
+            .header("x-slack-signature", sig)
+            .body(Body::from(body.to_owned()))
+            .unwrap()
+    };
+    let now = now_unix() as i64;
+    // stale: signed correctly, ten minutes old (a replay)
+    let (s, _, _) = w.send(signed(now - 600, secret, &body)).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "a stale timestamp is refused");
+    // signed with another secret
+    let (s, _, _) = w.send(signed(now, "another-secret", &body)).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    // the body changed after signing
+    let mut tampered = signed(now, secret, &body);
+    *tampered.body_mut() = Body::from(body.replace("hi", "ha"));
+    let (s, _, _) = w.send(tampered).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert_eq!(inbox_len(&w).await, 0, "nothing refused was stored");
+    // fresh and signed: stored, then acknowledged
+    let (s, _, _) = w.send(signed(now, secret, &body)).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(inbox_len(&w).await, 1);
+}
