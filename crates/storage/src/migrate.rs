@@ -24,6 +24,11 @@ pub(crate) const SQLITE: Embedded = &[
         "typed edges",
         include_str!("../migrations/sqlite/0002_typed_edges.sql"),
     ),
+    (
+        4,
+        "relay state",
+        include_str!("../migrations/sqlite/0004_relay_state.sql"),
+    ),
 ];
 
 /// PostgreSQL migrations.
@@ -37,6 +42,11 @@ pub(crate) const POSTGRES: Embedded = &[
         2,
         "typed edges",
         include_str!("../migrations/postgres/0002_typed_edges.sql"),
+    ),
+    (
+        4,
+        "relay state",
+        include_str!("../migrations/postgres/0004_relay_state.sql"),
     ),
 ];
 

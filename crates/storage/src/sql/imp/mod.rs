@@ -9,6 +9,7 @@ mod directory;
 mod messages;
 mod orgs;
 mod queue;
+mod relay_state;
 mod secrets;
 mod sync;
 mod universal;
@@ -30,13 +31,13 @@ use subtle::ConstantTimeEq as _;
 use switchboard_core::{
     AccountIdentity, Actor, AdminPrincipal, AuditEntry, AuditStore, AuditVerification, Channel,
     ChannelRef, Connection, ConnectionHealth, ConnectionId, ConnectionStore, Credentials,
-    CursorKey, Delivery, DeliveryId, DeliveryJob, DirectoryStore, Endpoint, Error, ImportRun,
-    Inbound, InboxId, InboxItem, InboxOutcome, MAX_INBOX_BATCH, MAX_PAGE_SIZE, Membership,
-    MessageCopy, MessageId, MessageMapStore, MessageSnapshot, NewAuditEntry, NewDelivery, OrgId,
-    OrgStore, Organization, PlatformKind, PostingIdentity, QueueStore, Result, SecretStore,
-    StoredChannel, StoredUser, Subscription, SubscriptionId, SyncStateStore, Team, TeamId,
-    UniversalChannel, UniversalChannelId, UniversalChannelStore, UniversalMessageId, User, UserId,
-    WorkerId,
+    CursorKey, DeadLetter, Delivery, DeliveryId, DeliveryJob, DirectoryStore, Endpoint, Error,
+    ImportRun, Inbound, InboxId, InboxItem, InboxOutcome, MAX_INBOX_BATCH, MAX_PAGE_SIZE,
+    Membership, MessageCopy, MessageId, MessageMapStore, MessageSnapshot, NewAuditEntry,
+    NewDelivery, OrgId, OrgStore, Organization, PlatformKind, PostingIdentity, QueueStore, Result,
+    SecretStore, StoredChannel, StoredUser, Subscription, SubscriptionId, SyncStateStore, Team,
+    TeamId, UniversalChannel, UniversalChannelId, UniversalChannelStore, UniversalMessageId, User,
+    UserId, WorkerId,
 };
 use time::OffsetDateTime;
 use zeroize::{Zeroize as _, Zeroizing};

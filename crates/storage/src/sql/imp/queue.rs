@@ -431,6 +431,201 @@ impl QueueStore for Backend {
         Ok(())
     }
 
+    async fn outbox_backlog(&self, org: &OrgId, target: &ChannelRef) -> Result<u64> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM outbox WHERE org_id = $1 AND target = $2 \
+             AND state = 'pending'",
+        )
+        .bind(org.as_str())
+        .bind(target.to_string())
+        .fetch_one(&self.read)
+        .await
+        .map_err(|e| db_err("counting a target's backlog", e))?;
+        count(&row, "n")
+    }
+
+    async fn outbox_lease_following(
+        &self,
+        worker: &WorkerId,
+        first: DeliveryId,
+        max: usize,
+        lease: Duration,
+    ) -> Result<Vec<Delivery>> {
+        let now = now_ns();
+        let mut tx = self.begin().await?;
+        let head = sqlx::query(
+            "SELECT org_id, target FROM outbox WHERE id = $1 AND state = 'pending' \
+             AND lease_owner = $2 AND lease_until > $3",
+        )
+        .bind(first.0)
+        .bind(worker.as_str())
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(|e| db_err("reading the leased delivery", e))?;
+        let Some(head) = head else {
+            drop(tx);
+            return Err(self.outbox_lost(worker.as_str(), first.0).await);
+        };
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let candidates = sqlx::query(
+            "SELECT id, next_attempt_at, lease_until FROM outbox WHERE org_id = $1 \
+             AND target = $2 AND state = 'pending' AND id > $3 ORDER BY id LIMIT $4",
+        )
+        .bind(col_str(&head, "org_id")?)
+        .bind(col_str(&head, "target")?)
+        .bind(first.0)
+        .bind(i64::try_from(max).unwrap_or(i64::MAX))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(|e| db_err("reading the backlog", e))?;
+        let mut ids = Vec::with_capacity(candidates.len());
+        for row in &candidates {
+            let due: i64 = col(row, "next_attempt_at")?;
+            let leased: Option<i64> = col(row, "lease_until")?;
+            if due > now || leased.is_some_and(|l| l > now) {
+                break;
+            }
+            ids.push(col::<i64>(row, "id")?);
+        }
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            let row = sqlx::query(
+                "UPDATE outbox SET lease_owner = $1, lease_until = $2, attempts = attempts + 1 \
+                 WHERE id = $3 RETURNING id, org_id, connection_id, target, payload, \
+                 job_version, attempts",
+            )
+            .bind(worker.as_str())
+            .bind(add_ns(now, lease))
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(|e| db_err("leasing the backlog", e))?;
+            let decoded = (|| -> Result<Delivery> {
+                let attempts: i64 = col(&row, "attempts")?;
+                Ok(Delivery {
+                    id: DeliveryId(id),
+                    org: parse_col(&row, "outbox", "org_id")?,
+                    connection: parse_col(&row, "outbox", "connection_id")?,
+                    target: parse_col(&row, "outbox", "target")?,
+                    job: decode_job(id, col(&row, "job_version")?, &col_str(&row, "payload")?)?,
+                    attempts: u32::try_from(attempts.saturating_sub(1).max(0)).unwrap_or(u32::MAX),
+                })
+            })();
+            match decoded {
+                Ok(d) => out.push(d),
+                Err(e) => {
+                    // Not taken: the next ordinary lease sets it aside as outbox_lease does.
+                    tracing::warn!(outbox_id = id, error = %e.message(), "delivery cannot be decoded; left for the ordinary lease");
+                    sqlx::query(
+                        "UPDATE outbox SET lease_owner = NULL, lease_until = NULL, \
+                         attempts = attempts - 1 WHERE id = $1",
+                    )
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| db_err("releasing an undecodable delivery", e))?;
+                    break;
+                }
+            }
+        }
+        Self::commit(tx).await?;
+        Ok(out)
+    }
+
+    async fn outbox_complete_many(&self, worker: &WorkerId, ids: &[DeliveryId]) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let now = now_ns();
+        let mut tx = self.begin().await?;
+        for id in ids {
+            let r = sqlx::query(
+                "UPDATE outbox SET state = 'done', finished_at = $1, lease_owner = NULL, \
+                 lease_until = NULL WHERE id = $2 AND state = 'pending' AND lease_owner = $3",
+            )
+            .bind(now)
+            .bind(id.0)
+            .bind(worker.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| db_err("completing deliveries", e))?;
+            if r.rows_affected() == 0 {
+                drop(tx);
+                return Err(self.outbox_lost(worker.as_str(), id.0).await);
+            }
+        }
+        Self::commit(tx).await
+    }
+
+    async fn outbox_dead_letters(
+        &self,
+        org: &OrgId,
+        before: Option<DeliveryId>,
+        limit: usize,
+    ) -> Result<Vec<DeadLetter>> {
+        let limit = page_limit(limit)?;
+        let rows = sqlx::query(
+            "SELECT id, connection_id, target, payload, job_version, attempts, last_error, \
+             finished_at FROM outbox WHERE org_id = $1 AND state = 'failed' AND id < $2 \
+             ORDER BY id DESC LIMIT $3",
+        )
+        .bind(org.as_str())
+        .bind(before.map_or(i64::MAX, |b| b.0))
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await
+        .map_err(|e| db_err("listing dead letters", e))?;
+        rows.iter()
+            .map(|row| {
+                let id: i64 = col(row, "id")?;
+                let attempts: i64 = col(row, "attempts")?;
+                let finished: Option<i64> = col(row, "finished_at")?;
+                Ok(DeadLetter {
+                    id: DeliveryId(id),
+                    connection: parse_col(row, "outbox", "connection_id")?,
+                    target: parse_col(row, "outbox", "target")?,
+                    job: decode_job(id, col(row, "job_version")?, &col_str(row, "payload")?).ok(),
+                    attempts: u32::try_from(attempts.max(0)).unwrap_or(u32::MAX),
+                    error: col(row, "last_error")?,
+                    failed_at: from_ts("outbox.finished_at", finished.unwrap_or(0))?,
+                })
+            })
+            .collect()
+    }
+
+    async fn outbox_dead_letter_count(&self, org: &OrgId) -> Result<u64> {
+        let row =
+            sqlx::query("SELECT COUNT(*) AS n FROM outbox WHERE org_id = $1 AND state = 'failed'")
+                .bind(org.as_str())
+                .fetch_one(&self.read)
+                .await
+                .map_err(|e| db_err("counting dead letters", e))?;
+        count(&row, "n")
+    }
+
+    async fn outbox_retry_dead(&self, org: &OrgId, id: DeliveryId) -> Result<()> {
+        let r = sqlx::query(
+            "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = $1, \
+             finished_at = NULL, lease_owner = NULL, lease_until = NULL \
+             WHERE org_id = $2 AND id = $3 AND state = 'failed'",
+        )
+        .bind(now_ns())
+        .bind(org.as_str())
+        .bind(id.0)
+        .execute(&self.write)
+        .await
+        .map_err(|e| db_err("queueing a dead letter again", e))?;
+        if r.rows_affected() == 0 {
+            return Err(Error::not_found(format!(
+                "organization {org} has no dead letter {id}"
+            )));
+        }
+        Ok(())
+    }
+
     async fn outbox_pending(&self, org: &OrgId) -> Result<u64> {
         let row =
             sqlx::query("SELECT COUNT(*) AS n FROM outbox WHERE org_id = $1 AND state = 'pending'")
