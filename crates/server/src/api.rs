@@ -413,7 +413,10 @@ impl utoipa::Modify for BearerAuth {
         create_universal_channel,
         delete_universal_channel,
         list_audit,
-        verify_audit
+        verify_audit,
+        crate::api_deliveries::list_dead_letters,
+        crate::api_deliveries::retry,
+        crate::api_deliveries::daily_messages
     ),
     modifiers(&BearerAuth)
 )]

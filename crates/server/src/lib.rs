@@ -18,9 +18,11 @@
 #![warn(missing_docs)]
 
 pub mod api;
+pub mod api_deliveries;
 pub mod auth;
 pub mod config;
 pub mod console;
+pub mod console_deliveries;
 pub mod error;
 pub mod metrics;
 pub mod pool;
@@ -32,7 +34,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
@@ -162,17 +164,6 @@ async fn readyz(State(state): State<AppState>) -> Response {
     }
 }
 
-async fn metrics_text(State(state): State<AppState>) -> Response {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        state.metrics.render(),
-    )
-        .into_response()
-}
-
 async fn fallback() -> AppError {
     AppError::not_found("route")
 }
@@ -235,6 +226,18 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/audit", get(api::list_audit))
         .route("/api/v1/audit/verify", get(api::verify_audit))
         .route("/api/v1/openapi.json", get(api::openapi))
+        .route(
+            "/api/v1/dead-letters",
+            get(api_deliveries::list_dead_letters),
+        )
+        .route(
+            "/api/v1/dead-letters/{id}/retry",
+            post(api_deliveries::retry),
+        )
+        .route(
+            "/api/v1/daily-messages",
+            get(api_deliveries::daily_messages),
+        )
         .layer(DefaultBodyLimit::max(256 * 1024));
     let console = Router::new()
         .route("/", get(console::index))
@@ -242,6 +245,8 @@ pub fn router(state: AppState) -> Router {
         .route("/signin", get(console::signin_page).post(console::signin))
         .route("/signout", post(console::signout))
         .route("/connect", get(console::connect_page))
+        .route("/deliveries", get(console_deliveries::page))
+        .route("/deliveries/{id}/retry", post(console_deliveries::retry))
         .route("/connect/{platform}/start", get(console::connect_start))
         .route(
             "/connect/{platform}/callback",
@@ -251,7 +256,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics_text))
+        .route("/metrics", get(api_deliveries::metrics))
         .merge(webhooks)
         .merge(api)
         .merge(console)

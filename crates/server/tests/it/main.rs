@@ -3,5 +3,6 @@
 
 mod api;
 mod console;
+mod deliveries;
 mod support;
 mod webhooks;
