@@ -127,7 +127,7 @@ fn inline_size(i: &Inline) -> usize {
             Mention::Channel { id, display_name } => 40 + id.as_str().len() + escaped(display_name),
             Mention::Everyone | Mention::Here => 40,
         },
-        Inline::Emoji { .. } => 64,
+        Inline::Emoji { .. } => 128,
         Inline::LineBreak => 5,
     }
 }

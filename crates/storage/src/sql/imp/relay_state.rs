@@ -287,14 +287,41 @@ impl RelayStateStore for Backend {
         universal: &UniversalMessageId,
         channel: &ChannelRef,
     ) -> Result<Option<CombinedPost>> {
-        // Read-only, but in one transaction so the entries match the message found.
-        let mut tx = self.begin().await?;
-        let found = match Self::combined_message_tx(&mut tx, org, universal, channel).await? {
-            Some(message) => Some(Self::combined_tx(&mut tx, org, channel, &message).await?),
-            None => None,
+        // One statement on the read pool: the entries of the post holding `universal`.
+        let rows = sqlx::query(
+            "SELECT message_id, universal_id, content FROM combined_posts WHERE org_id = $1 \
+             AND platform = $2 AND team_id = $3 AND channel_id = $4 AND message_id = \
+             (SELECT message_id FROM combined_posts WHERE org_id = $1 AND platform = $2 \
+              AND team_id = $3 AND channel_id = $4 AND universal_id = $5) ORDER BY position",
+        )
+        .bind(org.as_str())
+        .bind(channel.platform.as_str())
+        .bind(channel.team.as_str())
+        .bind(channel.channel.as_str())
+        .bind(universal.as_str())
+        .fetch_all(&self.read)
+        .await
+        .map_err(|e| db_err("reading a combined post", e))?;
+        let Some(first) = rows.first() else {
+            return Ok(None);
         };
-        Self::commit(tx).await?;
-        Ok(found)
+        let message = col_str(first, "message_id")?;
+        let entries = rows
+            .iter()
+            .map(|r| {
+                Ok(CombinedEntry {
+                    universal: parse_col(r, "combined_posts", "universal_id")?,
+                    content: col::<Option<String>>(r, "content")?
+                        .map(|c| parse_json::<PortableMessage>("combined_posts.content", &c))
+                        .transpose()?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Some(CombinedPost {
+            channel: channel.clone(),
+            message: parse_stored("combined_posts.message_id", &message)?,
+            entries,
+        }))
     }
 
     async fn set_combined_entry(
