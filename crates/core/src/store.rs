@@ -740,6 +740,11 @@ pub trait QueueStore: Send + Sync {
         id: InboxId,
         deliveries: &[NewDelivery],
     ) -> Result<()>;
+    /// Completes several leased items in one transaction, in order: each item's origin
+    /// copies are recorded (as [`MessageMapStore::put_message_copy`] would), the item is marked
+    /// processed and its deliveries are enqueued. Any error (a lost lease, a conflicting copy,
+    /// an invalid delivery) changes nothing.
+    async fn inbox_complete_batch(&self, worker: &WorkerId, items: &[CompletedItem]) -> Result<()>;
     /// Enqueues deliveries directly.
     async fn outbox_enqueue(&self, deliveries: &[NewDelivery]) -> Result<()>;
     /// Leases up to `max` due deliveries (at most one per target channel).
@@ -793,6 +798,17 @@ pub trait QueueStore: Send + Sync {
     /// Queues a dead letter of `org` again (pending, due now, attempts reset, the last error
     /// kept until the next attempt). `NotFound` when `org` has no dead letter `id`.
     async fn outbox_retry_dead(&self, org: &OrgId, id: DeliveryId) -> Result<()>;
+}
+
+/// One translated inbox item for [`QueueStore::inbox_complete_batch`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompletedItem {
+    /// The leased item.
+    pub id: InboxId,
+    /// Origin messages it introduced to the message map.
+    pub copies: Vec<MessageCopy>,
+    /// What it means for the other endpoints.
+    pub deliveries: Vec<NewDelivery>,
 }
 
 /// A delivery that was given up on, kept for inspection and retry.

@@ -20,14 +20,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use switchboard_core::StoredUser;
 use switchboard_core::{
-    Actor, Attachment, Block, ChannelRef, CombinedEntry, CombinedPost, Connected, ConnectionHealth,
-    ConnectionId, ConnectionSignal, Delivery, DeliveryId, DeliveryJob, Emoji, Error, ErrorKind,
-    EventKind, Inbound, InboxItem, Inline, MAX_COMBINED_ENTRIES, MAX_UPLOAD_BYTES, MessageCopy,
-    MessageId, MessageRef, NewAuditEntry, NewDelivery, OrgId, OutgoingFile, OutgoingMessage,
-    PlatformEvent, PlatformKind, PortableMessage, PostedMessage, PostingIdentity, ReactionChange,
-    ReactionKey, Reactor, Result, RichText, Sender, Store, UniversalChannel, UniversalMessageId,
-    UserId, WorkerId,
+    Actor, Attachment, Block, ChannelRef, CombinedEntry, CombinedPost, CompletedItem, Connected,
+    ConnectionHealth, ConnectionId, ConnectionSignal, Delivery, DeliveryId, DeliveryJob, Emoji,
+    Error, ErrorKind, EventKind, Inbound, InboxItem, Inline, MAX_COMBINED_ENTRIES,
+    MAX_UPLOAD_BYTES, MessageCopy, MessageId, MessageRef, NewAuditEntry, NewDelivery, OrgId,
+    OutgoingFile, OutgoingMessage, PlatformEvent, PlatformKind, PortableMessage, PostedMessage,
+    PostingIdentity, ReactionChange, ReactionKey, Reactor, Result, RichText, Sender, Store,
+    UniversalChannel, UniversalMessageId, UserId, WorkerId,
 };
 use time::OffsetDateTime;
 
@@ -171,29 +172,59 @@ impl Relay {
         self
     }
 
-    /// Translates one batch of inbox items; returns how many were processed.
+    /// Translates one batch of inbox items; returns how many were processed. The batch is
+    /// completed in one transaction (origin copies, processed marks, deliveries); if that
+    /// fails, item by item.
     pub async fn translate_batch(&self) -> Result<usize> {
         let items = self
             .store
             .inbox_lease(&self.worker, self.config.batch, self.config.lease)
             .await?;
         let n = items.len();
-        for item in items {
-            match self.translate(&item).await {
+        let b = Batch::default();
+        let mut done: Vec<CompletedItem> = Vec::with_capacity(n);
+        let mut orgs: Vec<&OrgId> = Vec::with_capacity(n);
+        for item in &items {
+            match self.translate(item, &b).await {
                 Ok(deliveries) => {
-                    self.store
-                        .inbox_complete(&self.worker, item.id, &deliveries)
-                        .await?;
+                    orgs.push(&item.org);
+                    done.push(CompletedItem {
+                        id: item.id,
+                        copies: b.take_new(),
+                        deliveries,
+                    })
                 }
                 Err(e) if e.kind().is_transient() || e.kind() == ErrorKind::Storage => {
+                    b.forget_new();
                     // Leave it leased: it comes back when the lease expires.
                     tracing::warn!(item = %item.id, error = %e, "translation failed; will retry");
                 }
                 Err(e) => {
+                    b.forget_new();
                     tracing::error!(item = %item.id, error = %e, "translation refused; item dropped");
+                    orgs.push(&item.org);
+                    done.push(CompletedItem {
+                        id: item.id,
+                        copies: Vec::new(),
+                        deliveries: Vec::new(),
+                    });
+                }
+            }
+        }
+        if let Err(e) = self.store.inbox_complete_batch(&self.worker, &done).await {
+            tracing::warn!(error = %e, "completing the batch at once failed; completing item by item");
+            for (c, org) in done.iter().zip(&orgs) {
+                let one = async {
+                    for copy in &c.copies {
+                        self.store.put_message_copy(org, copy).await?;
+                    }
                     self.store
-                        .inbox_complete(&self.worker, item.id, &[])
-                        .await?;
+                        .inbox_complete(&self.worker, c.id, &c.deliveries)
+                        .await
+                }
+                .await;
+                if let Err(e) = one {
+                    tracing::warn!(item = %c.id, error = %e, "completing the item failed; it comes back after its lease");
                 }
             }
         }
@@ -216,9 +247,9 @@ impl Relay {
         Ok(outcomes)
     }
 
-    async fn translate(&self, item: &InboxItem) -> Result<Vec<NewDelivery>> {
+    async fn translate(&self, item: &InboxItem, b: &Batch) -> Result<Vec<NewDelivery>> {
         match &item.item {
-            Inbound::Event(event) => self.deliveries_for(&item.org, event).await,
+            Inbound::Event(event) => self.deliveries_for(&item.org, event, b).await,
             Inbound::Changed(hint) => {
                 let live = self.connections.get(&item.org, &item.connection).await?;
                 let Some(resolver) = live.resolver else {
@@ -246,7 +277,7 @@ impl Relay {
                 }
                 let mut out = Vec::new();
                 for event in &resolved.events {
-                    out.extend(self.deliveries_for(&item.org, event).await?);
+                    out.extend(self.deliveries_for(&item.org, event, b).await?);
                 }
                 Ok(out)
             }
@@ -310,7 +341,11 @@ impl Relay {
         org: &OrgId,
         channel: &ChannelRef,
         message: &MessageId,
+        b: &Batch,
     ) -> Result<Option<MessageCopy>> {
+        if let Some(c) = b.copy(channel, message) {
+            return Ok(Some(c));
+        }
         self.store.find_message_copy(org, channel, message).await
     }
 
@@ -345,6 +380,7 @@ impl Relay {
         org: &OrgId,
         content: &PortableMessage,
         target: &ChannelRef,
+        b: &Batch,
     ) -> Result<PortableMessage> {
         let map = self.mention_map(org, content, target).await?;
         let mut out = content.clone();
@@ -353,9 +389,13 @@ impl Relay {
         if out.sender.display_name.trim().is_empty()
             || out.sender.display_name == out.sender.user.as_str()
         {
-            if let Some(u) = self
-                .store
-                .get_user(org, content.sender.platform, &content.sender.user)
+            if let Some(u) = b
+                .user(
+                    self.store.as_ref(),
+                    org,
+                    content.sender.platform,
+                    &content.sender.user,
+                )
                 .await?
             {
                 out.sender.display_name = u.user.display_name;
@@ -378,10 +418,14 @@ impl Relay {
         self.reaction_target(org, universal, target).await
     }
 
-    async fn deliveries_for(&self, org: &OrgId, event: &PlatformEvent) -> Result<Vec<NewDelivery>> {
-        let Some(universal_channel) = self
-            .store
-            .find_universal_channel(org, &event.channel)
+    async fn deliveries_for(
+        &self,
+        org: &OrgId,
+        event: &PlatformEvent,
+        b: &Batch,
+    ) -> Result<Vec<NewDelivery>> {
+        let Some(universal_channel) = b
+            .universal_channel(self.store.as_ref(), org, &event.channel)
             .await?
         else {
             return Ok(Vec::new());
@@ -389,39 +433,36 @@ impl Relay {
         let mut out = Vec::new();
         match &event.kind {
             EventKind::Posted { message, content } => {
-                let existing = self.known(org, &event.channel, message).await?;
+                let existing = self.known(org, &event.channel, message, b).await?;
                 let universal = match existing {
                     // One of our copies coming back: an echo.
                     Some(c) if c.posted_by.is_some() => return Ok(Vec::new()),
                     // Seen before (a redelivery after a crash): same universal message.
                     Some(c) => c.universal,
                     None => {
+                        // Recorded with the batch's completion, in the same transaction.
                         let universal = UniversalMessageId::generate();
-                        self.store
-                            .put_message_copy(
-                                org,
-                                &MessageCopy {
-                                    universal: universal.clone(),
-                                    channel: event.channel.clone(),
-                                    message: message.clone(),
-                                    thread_root: content.thread_root.clone(),
-                                    posted_by: None,
-                                    part: 0,
-                                },
-                            )
-                            .await?;
+                        b.record(MessageCopy {
+                            universal: universal.clone(),
+                            channel: event.channel.clone(),
+                            message: message.clone(),
+                            thread_root: content.thread_root.clone(),
+                            posted_by: None,
+                            part: 0,
+                        });
                         universal
                     }
                 };
                 let root_universal = match &content.thread_root {
                     Some(root) => self
-                        .known(org, &event.channel, root)
+                        .known(org, &event.channel, root, b)
                         .await?
                         .map(|c| c.universal),
                     None => None,
                 };
                 for endpoint in universal_channel.targets_for(&event.channel) {
-                    let mut translated = self.translated(org, content, &endpoint.channel).await?;
+                    let mut translated =
+                        self.translated(org, content, &endpoint.channel, b).await?;
                     let reply_to = match &root_universal {
                         Some(u) => self
                             .target_copy(org, u, &endpoint.channel)
@@ -464,7 +505,7 @@ impl Relay {
                 }
             }
             EventKind::Edited { message, content } => {
-                let Some(copy) = self.known(org, &event.channel, message).await? else {
+                let Some(copy) = self.known(org, &event.channel, message, b).await? else {
                     return Ok(Vec::new());
                 };
                 if copy.posted_by.is_some() {
@@ -477,13 +518,13 @@ impl Relay {
                         target: endpoint.channel.clone(),
                         job: DeliveryJob::Edit {
                             universal: copy.universal.clone(),
-                            content: self.translated(org, content, &endpoint.channel).await?,
+                            content: self.translated(org, content, &endpoint.channel, b).await?,
                         },
                     });
                 }
             }
             EventKind::Deleted { message } => {
-                let Some(copy) = self.known(org, &event.channel, message).await? else {
+                let Some(copy) = self.known(org, &event.channel, message, b).await? else {
                     return Ok(Vec::new());
                 };
                 if copy.posted_by.is_some() {
@@ -517,7 +558,7 @@ impl Relay {
                 };
                 // A reaction on the origin or on one of our copies: it goes to every other
                 // channel of the universal message.
-                let Some(copy) = self.known(org, &event.channel, message).await? else {
+                let Some(copy) = self.known(org, &event.channel, message, b).await? else {
                     return Ok(Vec::new());
                 };
                 for endpoint in universal_channel.targets_for(&event.channel) {
@@ -1558,4 +1599,95 @@ fn part_content(content: &PortableMessage, text: &RichText, k: u32, n: u32) -> P
         );
     }
     part
+}
+
+/// What one translation batch has seen: origin copies not yet committed (a reply later in the
+/// batch finds its root), and the universal channels and users it looked up.
+#[derive(Default)]
+struct Batch {
+    copies: std::sync::Mutex<HashMap<(ChannelRef, MessageId), MessageCopy>>,
+    new: std::sync::Mutex<Vec<MessageCopy>>,
+    channels: std::sync::Mutex<HashMap<ChannelRef, Option<UniversalChannel>>>,
+    users: std::sync::Mutex<HashMap<(PlatformKind, UserId), Option<StoredUser>>>,
+}
+
+impl Batch {
+    fn copy(&self, channel: &ChannelRef, message: &MessageId) -> Option<MessageCopy> {
+        self.copies
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&(channel.clone(), message.clone()))
+            .cloned()
+    }
+
+    fn record(&self, copy: MessageCopy) {
+        self.copies
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert((copy.channel.clone(), copy.message.clone()), copy.clone());
+        self.new
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(copy);
+    }
+
+    /// The copies the item just translated introduced.
+    fn take_new(&self) -> Vec<MessageCopy> {
+        std::mem::take(&mut *self.new.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Drops what an item that will not be completed introduced.
+    fn forget_new(&self) {
+        let gone = self.take_new();
+        let mut copies = self.copies.lock().unwrap_or_else(|p| p.into_inner());
+        for c in gone {
+            copies.remove(&(c.channel, c.message));
+        }
+    }
+
+    async fn universal_channel(
+        &self,
+        store: &dyn Store,
+        org: &OrgId,
+        channel: &ChannelRef,
+    ) -> Result<Option<UniversalChannel>> {
+        if let Some(u) = self
+            .channels
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(channel)
+        {
+            return Ok(u.clone());
+        }
+        let u = store.find_universal_channel(org, channel).await?;
+        self.channels
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(channel.clone(), u.clone());
+        Ok(u)
+    }
+
+    async fn user(
+        &self,
+        store: &dyn Store,
+        org: &OrgId,
+        platform: PlatformKind,
+        user: &UserId,
+    ) -> Result<Option<StoredUser>> {
+        let key = (platform, user.clone());
+        if let Some(u) = self
+            .users
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+        {
+            return Ok(u.clone());
+        }
+        let u = store.get_user(org, platform, user).await?;
+        self.users
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, u.clone());
+        Ok(u)
+    }
 }

@@ -64,6 +64,7 @@ macro_rules! store_conformance {
             outbox_order_retry_and_fail,
             outbox_concurrent_workers_deliver_each_row_once,
             outbox_runs_and_dead_letters,
+            inbox_batches_complete_in_one_transaction,
             relay_state_reactions_combined_posts_and_daily_counts,
             leases_expire_after_a_crash,
             audit_chain_appends_lists_exports,
@@ -1752,6 +1753,80 @@ pub async fn outbox_order_retry_and_fail(h: &dyn Harness) {
     assert_eq!(s.outbox_pending(&f.org).await.unwrap(), 0);
     s.outbox_enqueue(&[]).await.unwrap();
     assert!(s.outbox_lease(&w("w1"), 0, LEASE).await.unwrap().is_empty());
+}
+
+/// Check: a batch of inbox items completes at once (origin copies, processed marks,
+/// deliveries), and a lost lease or a conflicting copy in it changes nothing.
+pub async fn inbox_batches_complete_in_one_transaction(h: &dyn Harness) {
+    let s = h.store();
+    let f = fixture(s, "org").await;
+    for id in ["e1", "e2", "e3"] {
+        s.inbox_accept(&f.org, &f.slack.id, &event(id, SLACK_C1, "hi"))
+            .await
+            .unwrap();
+    }
+    let leased = s.inbox_lease(&w("w1"), 2, LEASE).await.unwrap();
+    assert_eq!(leased.len(), 2);
+    let copy = |m: &str, u: &str| MessageCopy {
+        universal: UniversalMessageId::new(u).unwrap(),
+        channel: ch(SLACK_C1),
+        message: MessageId::new(m).unwrap(),
+        thread_root: None,
+        posted_by: None,
+        part: 0,
+    };
+    let items = vec![
+        CompletedItem {
+            id: leased[0].id,
+            copies: vec![copy("m-e1", "u-1")],
+            deliveries: vec![delivery(&f.org, &f.teams, TEAMS_C1, 1)],
+        },
+        CompletedItem {
+            id: leased[1].id,
+            copies: vec![copy("m-e2", "u-2")],
+            deliveries: vec![delivery(&f.org, &f.teams, TEAMS_C1, 2)],
+        },
+    ];
+    // Another worker cannot; a conflicting copy refuses the whole batch.
+    assert_kind(
+        s.inbox_complete_batch(&w("w2"), &items).await,
+        ErrorKind::Conflict,
+    );
+    let mut bad = items.clone();
+    bad[1].copies = vec![copy("m-e1", "u-other")];
+    assert_kind(
+        s.inbox_complete_batch(&w("w1"), &bad).await,
+        ErrorKind::Conflict,
+    );
+    assert_eq!(s.outbox_pending(&f.org).await.unwrap(), 0);
+    assert!(
+        s.find_message_copy(&f.org, &ch(SLACK_C1), &MessageId::new("m-e1").unwrap())
+            .await
+            .unwrap()
+            .is_none(),
+        "nothing recorded"
+    );
+    s.inbox_complete_batch(&w("w1"), &items).await.unwrap();
+    assert_eq!(s.outbox_pending(&f.org).await.unwrap(), 2);
+    let c = s
+        .find_message_copy(&f.org, &ch(SLACK_C1), &MessageId::new("m-e2").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(c.universal.as_str(), "u-2");
+    let out = s.outbox_lease(&w("w1"), 10, LEASE).await.unwrap();
+    assert_eq!(
+        out.iter().map(|d| job_n(&d.job)).collect::<Vec<_>>(),
+        vec![1]
+    );
+    // Completed once: again is a conflict; the third item is still there.
+    assert_kind(
+        s.inbox_complete_batch(&w("w1"), &items).await,
+        ErrorKind::Conflict,
+    );
+    let rest = s.inbox_lease(&w("w1"), 10, LEASE).await.unwrap();
+    assert_eq!(rest.len(), 1);
+    s.inbox_complete_batch(&w("w1"), &[]).await.unwrap();
 }
 
 /// Check: a worker extends its lease to the run queued behind it on one target and completes

@@ -2,12 +2,10 @@
 
 use super::*;
 
-#[async_trait]
-impl MessageMapStore for Backend {
-    async fn put_message_copy(&self, org: &OrgId, copy: &MessageCopy) -> Result<()> {
+impl Backend {
+    /// Records a copy inside `tx` (the rules of `put_message_copy`).
+    pub(super) async fn put_copy_tx(tx: &mut Tx, org: &OrgId, copy: &MessageCopy) -> Result<()> {
         let (posted_as, posted_as_user) = posted_as_columns(copy.posted_by.as_ref());
-        let mut tx = self.begin().await?;
-        Self::require_org(&mut tx, org).await?;
         let existing = sqlx::query(
             "SELECT universal_id, part FROM message_copies WHERE org_id = $1 AND platform = $2 \
              AND team_id = $3 AND channel_id = $4 AND message_id = $5",
@@ -17,7 +15,7 @@ impl MessageMapStore for Backend {
         .bind(copy.channel.team.as_str())
         .bind(copy.channel.channel.as_str())
         .bind(copy.message.as_str())
-        .fetch_optional(&mut *tx)
+        .fetch_optional(&mut **tx)
         .await
         .map_err(|e| db_err("reading the message copy", e))?;
         if let Some(row) = existing {
@@ -46,7 +44,7 @@ impl MessageMapStore for Backend {
         .bind(copy.channel.team.as_str())
         .bind(copy.channel.channel.as_str())
         .bind(i64::from(copy.part))
-        .fetch_optional(&mut *tx)
+        .fetch_optional(&mut **tx)
         .await
         .map_err(|e| db_err("reading the message copy", e))?;
         if let Some(row) = taken {
@@ -74,9 +72,19 @@ impl MessageMapStore for Backend {
         .bind(posted_as_user)
         .bind(i64::from(copy.part))
         .bind(now_ns())
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await
         .map_err(|e| db_err("recording the message copy", e))?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl MessageMapStore for Backend {
+    async fn put_message_copy(&self, org: &OrgId, copy: &MessageCopy) -> Result<()> {
+        let mut tx = self.begin().await?;
+        Self::require_org(&mut tx, org).await?;
+        Self::put_copy_tx(&mut tx, org, copy).await?;
         Self::commit(tx).await
     }
 

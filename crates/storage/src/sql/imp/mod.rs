@@ -30,14 +30,14 @@ use sqlx::{QueryBuilder, Row as _, Transaction};
 use subtle::ConstantTimeEq as _;
 use switchboard_core::{
     AccountIdentity, Actor, AdminPrincipal, AuditEntry, AuditStore, AuditVerification, Channel,
-    ChannelRef, Connection, ConnectionHealth, ConnectionId, ConnectionStore, Credentials,
-    CursorKey, DeadLetter, Delivery, DeliveryId, DeliveryJob, DirectoryStore, Endpoint, Error,
-    ImportRun, Inbound, InboxId, InboxItem, InboxOutcome, MAX_INBOX_BATCH, MAX_PAGE_SIZE,
-    Membership, MessageCopy, MessageId, MessageMapStore, MessageSnapshot, NewAuditEntry,
-    NewDelivery, OrgId, OrgStore, Organization, PlatformKind, PostingIdentity, QueueStore, Result,
-    SecretStore, StoredChannel, StoredUser, Subscription, SubscriptionId, SyncStateStore, Team,
-    TeamId, UniversalChannel, UniversalChannelId, UniversalChannelStore, UniversalMessageId, User,
-    UserId, WorkerId,
+    ChannelRef, CompletedItem, Connection, ConnectionHealth, ConnectionId, ConnectionStore,
+    Credentials, CursorKey, DeadLetter, Delivery, DeliveryId, DeliveryJob, DirectoryStore,
+    Endpoint, Error, ImportRun, Inbound, InboxId, InboxItem, InboxOutcome, MAX_INBOX_BATCH,
+    MAX_PAGE_SIZE, Membership, MessageCopy, MessageId, MessageMapStore, MessageSnapshot,
+    NewAuditEntry, NewDelivery, OrgId, OrgStore, Organization, PlatformKind, PostingIdentity,
+    QueueStore, Result, SecretStore, StoredChannel, StoredUser, Subscription, SubscriptionId,
+    SyncStateStore, Team, TeamId, UniversalChannel, UniversalChannelId, UniversalChannelStore,
+    UniversalMessageId, User, UserId, WorkerId,
 };
 use time::OffsetDateTime;
 use zeroize::{Zeroize as _, Zeroizing};

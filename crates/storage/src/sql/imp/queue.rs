@@ -283,6 +283,54 @@ impl QueueStore for Backend {
         Self::commit(tx).await
     }
 
+    async fn inbox_complete_batch(&self, worker: &WorkerId, items: &[CompletedItem]) -> Result<()> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        let payloads = items
+            .iter()
+            .map(|i| {
+                i.deliveries
+                    .iter()
+                    .map(validate_delivery)
+                    .collect::<Result<Vec<_>>>()
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let now = now_ns();
+        let mut tx = self.begin().await?;
+        for (item, payloads) in items.iter().zip(&payloads) {
+            let id = item.id.0;
+            let row = sqlx::query(
+                "UPDATE inbox SET processed_at = $1, lease_owner = NULL, lease_until = NULL \
+                 WHERE id = $2 AND processed_at IS NULL AND lease_owner = $3 RETURNING org_id",
+            )
+            .bind(now)
+            .bind(id)
+            .bind(worker.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(|e| db_err("completing inbox events", e))?;
+            let Some(row) = row else {
+                return Err(conflict(format!(
+                    "inbox event {id} is not leased by worker {:?} (processed, lost or absent)",
+                    worker.as_str()
+                )));
+            };
+            let org: OrgId = parse_col(&row, "inbox", "org_id")?;
+            if let Some(d) = item.deliveries.iter().find(|d| d.org != org) {
+                return Err(Error::invalid(format!(
+                    "inbox event {id} belongs to organization {org}; a delivery for organization {} cannot come from it",
+                    d.org
+                )));
+            }
+            for copy in &item.copies {
+                Self::put_copy_tx(&mut tx, &org, copy).await?;
+            }
+            Self::enqueue_tx(&mut tx, &item.deliveries, payloads, now).await?;
+        }
+        Self::commit(tx).await
+    }
+
     async fn outbox_enqueue(&self, deliveries: &[NewDelivery]) -> Result<()> {
         if deliveries.is_empty() {
             return Ok(());
