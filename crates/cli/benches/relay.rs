@@ -277,17 +277,25 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i]
 }
 
-async fn throughput_and_latency() {
+async fn throughput_and_latency(throughput: bool) {
     let n = env_usize("SB_BENCH_MESSAGES", 2000);
     let env = Env::start(0.0).await;
+    if throughput {
+        throughput_run(&env, n).await;
+    }
+    latency_run(&env).await;
+    env.launched.shutdown().await.unwrap();
+}
+
+async fn throughput_run(env: &Env, n: usize) {
     // Both raw runs go into one unlinked channel: 2 × 1,400 stays under its daily 3,000.
     let spare = env
         .spare_channels
         .first()
         .expect("an unlinked Teams channel");
     let raw_n = n.min(1400);
-    let raw = raw_post_rate(&env, spare, raw_n, 8).await;
-    let raw_one = raw_post_rate(&env, spare, raw_n, 1).await;
+    let raw = raw_post_rate(env, spare, raw_n, 8).await;
+    let raw_one = raw_post_rate(env, spare, raw_n, 1).await;
     let inject_start = Instant::now();
     // Relay: inject n Slack messages as fast as 8 clients can.
     let posts_before = env.graph_posts().await;
@@ -321,6 +329,30 @@ async fn throughput_and_latency() {
         r.expect("an injecting client failed");
     }
     let inject_seconds = inject_start.elapsed().as_secs_f64();
+    // When the server had stored every event (webhook → inbox), from its own counter.
+    let mut ingested_seconds = f64::NAN;
+    for _ in 0..6000 {
+        let text = env
+            .http
+            .get(format!("{}/metrics", env.server))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let stored: f64 = text
+            .lines()
+            .find(|l| l.starts_with("switchboard_inbound_items_total"))
+            .and_then(|l| l.split_whitespace().last())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0);
+        if stored >= n as f64 {
+            ingested_seconds = inject_start.elapsed().as_secs_f64();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let arrived = env.wait_all("tput-", n, Duration::from_secs(600)).await;
     let last = arrived.values().copied().fold(0.0, f64::max);
     let span = (last - first_ts.get()).max(1e-3);
@@ -334,6 +366,7 @@ async fn throughput_and_latency() {
             "seconds": span,
             "messages_per_s": arrived.len() as f64 / span,
             "inject_seconds": inject_seconds,
+            "ingested_seconds": ingested_seconds,
             "graph_posts": posts,
             "graph_posts_per_s": posts as f64 / span,
             "raw_sandbox_posts_per_s_8_clients": raw,
@@ -342,7 +375,9 @@ async fn throughput_and_latency() {
             "relay_vs_raw_1_client": (arrived.len() as f64 / span) / raw_one,
         })
     );
+}
 
+async fn latency_run(env: &Env) {
     // Latency at 100 msg/s offered, 10 s.
     let m = 1000usize;
     let mut sent = Vec::with_capacity(m);
@@ -372,7 +407,6 @@ async fn throughput_and_latency() {
             "max_ms": lat.last().copied().unwrap_or(f64::NAN),
         })
     );
-    env.launched.shutdown().await.unwrap();
 }
 
 async fn teams_backlog() {
@@ -474,14 +508,15 @@ fn main() {
         .unwrap();
     let only = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     rt.block_on(async {
-        if only
-            .as_deref()
-            .is_none_or(|o| "throughput latency".contains(o))
-        {
-            throughput_and_latency().await;
-        }
-        if only.as_deref().is_none_or(|o| "backlog".contains(o)) {
-            teams_backlog().await;
+        match only.as_deref() {
+            None => {
+                throughput_and_latency(true).await;
+                teams_backlog().await;
+            }
+            Some("throughput") => throughput_and_latency(true).await,
+            Some("latency") => throughput_and_latency(false).await,
+            Some("backlog") => teams_backlog().await,
+            Some(other) => panic!("unknown scenario {other:?} (throughput, latency, backlog)"),
         }
     });
 }

@@ -782,6 +782,9 @@ pub trait QueueStore: Send + Sync {
         max: usize,
         lease: Duration,
     ) -> Result<Vec<Delivery>>;
+    /// Gives back leases `worker` holds without counting an attempt (a run it leased but did
+    /// not get to); rows it no longer holds are left alone.
+    async fn outbox_release(&self, worker: &WorkerId, ids: &[DeliveryId]) -> Result<()>;
     /// Marks several deliveries `worker` holds done in one transaction; `Conflict` (and
     /// nothing changed) when a lease was lost.
     async fn outbox_complete_many(&self, worker: &WorkerId, ids: &[DeliveryId]) -> Result<()>;

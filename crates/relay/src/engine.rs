@@ -92,6 +92,9 @@ pub struct RelayConfig {
     pub batch_max: usize,
     /// Tell the sender in the origin thread when a delivery is dead-lettered.
     pub notify_dead_letters: bool,
+    /// How long one target's run of deliveries may go on before the rest is given back (so
+    /// a channel with a long backlog does not hold up the others of the batch).
+    pub run_budget: Duration,
     /// Keep a note under each copy saying who reacted (reactions are relayed through one
     /// identity, which alone cannot say who).
     pub reaction_notes: bool,
@@ -109,6 +112,7 @@ impl Default for RelayConfig {
             batch_threshold: Some(8),
             batch_max: 20,
             notify_dead_letters: true,
+            run_budget: Duration::from_millis(250),
             reaction_notes: true,
         }
     }
@@ -627,64 +631,71 @@ impl Relay {
             .unwrap_or_default()
     }
 
-    /// The leased delivery of one target, with the backlog behind it combined into one post
-    /// when the backlog is past the threshold.
+    /// The leased delivery of one target and the run queued behind it: delivered in order
+    /// (one lease for the run, fewer round trips), the run's top-level posts combined into one
+    /// post when the backlog is past the threshold. A run is cut after
+    /// [`RelayConfig::run_budget`], so one busy channel does not hold up the others.
     async fn deliver_target(&self, d: &Delivery) -> Result<Vec<DeliveryOutcome>> {
-        if let Some(threshold) = self.config.batch_threshold
-            && self.config.batch_max > 1
-            && combinable(d).is_some()
-        {
-            let backlog = self.store.outbox_backlog(&d.org, &d.target).await?;
-            if backlog > threshold {
-                let max = self.config.batch_max.min(MAX_COMBINED_ENTRIES) - 1;
-                let run = self
-                    .store
-                    .outbox_lease_following(&self.worker, d.id, max, self.config.lease)
-                    .await?;
-                return self.deliver_run(d, run).await;
-            }
+        if self.config.batch <= 1 {
+            return Ok(vec![self.deliver_one(d).await?]);
         }
-        Ok(vec![self.deliver_one(d).await?])
+        let max = self.config.batch.min(MAX_COMBINED_ENTRIES) - 1;
+        let run = self
+            .store
+            .outbox_lease_following(&self.worker, d.id, max, self.config.lease)
+            .await?;
+        self.deliver_run(d, run).await
     }
 
-    /// `head` and the run leased behind it: the combinable prefix as one post, the rest one
-    /// by one in order (released at the first that does not go through, so order is kept).
+    /// `head` and the run leased behind it, in order: while more than the threshold is
+    /// waiting, each stretch of combinable top-level posts goes as one post; the rest one by
+    /// one. What is left is given back at the first delivery that does not go through (so
+    /// order is kept) or when the run's time is up.
     async fn deliver_run(
         &self,
         head: &Delivery,
         run: Vec<Delivery>,
     ) -> Result<Vec<DeliveryOutcome>> {
+        let started = std::time::Instant::now();
         let budget = self.limits_for(&head.target).part_budget();
-        let mut group: Vec<&Delivery> = vec![head];
-        let mut size = combinable(head).map_or(0, |c| rendered_size(&c.text) + 64);
-        for r in &run {
-            let Some(c) = combinable(r) else { break };
-            let more = rendered_size(&c.text) + 64;
-            if r.connection != head.connection || size + more > budget {
+        let all: Vec<&Delivery> = std::iter::once(head).chain(run.iter()).collect();
+        let mut outcomes = Vec::with_capacity(all.len());
+        let mut i = 0;
+        while i < all.len() {
+            if i > 0 && started.elapsed() > self.config.run_budget {
+                let ids: Vec<DeliveryId> = all[i..].iter().map(|r| r.id).collect();
+                self.store.outbox_release(&self.worker, &ids).await?;
                 break;
             }
-            size += more;
-            group.push(r);
-        }
-        let rest = &run[group.len() - 1..];
-        let mut outcomes = if group.len() == 1 {
-            vec![self.deliver_one(head).await?]
-        } else {
-            self.deliver_combined(&group).await?
-        };
-        let mut blocked = outcomes.iter().any(|o| *o != DeliveryOutcome::Delivered);
-        for r in rest {
-            if blocked {
-                let error = "waiting for an earlier delivery to this channel".to_owned();
-                self.store
-                    .outbox_retry(&self.worker, r.id, OffsetDateTime::now_utc(), &error)
-                    .await?;
-                outcomes.push(DeliveryOutcome::Retried { error });
-                continue;
+            let waiting = (all.len() - i) as u64;
+            let combine = self.config.batch_max > 1
+                && self.config.batch_threshold.is_some_and(|t| waiting > t);
+            let mut group: Vec<&Delivery> = vec![all[i]];
+            if combine && let Some(c) = combinable(all[i]) {
+                let mut size = rendered_size(&c.text) + 64;
+                for r in all[i + 1..].iter().take(self.config.batch_max - 1) {
+                    let Some(c) = combinable(r) else { break };
+                    let more = rendered_size(&c.text) + 64;
+                    if r.connection != all[i].connection || size + more > budget {
+                        break;
+                    }
+                    size += more;
+                    group.push(r);
+                }
             }
-            let o = self.deliver_one(r).await?;
-            blocked = o != DeliveryOutcome::Delivered;
-            outcomes.push(o);
+            let done = if group.len() == 1 {
+                vec![self.deliver_one(all[i]).await?]
+            } else {
+                self.deliver_combined(&group).await?
+            };
+            i += group.len();
+            let blocked = done.iter().any(|o| *o != DeliveryOutcome::Delivered);
+            outcomes.extend(done);
+            if blocked {
+                let ids: Vec<DeliveryId> = all[i..].iter().map(|r| r.id).collect();
+                self.store.outbox_release(&self.worker, &ids).await?;
+                break;
+            }
         }
         Ok(outcomes)
     }

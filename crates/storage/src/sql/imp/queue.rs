@@ -539,48 +539,91 @@ impl QueueStore for Backend {
             ids.push(col::<i64>(row, "id")?);
         }
         let mut out = Vec::with_capacity(ids.len());
-        for id in ids {
-            let row = sqlx::query(
-                "UPDATE outbox SET lease_owner = $1, lease_until = $2, attempts = attempts + 1 \
-                 WHERE id = $3 RETURNING id, org_id, connection_id, target, payload, \
-                 job_version, attempts",
-            )
-            .bind(worker.as_str())
-            .bind(add_ns(now, lease))
-            .bind(id)
-            .fetch_one(&mut *tx)
+        if ids.is_empty() {
+            Self::commit(tx).await?;
+            return Ok(out);
+        }
+        let mut qb = QueryBuilder::<DB>::new("UPDATE outbox SET lease_owner = ");
+        qb.push_bind(worker.as_str())
+            .push(", lease_until = ")
+            .push_bind(add_ns(now, lease))
+            .push(", attempts = attempts + 1 WHERE id IN (");
+        let mut sep = qb.separated(", ");
+        for id in &ids {
+            sep.push_bind(*id);
+        }
+        qb.push(") RETURNING id, org_id, connection_id, target, payload, job_version, attempts");
+        let mut rows = qb
+            .build()
+            .fetch_all(&mut *tx)
             .await
             .map_err(|e| db_err("leasing the backlog", e))?;
+        rows.sort_by_key(|r| col::<i64>(r, "id").unwrap_or(i64::MAX));
+        let mut release: Vec<i64> = Vec::new();
+        for row in &rows {
+            let id: i64 = col(row, "id")?;
+            if !release.is_empty() {
+                release.push(id);
+                continue;
+            }
             let decoded = (|| -> Result<Delivery> {
-                let attempts: i64 = col(&row, "attempts")?;
+                let attempts: i64 = col(row, "attempts")?;
                 Ok(Delivery {
                     id: DeliveryId(id),
-                    org: parse_col(&row, "outbox", "org_id")?,
-                    connection: parse_col(&row, "outbox", "connection_id")?,
-                    target: parse_col(&row, "outbox", "target")?,
-                    job: decode_job(id, col(&row, "job_version")?, &col_str(&row, "payload")?)?,
+                    org: parse_col(row, "outbox", "org_id")?,
+                    connection: parse_col(row, "outbox", "connection_id")?,
+                    target: parse_col(row, "outbox", "target")?,
+                    job: decode_job(id, col(row, "job_version")?, &col_str(row, "payload")?)?,
                     attempts: u32::try_from(attempts.saturating_sub(1).max(0)).unwrap_or(u32::MAX),
                 })
             })();
             match decoded {
                 Ok(d) => out.push(d),
                 Err(e) => {
-                    // Not taken: the next ordinary lease sets it aside as outbox_lease does.
+                    // Not taken, nor anything after it: the ordinary lease sets it aside as
+                    // outbox_lease does, and order is kept.
                     tracing::warn!(outbox_id = id, error = %e.message(), "delivery cannot be decoded; left for the ordinary lease");
-                    sqlx::query(
-                        "UPDATE outbox SET lease_owner = NULL, lease_until = NULL, \
-                         attempts = attempts - 1 WHERE id = $1",
-                    )
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(|e| db_err("releasing an undecodable delivery", e))?;
-                    break;
+                    release.push(id);
                 }
             }
         }
+        for id in release {
+            sqlx::query(
+                "UPDATE outbox SET lease_owner = NULL, lease_until = NULL, \
+                 attempts = attempts - 1 WHERE id = $1",
+            )
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| db_err("releasing an undecodable delivery", e))?;
+        }
         Self::commit(tx).await?;
         Ok(out)
+    }
+
+    async fn outbox_release(&self, worker: &WorkerId, ids: &[DeliveryId]) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.begin().await?;
+        for chunk in ids.chunks(CHUNK) {
+            let mut qb = QueryBuilder::<DB>::new(
+                "UPDATE outbox SET lease_owner = NULL, lease_until = NULL, \
+                 attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END \
+                 WHERE state = 'pending' AND lease_owner = ",
+            );
+            qb.push_bind(worker.as_str()).push(" AND id IN (");
+            let mut sep = qb.separated(", ");
+            for id in chunk {
+                sep.push_bind(id.0);
+            }
+            qb.push(")");
+            qb.build()
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| db_err("releasing deliveries", e))?;
+        }
+        Self::commit(tx).await
     }
 
     async fn outbox_complete_many(&self, worker: &WorkerId, ids: &[DeliveryId]) -> Result<()> {
