@@ -789,6 +789,11 @@ pub trait QueueStore: Send + Sync {
         id: InboxId,
         deliveries: &[NewDelivery],
     ) -> Result<()>;
+    /// Completes several leased items in one transaction, in order: each item's origin
+    /// copies are recorded (as [`MessageMapStore::put_message_copy`] would), the item is marked
+    /// processed and its deliveries are enqueued. Any error (a lost lease, a conflicting copy,
+    /// an invalid delivery) changes nothing.
+    async fn inbox_complete_batch(&self, worker: &WorkerId, items: &[CompletedItem]) -> Result<()>;
     /// Enqueues deliveries directly.
     async fn outbox_enqueue(&self, deliveries: &[NewDelivery]) -> Result<()>;
     /// Leases up to `max` due deliveries (at most one per target channel).
@@ -812,6 +817,187 @@ pub trait QueueStore: Send + Sync {
     async fn outbox_fail(&self, worker: &WorkerId, id: DeliveryId, error: &str) -> Result<()>;
     /// Deliveries not yet done, for one org.
     async fn outbox_pending(&self, org: &OrgId) -> Result<u64>;
+    /// Pending deliveries of one target channel (its backlog), the leased one included.
+    async fn outbox_backlog(&self, org: &OrgId, target: &ChannelRef) -> Result<u64>;
+    /// Extends a lease `worker` holds on `first` to the pending deliveries queued right after
+    /// it for the same target (in enqueue order, due now, not under another live lease), at
+    /// most `max`: the run a worker may combine into one post. Stops at the first row that
+    /// cannot be taken, so the run is contiguous. `Conflict` when `worker` does not hold
+    /// `first`.
+    async fn outbox_lease_following(
+        &self,
+        worker: &WorkerId,
+        first: DeliveryId,
+        max: usize,
+        lease: Duration,
+    ) -> Result<Vec<Delivery>>;
+    /// Gives back leases `worker` holds without counting an attempt (a run it leased but did
+    /// not get to); rows it no longer holds are left alone.
+    async fn outbox_release(&self, worker: &WorkerId, ids: &[DeliveryId]) -> Result<()>;
+    /// Marks several deliveries `worker` holds done in one transaction; `Conflict` (and
+    /// nothing changed) when a lease was lost.
+    async fn outbox_complete_many(&self, worker: &WorkerId, ids: &[DeliveryId]) -> Result<()>;
+    /// Dead letters of `org` (deliveries given up on), newest first: at most `limit` (at most
+    /// [`MAX_PAGE_SIZE`], else `InvalidInput`), older than `before` when given.
+    async fn outbox_dead_letters(
+        &self,
+        org: &OrgId,
+        before: Option<DeliveryId>,
+        limit: usize,
+    ) -> Result<Vec<DeadLetter>>;
+    /// How many dead letters `org` has.
+    async fn outbox_dead_letter_count(&self, org: &OrgId) -> Result<u64>;
+    /// Queues a dead letter of `org` again (pending, due now, attempts reset, the last error
+    /// kept until the next attempt). `NotFound` when `org` has no dead letter `id`.
+    async fn outbox_retry_dead(&self, org: &OrgId, id: DeliveryId) -> Result<()>;
+}
+
+/// One translated inbox item for [`QueueStore::inbox_complete_batch`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompletedItem {
+    /// The leased item.
+    pub id: InboxId,
+    /// Origin messages it introduced to the message map.
+    pub copies: Vec<MessageCopy>,
+    /// What it means for the other endpoints.
+    pub deliveries: Vec<NewDelivery>,
+}
+
+/// A delivery that was given up on, kept for inspection and retry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    /// Queue id.
+    pub id: DeliveryId,
+    /// The connection it was to go through.
+    pub connection: ConnectionId,
+    /// The target channel.
+    pub target: ChannelRef,
+    /// The job (`None` when the row cannot be decoded by this version).
+    pub job: Option<DeliveryJob>,
+    /// Attempts made.
+    pub attempts: u32,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// When it was given up on.
+    pub failed_at: OffsetDateTime,
+}
+
+/// Someone who reacted to a message, as the reaction ledger keeps them.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Reactor {
+    /// Their platform.
+    pub platform: PlatformKind,
+    /// Their id there.
+    pub user: UserId,
+    /// Their display name when it was recorded (shown in "👍 Ann, Bob").
+    pub name: String,
+}
+
+/// Which relayed reaction: one emoji on one part of the copy of a universal message in one
+/// target channel.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ReactionKey {
+    /// The universal message.
+    pub universal: UniversalMessageId,
+    /// The target channel (where the reaction is shown through one identity).
+    pub channel: ChannelRef,
+    /// The part of the copy reacted on.
+    pub part: u32,
+    /// The emoji.
+    pub emoji: Emoji,
+}
+
+/// The ledger after a change: whether the change was new, and who reacts with that emoji now
+/// (in the order they reacted).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReactionTally {
+    /// The change was recorded now (`false`: a duplicate add, or a remove of nothing).
+    pub changed: bool,
+    /// Who reacts with the emoji after the change.
+    pub reactors: Vec<Reactor>,
+}
+
+/// One message of a [`CombinedPost`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CombinedEntry {
+    /// The universal message.
+    pub universal: UniversalMessageId,
+    /// Its content as combined (translated for the target); `None` once it was deleted.
+    pub content: Option<PortableMessage>,
+}
+
+/// A post on a target that combines several queued messages (under backlog), in order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CombinedPost {
+    /// Where it was posted.
+    pub channel: ChannelRef,
+    /// The platform message.
+    pub message: MessageId,
+    /// The messages it holds, in origin order.
+    pub entries: Vec<CombinedEntry>,
+}
+
+/// The most messages one [`CombinedPost`] holds.
+pub const MAX_COMBINED_ENTRIES: usize = 100;
+
+/// State the relay keeps besides the queues and the message map: the ledger of reactions
+/// relayed through one identity, posts that combine several messages, and how many messages
+/// were posted into each channel per day.
+#[async_trait]
+pub trait RelayStateStore: Send + Sync {
+    /// Records that `reactor` reacted (idempotent: a second add is `changed: false`).
+    async fn reaction_add(
+        &self,
+        org: &OrgId,
+        key: &ReactionKey,
+        reactor: &Reactor,
+    ) -> Result<ReactionTally>;
+    /// Records that `reactor` took the reaction back (`changed: false` when it was not there).
+    async fn reaction_remove(
+        &self,
+        org: &OrgId,
+        key: &ReactionKey,
+        reactor: (PlatformKind, &UserId),
+    ) -> Result<ReactionTally>;
+    /// Every relayed reaction on `part` of the copy of `universal` in `channel`: each emoji
+    /// (in the order it was first used) with its reactors (in the order they reacted).
+    async fn reactions_on(
+        &self,
+        org: &OrgId,
+        universal: &UniversalMessageId,
+        channel: &ChannelRef,
+        part: u32,
+    ) -> Result<Vec<(Emoji, Vec<Reactor>)>>;
+    /// Records a combined post (1 to [`MAX_COMBINED_ENTRIES`] entries, else `InvalidInput`).
+    /// `Conflict` when one of its universal messages is already combined in that channel.
+    async fn put_combined_post(&self, org: &OrgId, post: &CombinedPost) -> Result<()>;
+    /// The combined post holding `universal` in `channel`, if any.
+    async fn find_combined_post(
+        &self,
+        org: &OrgId,
+        universal: &UniversalMessageId,
+        channel: &ChannelRef,
+    ) -> Result<Option<CombinedPost>>;
+    /// Replaces the content of `universal`'s entry of a combined post (`None`: deleted) and
+    /// returns the post as it is now. `NotFound` when `universal` is not combined there.
+    async fn set_combined_entry(
+        &self,
+        org: &OrgId,
+        universal: &UniversalMessageId,
+        channel: &ChannelRef,
+        content: Option<&PortableMessage>,
+    ) -> Result<CombinedPost>;
+    /// Adds `messages` to the count of messages posted into `channel` on `day` (UTC) and
+    /// returns the new count.
+    async fn count_posted(
+        &self,
+        org: &OrgId,
+        channel: &ChannelRef,
+        day: time::Date,
+        messages: u64,
+    ) -> Result<u64>;
+    /// Messages posted per channel on `day` (UTC), busiest first.
+    async fn posted_on(&self, org: &OrgId, day: time::Date) -> Result<Vec<(ChannelRef, u64)>>;
 }
 
 /// The result of verifying the audit chain.
@@ -853,6 +1039,7 @@ pub trait Store:
     + MessageMapStore
     + SyncStateStore
     + QueueStore
+    + RelayStateStore
     + AuditStore
     + std::fmt::Debug
 {
@@ -867,6 +1054,7 @@ impl<T> Store for T where
         + MessageMapStore
         + SyncStateStore
         + QueueStore
+        + RelayStateStore
         + AuditStore
         + std::fmt::Debug
 {

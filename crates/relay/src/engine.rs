@@ -15,22 +15,37 @@
 //! message the map records as posted by us is dropped here; every copy carries our
 //! [`Marker`](crate::marker::Marker).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use switchboard_core::StoredUser;
 use switchboard_core::{
-    Actor, Attachment, Block, ChannelRef, Connected, ConnectionHealth, ConnectionId,
-    ConnectionSignal, Delivery, DeliveryJob, Error, ErrorKind, EventKind, Inbound, InboxItem,
-    Inline, MAX_UPLOAD_BYTES, MessageCopy, MessageId, MessageRef, NewAuditEntry, NewDelivery,
-    OrgId, OutgoingFile, OutgoingMessage, PlatformEvent, PortableMessage, PostingIdentity,
-    ReactionChange, Result, RichText, Store, UniversalChannel, UniversalMessageId, WorkerId,
+    Actor, Attachment, Block, ChannelRef, CombinedEntry, CombinedPost, CompletedItem, Connected,
+    ConnectionHealth, ConnectionId, ConnectionSignal, Delivery, DeliveryId, DeliveryJob, Emoji,
+    Error, ErrorKind, EventKind, Inbound, InboxItem, Inline, MAX_COMBINED_ENTRIES,
+    MAX_UPLOAD_BYTES, MessageCopy, MessageId, MessageRef, NewAuditEntry, NewDelivery, OrgId,
+    OutgoingFile, OutgoingMessage, PlatformEvent, PlatformKind, PortableMessage, PostedMessage,
+    PostingIdentity, ReactionChange, ReactionKey, Reactor, Result, RichText, Sender, Store,
+    UniversalChannel, UniversalMessageId, UserId, WorkerId,
 };
 use time::OffsetDateTime;
 
+use crate::limits::{DAILY_CAP_WARN_PERCENT, TargetLimits, rendered_size};
 use crate::marker::Marker;
+use crate::reactions::ReactionAction;
+use crate::split;
 use crate::translate::MentionMap;
+
+/// Parts of a copy from this number on are the adapter's extra messages (Slack file shares,
+/// links of files that could not be uploaded); text parts of a split message are below it.
+pub const FILE_PART_BASE: u32 = 1_000;
+/// The part number of the note that says who reacted, a reply to the copy.
+pub const NOTE_PART: u32 = 1_000_000;
+/// Universal ids of Switchboard's own notices start with this (a notice that fails is never
+/// reported in turn).
+pub const NOTICE_PREFIX: &str = "notice-";
 
 /// Gives the relay the live objects of a connection (the server opens them through the
 /// platform's [`Connector`](switchboard_core::Connector) with the stored credentials, and
@@ -68,6 +83,21 @@ pub struct RelayConfig {
     pub base_backoff: Duration,
     /// How long a delivery waits while its connection needs re-authorization.
     pub reauth_pause: Duration,
+    /// What each target platform accepts (message size, daily cap).
+    pub limits: HashMap<PlatformKind, TargetLimits>,
+    /// Combine queued top-level posts into one post when a target channel's backlog (pending
+    /// deliveries) is above this; `None` never combines.
+    pub batch_threshold: Option<u64>,
+    /// The most messages one combined post holds.
+    pub batch_max: usize,
+    /// Tell the sender in the origin thread when a delivery is dead-lettered.
+    pub notify_dead_letters: bool,
+    /// How long one target's run of deliveries may go on before the rest is given back (so
+    /// a channel with a long backlog does not hold up the others of the batch).
+    pub run_budget: Duration,
+    /// Keep a note under each copy saying who reacted (reactions are relayed through one
+    /// identity, which alone cannot say who).
+    pub reaction_notes: bool,
 }
 
 impl Default for RelayConfig {
@@ -78,6 +108,12 @@ impl Default for RelayConfig {
             max_attempts: 8,
             base_backoff: Duration::from_millis(500),
             reauth_pause: Duration::from_secs(60),
+            limits: TargetLimits::documented(),
+            batch_threshold: Some(8),
+            batch_max: 20,
+            notify_dead_letters: true,
+            run_budget: Duration::from_millis(250),
+            reaction_notes: true,
         }
     }
 }
@@ -140,29 +176,59 @@ impl Relay {
         self
     }
 
-    /// Translates one batch of inbox items; returns how many were processed.
+    /// Translates one batch of inbox items; returns how many were processed. The batch is
+    /// completed in one transaction (origin copies, processed marks, deliveries); if that
+    /// fails, item by item.
     pub async fn translate_batch(&self) -> Result<usize> {
         let items = self
             .store
             .inbox_lease(&self.worker, self.config.batch, self.config.lease)
             .await?;
         let n = items.len();
+        let b = Batch::default();
+        let mut done: Vec<CompletedItem> = Vec::with_capacity(n);
+        let mut orgs: Vec<&OrgId> = Vec::with_capacity(n);
         for item in &items {
-            match self.translate(item).await {
+            match self.translate(item, &b).await {
                 Ok(deliveries) => {
-                    self.store
-                        .inbox_complete(&self.worker, item.id, &deliveries)
-                        .await?;
+                    orgs.push(&item.org);
+                    done.push(CompletedItem {
+                        id: item.id,
+                        copies: b.take_new(),
+                        deliveries,
+                    })
                 }
                 Err(e) if e.kind().is_transient() || e.kind() == ErrorKind::Storage => {
+                    b.forget_new();
                     // Leave it leased: it comes back when the lease expires.
                     tracing::warn!(item = %item.id, error = %e, "translation failed; will retry");
                 }
                 Err(e) => {
+                    b.forget_new();
                     tracing::error!(item = %item.id, error = %e, "translation refused; item dropped");
+                    orgs.push(&item.org);
+                    done.push(CompletedItem {
+                        id: item.id,
+                        copies: Vec::new(),
+                        deliveries: Vec::new(),
+                    });
+                }
+            }
+        }
+        if let Err(e) = self.store.inbox_complete_batch(&self.worker, &done).await {
+            tracing::warn!(error = %e, "completing the batch at once failed; completing item by item");
+            for (c, org) in done.iter().zip(&orgs) {
+                let one = async {
+                    for copy in &c.copies {
+                        self.store.put_message_copy(org, copy).await?;
+                    }
                     self.store
-                        .inbox_complete(&self.worker, item.id, &[])
-                        .await?;
+                        .inbox_complete(&self.worker, c.id, &c.deliveries)
+                        .await
+                }
+                .await;
+                if let Err(e) = one {
+                    tracing::warn!(item = %c.id, error = %e, "completing the item failed; it comes back after its lease");
                 }
             }
         }
@@ -178,16 +244,19 @@ impl Relay {
             .store
             .outbox_lease(&self.worker, self.config.batch, self.config.lease)
             .await?;
+        // One delivery per target channel: they run concurrently, so a channel waiting on its
+        // platform's pacer does not hold up the others (fair across channels).
+        let results = futures::future::join_all(due.iter().map(|d| self.deliver_target(d))).await;
         let mut outcomes = Vec::with_capacity(due.len());
-        for d in due {
-            outcomes.push(self.deliver_one(&d).await?);
+        for r in results {
+            outcomes.extend(r?);
         }
         Ok(outcomes)
     }
 
-    async fn translate(&self, item: &InboxItem) -> Result<Vec<NewDelivery>> {
+    async fn translate(&self, item: &InboxItem, b: &Batch) -> Result<Vec<NewDelivery>> {
         match &item.item {
-            Inbound::Event(event) => self.deliveries_for(&item.org, event).await,
+            Inbound::Event(event) => self.deliveries_for(&item.org, event, b).await,
             Inbound::Changed(hint) => {
                 let live = self.connections.get(&item.org, &item.connection).await?;
                 let Some(resolver) = live.resolver else {
@@ -215,7 +284,7 @@ impl Relay {
                 }
                 let mut out = Vec::new();
                 for event in &resolved.events {
-                    out.extend(self.deliveries_for(&item.org, event).await?);
+                    out.extend(self.deliveries_for(&item.org, event, b).await?);
                 }
                 Ok(out)
             }
@@ -279,7 +348,11 @@ impl Relay {
         org: &OrgId,
         channel: &ChannelRef,
         message: &MessageId,
+        b: &Batch,
     ) -> Result<Option<MessageCopy>> {
+        if let Some(c) = b.copy(channel, message) {
+            return Ok(Some(c));
+        }
         self.store.find_message_copy(org, channel, message).await
     }
 
@@ -314,6 +387,7 @@ impl Relay {
         org: &OrgId,
         content: &PortableMessage,
         target: &ChannelRef,
+        b: &Batch,
     ) -> Result<PortableMessage> {
         let map = self.mention_map(org, content, target).await?;
         let mut out = content.clone();
@@ -322,9 +396,13 @@ impl Relay {
         if out.sender.display_name.trim().is_empty()
             || out.sender.display_name == out.sender.user.as_str()
         {
-            if let Some(u) = self
-                .store
-                .get_user(org, content.sender.platform, &content.sender.user)
+            if let Some(u) = b
+                .user(
+                    self.store.as_ref(),
+                    org,
+                    content.sender.platform,
+                    &content.sender.user,
+                )
                 .await?
             {
                 out.sender.display_name = u.user.display_name;
@@ -344,18 +422,17 @@ impl Relay {
         universal: &UniversalMessageId,
         target: &ChannelRef,
     ) -> Result<Option<MessageCopy>> {
-        Ok(self
-            .store
-            .message_copies(org, universal)
-            .await?
-            .into_iter()
-            .find(|c| &c.channel == target && c.part == 0))
+        self.reaction_target(org, universal, target).await
     }
 
-    async fn deliveries_for(&self, org: &OrgId, event: &PlatformEvent) -> Result<Vec<NewDelivery>> {
-        let Some(universal_channel) = self
-            .store
-            .find_universal_channel(org, &event.channel)
+    async fn deliveries_for(
+        &self,
+        org: &OrgId,
+        event: &PlatformEvent,
+        b: &Batch,
+    ) -> Result<Vec<NewDelivery>> {
+        let Some(universal_channel) = b
+            .universal_channel(self.store.as_ref(), org, &event.channel)
             .await?
         else {
             return Ok(Vec::new());
@@ -363,39 +440,36 @@ impl Relay {
         let mut out = Vec::new();
         match &event.kind {
             EventKind::Posted { message, content } => {
-                let existing = self.known(org, &event.channel, message).await?;
+                let existing = self.known(org, &event.channel, message, b).await?;
                 let universal = match existing {
                     // One of our copies coming back: an echo.
                     Some(c) if c.posted_by.is_some() => return Ok(Vec::new()),
                     // Seen before (a redelivery after a crash): same universal message.
                     Some(c) => c.universal,
                     None => {
+                        // Recorded with the batch's completion, in the same transaction.
                         let universal = UniversalMessageId::generate();
-                        self.store
-                            .put_message_copy(
-                                org,
-                                &MessageCopy {
-                                    universal: universal.clone(),
-                                    channel: event.channel.clone(),
-                                    message: message.clone(),
-                                    thread_root: content.thread_root.clone(),
-                                    posted_by: None,
-                                    part: 0,
-                                },
-                            )
-                            .await?;
+                        b.record(MessageCopy {
+                            universal: universal.clone(),
+                            channel: event.channel.clone(),
+                            message: message.clone(),
+                            thread_root: content.thread_root.clone(),
+                            posted_by: None,
+                            part: 0,
+                        });
                         universal
                     }
                 };
                 let root_universal = match &content.thread_root {
                     Some(root) => self
-                        .known(org, &event.channel, root)
+                        .known(org, &event.channel, root, b)
                         .await?
                         .map(|c| c.universal),
                     None => None,
                 };
                 for endpoint in universal_channel.targets_for(&event.channel) {
-                    let mut translated = self.translated(org, content, &endpoint.channel).await?;
+                    let mut translated =
+                        self.translated(org, content, &endpoint.channel, b).await?;
                     let reply_to = match &root_universal {
                         Some(u) => self
                             .target_copy(org, u, &endpoint.channel)
@@ -438,7 +512,7 @@ impl Relay {
                 }
             }
             EventKind::Edited { message, content } => {
-                let Some(copy) = self.known(org, &event.channel, message).await? else {
+                let Some(copy) = self.known(org, &event.channel, message, b).await? else {
                     return Ok(Vec::new());
                 };
                 if copy.posted_by.is_some() {
@@ -451,13 +525,13 @@ impl Relay {
                         target: endpoint.channel.clone(),
                         job: DeliveryJob::Edit {
                             universal: copy.universal.clone(),
-                            content: self.translated(org, content, &endpoint.channel).await?,
+                            content: self.translated(org, content, &endpoint.channel, b).await?,
                         },
                     });
                 }
             }
             EventKind::Deleted { message } => {
-                let Some(copy) = self.known(org, &event.channel, message).await? else {
+                let Some(copy) = self.known(org, &event.channel, message, b).await? else {
                     return Ok(Vec::new());
                 };
                 if copy.posted_by.is_some() {
@@ -491,7 +565,7 @@ impl Relay {
                 };
                 // A reaction on the origin or on one of our copies: it goes to every other
                 // channel of the universal message.
-                let Some(copy) = self.known(org, &event.channel, message).await? else {
+                let Some(copy) = self.known(org, &event.channel, message, b).await? else {
                     return Ok(Vec::new());
                 };
                 for endpoint in universal_channel.targets_for(&event.channel) {
@@ -552,43 +626,302 @@ impl Relay {
             .min(Duration::from_secs(300))
     }
 
+    fn limits_for(&self, target: &ChannelRef) -> TargetLimits {
+        self.config
+            .limits
+            .get(&target.platform)
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// The leased delivery of one target and the run queued behind it: delivered in order
+    /// (one lease for the run, fewer round trips), the run's top-level posts combined into one
+    /// post when the backlog is past the threshold. A run is cut after
+    /// [`RelayConfig::run_budget`], so one busy channel does not hold up the others.
+    async fn deliver_target(&self, d: &Delivery) -> Result<Vec<DeliveryOutcome>> {
+        if self.config.batch <= 1 {
+            return Ok(vec![self.deliver_one(d).await?]);
+        }
+        let max = self.config.batch.min(MAX_COMBINED_ENTRIES) - 1;
+        let run = self
+            .store
+            .outbox_lease_following(&self.worker, d.id, max, self.config.lease)
+            .await?;
+        self.deliver_run(d, run).await
+    }
+
+    /// `head` and the run leased behind it, in order: while more than the threshold is
+    /// waiting, each stretch of combinable top-level posts goes as one post; the rest one by
+    /// one. What is left is given back at the first delivery that does not go through (so
+    /// order is kept) or when the run's time is up.
+    async fn deliver_run(
+        &self,
+        head: &Delivery,
+        run: Vec<Delivery>,
+    ) -> Result<Vec<DeliveryOutcome>> {
+        let started = std::time::Instant::now();
+        let budget = self.limits_for(&head.target).part_budget();
+        let all: Vec<&Delivery> = std::iter::once(head).chain(run.iter()).collect();
+        let mut outcomes = Vec::with_capacity(all.len());
+        let mut i = 0;
+        while i < all.len() {
+            if i > 0 && started.elapsed() > self.config.run_budget {
+                let ids: Vec<DeliveryId> = all[i..].iter().map(|r| r.id).collect();
+                self.store.outbox_release(&self.worker, &ids).await?;
+                break;
+            }
+            let waiting = (all.len() - i) as u64;
+            let combine = self.config.batch_max > 1
+                && self.config.batch_threshold.is_some_and(|t| waiting > t);
+            let mut group: Vec<&Delivery> = vec![all[i]];
+            if combine && let Some(c) = combinable(all[i]) {
+                let mut size = rendered_size(&c.text) + 64;
+                for r in all[i + 1..].iter().take(self.config.batch_max - 1) {
+                    let Some(c) = combinable(r) else { break };
+                    let more = rendered_size(&c.text) + 64;
+                    if r.connection != all[i].connection || size + more > budget {
+                        break;
+                    }
+                    size += more;
+                    group.push(r);
+                }
+            }
+            let done = if group.len() == 1 {
+                vec![self.deliver_one(all[i]).await?]
+            } else {
+                self.deliver_combined(&group).await?
+            };
+            i += group.len();
+            let blocked = done.iter().any(|o| *o != DeliveryOutcome::Delivered);
+            outcomes.extend(done);
+            if blocked {
+                let ids: Vec<DeliveryId> = all[i..].iter().map(|r| r.id).collect();
+                self.store.outbox_release(&self.worker, &ids).await?;
+                break;
+            }
+        }
+        Ok(outcomes)
+    }
+
+    /// Posts `group` (first attempts of top-level posts without files, in order) as one
+    /// message that keeps every sender's name, and maps every origin to it.
+    async fn deliver_combined(&self, group: &[&Delivery]) -> Result<Vec<DeliveryOutcome>> {
+        let head = group[0];
+        let mut entries = Vec::with_capacity(group.len());
+        let mut contents = Vec::with_capacity(group.len());
+        for d in group {
+            if let DeliveryJob::Post {
+                universal, content, ..
+            } = &d.job
+            {
+                entries.push(CombinedEntry {
+                    universal: universal.clone(),
+                    content: Some(content.clone()),
+                });
+                contents.push(content.clone());
+            }
+        }
+        let first = entries[0].universal.clone();
+        let result = async {
+            let live = self.connections.get(&head.org, &head.connection).await?;
+            let message = OutgoingMessage::new(combined_content(&contents))
+                .with_marker(Marker::new(first.clone(), 0).to_string());
+            let posted = live.platform.post(&head.target, &message).await?;
+            self.record_parts(&head.org, &head.target, &first, 0, &posted)
+                .await?;
+            self.store
+                .put_combined_post(
+                    &head.org,
+                    &CombinedPost {
+                        channel: head.target.clone(),
+                        message: posted.reference.message.clone(),
+                        entries,
+                    },
+                )
+                .await?;
+            self.count_daily(&head.org, &head.target, 1 + posted.extra_parts.len() as u64)
+                .await
+        }
+        .await;
+        match result {
+            Ok(()) => {
+                let ids: Vec<DeliveryId> = group.iter().map(|d| d.id).collect();
+                self.store.outbox_complete_many(&self.worker, &ids).await?;
+                tracing::debug!(target = %head.target, messages = group.len(), "backlog combined into one post");
+                Ok(vec![DeliveryOutcome::Delivered; group.len()])
+            }
+            Err(e) => {
+                let (kind, error) = (e.kind(), e.to_string());
+                let mut out = Vec::with_capacity(group.len());
+                for d in group {
+                    out.push(self.failed(d, kind, error.clone()).await?);
+                }
+                Ok(out)
+            }
+        }
+    }
+
     async fn deliver_one(&self, d: &Delivery) -> Result<DeliveryOutcome> {
         match self.run_job(d).await {
             Ok(()) => {
                 self.store.outbox_complete(&self.worker, d.id).await?;
                 Ok(DeliveryOutcome::Delivered)
             }
-            Err(e) => {
-                let error = e.to_string();
-                let kind = e.kind();
-                let wait = match kind {
-                    ErrorKind::RateLimited { retry_after } => {
-                        Some(self.backoff(d.attempts, retry_after))
-                    }
-                    ErrorKind::NeedsReauth => Some(self.config.reauth_pause),
-                    ErrorKind::Upstream | ErrorKind::Storage
-                        if d.attempts + 1 < self.config.max_attempts =>
-                    {
-                        Some(self.backoff(d.attempts, None))
-                    }
-                    _ => None,
-                };
-                match wait {
-                    Some(wait) => {
-                        let at = OffsetDateTime::now_utc() + wait;
-                        self.store
-                            .outbox_retry(&self.worker, d.id, at, &error)
-                            .await?;
-                        Ok(DeliveryOutcome::Retried { error })
-                    }
-                    None => {
-                        tracing::error!(delivery = %d.id, target = %d.target, error = %error, "delivery failed for good; dead-lettered");
-                        self.store.outbox_fail(&self.worker, d.id, &error).await?;
-                        Ok(DeliveryOutcome::Failed { error })
-                    }
+            Err(e) => self.failed(d, e.kind(), e.to_string()).await,
+        }
+    }
+
+    /// A failed attempt: retried when transient, else dead-lettered (and the sender told).
+    async fn failed(
+        &self,
+        d: &Delivery,
+        kind: ErrorKind,
+        error: String,
+    ) -> Result<DeliveryOutcome> {
+        let wait = match kind {
+            ErrorKind::RateLimited { retry_after } => Some(self.backoff(d.attempts, retry_after)),
+            ErrorKind::NeedsReauth => Some(self.config.reauth_pause),
+            ErrorKind::Upstream | ErrorKind::Storage
+                if d.attempts + 1 < self.config.max_attempts =>
+            {
+                Some(self.backoff(d.attempts, None))
+            }
+            _ => None,
+        };
+        match wait {
+            Some(wait) => {
+                let at = OffsetDateTime::now_utc() + wait;
+                self.store
+                    .outbox_retry(&self.worker, d.id, at, &error)
+                    .await?;
+                Ok(DeliveryOutcome::Retried { error })
+            }
+            None => {
+                tracing::error!(delivery = %d.id, target = %d.target, error = %error, "delivery failed for good; dead-lettered");
+                self.store.outbox_fail(&self.worker, d.id, &error).await?;
+                if self.config.notify_dead_letters
+                    && let Err(e) = self.notify_sender(d, &error).await
+                {
+                    tracing::warn!(delivery = %d.id, error = %e, "could not tell the sender of a dead letter");
                 }
+                Ok(DeliveryOutcome::Failed { error })
             }
         }
+    }
+
+    /// Tells the sender, in the origin thread, that `d` was dead-lettered: a notice posted
+    /// back to the origin channel as a reply to the origin message. Notices themselves are
+    /// never reported (no loop).
+    async fn notify_sender(&self, d: &Delivery, error: &str) -> Result<()> {
+        let (universal, what) = match &d.job {
+            DeliveryJob::Post { universal, .. } => (universal, "this message"),
+            DeliveryJob::Edit { universal, .. } => (universal, "an edit of this message"),
+            DeliveryJob::Delete { universal } => (universal, "the deletion of this message"),
+            _ => return Ok(()),
+        };
+        if universal.as_str().starts_with(NOTICE_PREFIX) {
+            return Ok(());
+        }
+        let origin = match &d.job {
+            DeliveryJob::Post { origin, .. } => Some(origin.clone()),
+            _ => self
+                .store
+                .message_copies(&d.org, universal)
+                .await?
+                .into_iter()
+                .find(|c| c.posted_by.is_none())
+                .map(|c| reference(&c)),
+        };
+        let Some(origin) = origin else {
+            return Ok(());
+        };
+        let Some(uc) = self
+            .store
+            .find_universal_channel(&d.org, &origin.channel)
+            .await?
+        else {
+            return Ok(());
+        };
+        let Some(endpoint) = uc.endpoints().iter().find(|e| e.channel == origin.channel) else {
+            return Ok(());
+        };
+        let Some(connection) = self
+            .store
+            .get_connection(&d.org, &endpoint.connection)
+            .await?
+        else {
+            return Ok(());
+        };
+        let target_name = match self.store.get_channel(&d.org, &d.target).await? {
+            Some(c) => format!("#{} on {}", c.channel.name, d.target.platform),
+            None => d.target.to_string(),
+        };
+        let mut reason: String = error.chars().take(300).collect();
+        if reason.len() < error.len() {
+            reason.push('…');
+        }
+        let text = format!(
+            "Switchboard could not deliver {what} to {target_name}: {reason}. An administrator can retry it on the Deliveries page."
+        );
+        let notice = NewDelivery {
+            org: d.org.clone(),
+            connection: endpoint.connection.clone(),
+            target: origin.channel.clone(),
+            job: DeliveryJob::Post {
+                universal: UniversalMessageId::new(format!("{NOTICE_PREFIX}dl-{}", d.id))?,
+                content: PortableMessage {
+                    sender: Sender {
+                        platform: origin.channel.platform,
+                        user: connection.account.user_id,
+                        display_name: "Switchboard".into(),
+                        avatar_url: None,
+                        email: None,
+                    },
+                    text: RichText::plain(text),
+                    attachments: Vec::new(),
+                    thread_root: None,
+                },
+                reply_to: Some(origin.thread_root.clone().unwrap_or(origin.message.clone())),
+                origin,
+                broadcast: false,
+                post_as: PostingIdentity::ServiceAccount,
+                files: Vec::new(),
+            },
+        };
+        self.store.outbox_enqueue(&[notice]).await
+    }
+
+    /// Counts `messages` posted into `target` today; at 90 % of the platform's daily cap the
+    /// admin is told through the audit log (once a day per channel).
+    async fn count_daily(&self, org: &OrgId, target: &ChannelRef, messages: u64) -> Result<()> {
+        let Some(cap) = self.limits_for(target).daily_cap else {
+            return Ok(());
+        };
+        let today = OffsetDateTime::now_utc().date();
+        let total = self
+            .store
+            .count_posted(org, target, today, messages)
+            .await?;
+        let warn_at = cap * DAILY_CAP_WARN_PERCENT / 100;
+        if total >= warn_at && total.saturating_sub(messages) < warn_at {
+            tracing::warn!(channel = %target, posted = total, cap, "a channel is near its daily message cap");
+            self.store
+                .append_audit(
+                    org,
+                    NewAuditEntry {
+                        actor: Actor::System,
+                        action: "channel.daily_cap_near".into(),
+                        target: target.to_string(),
+                        details: serde_json::json!({
+                            "posted": total,
+                            "cap": cap,
+                            "day": today.to_string(),
+                        }),
+                    },
+                )
+                .await?;
+        }
+        Ok(())
     }
 
     async fn origin_files(
@@ -625,6 +958,422 @@ impl Relay {
         out
     }
 
+    /// Records what one post made: `posted.reference` as part `part`, the adapter's extra
+    /// parts (file shares) after [`FILE_PART_BASE`].
+    async fn record_parts(
+        &self,
+        org: &OrgId,
+        target: &ChannelRef,
+        universal: &UniversalMessageId,
+        part: u32,
+        posted: &PostedMessage,
+    ) -> Result<()> {
+        let extra_base = FILE_PART_BASE;
+        let parts = std::iter::once((part, &posted.reference)).chain(
+            posted
+                .extra_parts
+                .iter()
+                .enumerate()
+                .map(|(j, r)| (extra_base + j as u32, r)),
+        );
+        for (p, r) in parts {
+            self.store
+                .put_message_copy(
+                    org,
+                    &MessageCopy {
+                        universal: universal.clone(),
+                        channel: target.clone(),
+                        message: r.message.clone(),
+                        thread_root: r.thread_root.clone(),
+                        posted_by: Some(posted.posted_by.clone()),
+                        part: p,
+                    },
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn run_post(
+        &self,
+        d: &Delivery,
+        live: &Connected,
+        universal: &UniversalMessageId,
+        origin: &MessageRef,
+        content: &PortableMessage,
+        reply_to: &Option<MessageId>,
+        broadcast: bool,
+        post_as: &PostingIdentity,
+        files: &[Attachment],
+    ) -> Result<()> {
+        let limits = self.limits_for(&d.target);
+        let texts = split_text(&content.text, limits);
+        let n = texts.len() as u32;
+        let mut have: BTreeSet<u32> = self
+            .copies_in(&d.org, universal, &d.target)
+            .await?
+            .iter()
+            .map(|c| c.part)
+            .collect();
+        // A retry after a crash or a lost answer: the copy may exist already.
+        if have.is_empty() && d.attempts > 0 && self.reconcile(d, universal, live).await? {
+            have = self
+                .copies_in(&d.org, universal, &d.target)
+                .await?
+                .iter()
+                .map(|c| c.part)
+                .collect();
+        }
+        if (0..n).all(|k| have.contains(&k)) {
+            return Ok(());
+        }
+        let mut files = if have.contains(&(n - 1)) || files.is_empty() {
+            Vec::new()
+        } else {
+            let uc = self.store.find_universal_channel(&d.org, &d.target).await?;
+            self.origin_files(&d.org, uc.as_ref(), &origin.channel, files)
+                .await
+        };
+        let mut posted_count = 0u64;
+        for (k, text) in texts.iter().enumerate() {
+            let k = k as u32;
+            if have.contains(&k) {
+                continue;
+            }
+            let message = OutgoingMessage {
+                content: part_content(content, text, k, n),
+                reply_to: reply_to.clone(),
+                broadcast: broadcast && k == 0,
+                marker: Some(Marker::new(universal.clone(), k).to_string()),
+                post_as: post_as.clone(),
+                files: if k + 1 == n {
+                    std::mem::take(&mut files)
+                } else {
+                    Vec::new()
+                },
+            };
+            let posted = live.platform.post(&d.target, &message).await;
+            let posted = match posted {
+                Ok(p) => p,
+                Err(e) => {
+                    if posted_count > 0 {
+                        self.count_daily(&d.org, &d.target, posted_count).await?;
+                    }
+                    return Err(e);
+                }
+            };
+            self.record_parts(&d.org, &d.target, universal, k, &posted)
+                .await?;
+            posted_count += 1 + posted.extra_parts.len() as u64;
+        }
+        self.count_daily(&d.org, &d.target, posted_count).await
+    }
+
+    async fn run_edit(
+        &self,
+        d: &Delivery,
+        live: &Connected,
+        universal: &UniversalMessageId,
+        content: &PortableMessage,
+    ) -> Result<()> {
+        if self
+            .store
+            .find_combined_post(&d.org, universal, &d.target)
+            .await?
+            .is_some()
+        {
+            let post = self
+                .store
+                .set_combined_entry(&d.org, universal, &d.target, Some(content))
+                .await?;
+            return self.rewrite_combined(d, live, &post).await;
+        }
+        let copies: Vec<MessageCopy> = self
+            .copies_in(&d.org, universal, &d.target)
+            .await?
+            .into_iter()
+            .filter(|c| c.part < FILE_PART_BASE)
+            .collect();
+        let Some(first) = copies.first().cloned() else {
+            // Not posted (yet, or ever): nothing to edit.
+            return Ok(());
+        };
+        let texts = split_text(&content.text, self.limits_for(&d.target));
+        let n = texts.len() as u32;
+        let mut posted_count = 0u64;
+        for (k, text) in texts.iter().enumerate() {
+            let k = k as u32;
+            let part = part_content(content, text, k, n);
+            match copies.iter().find(|c| c.part == k) {
+                Some(c) => {
+                    let by = c
+                        .posted_by
+                        .clone()
+                        .unwrap_or(PostingIdentity::ServiceAccount);
+                    let message = OutgoingMessage::new(part)
+                        .with_marker(Marker::new(universal.clone(), k).to_string())
+                        .posted_as(by.clone());
+                    live.platform.edit(&reference(c), &message, &by).await?;
+                }
+                None => {
+                    // The edit made the message longer: its new parts are posted after the
+                    // others, where the first part is.
+                    let by = first
+                        .posted_by
+                        .clone()
+                        .unwrap_or(PostingIdentity::ServiceAccount);
+                    let mut message = OutgoingMessage::new(part)
+                        .with_marker(Marker::new(universal.clone(), k).to_string())
+                        .posted_as(by);
+                    message.reply_to = first.thread_root.clone();
+                    let posted = live.platform.post(&d.target, &message).await?;
+                    self.record_parts(&d.org, &d.target, universal, k, &posted)
+                        .await?;
+                    posted_count += 1;
+                }
+            }
+        }
+        // The edit made it shorter: parts beyond the new end say so (their ids stay mapped,
+        // so a later edit or delete still reaches them).
+        for c in copies.iter().filter(|c| c.part >= n) {
+            let by = c
+                .posted_by
+                .clone()
+                .unwrap_or(PostingIdentity::ServiceAccount);
+            let mut gone = content.clone();
+            gone.text = RichText {
+                blocks: vec![Block::Paragraph {
+                    inlines: vec![Inline::Italic {
+                        inlines: vec![Inline::Text {
+                            text: "(this part of the message was removed by an edit)".into(),
+                        }],
+                    }],
+                }],
+            };
+            let message = OutgoingMessage::new(gone)
+                .with_marker(Marker::new(universal.clone(), c.part).to_string())
+                .posted_as(by.clone());
+            live.platform.edit(&reference(c), &message, &by).await?;
+        }
+        if posted_count > 0 {
+            self.count_daily(&d.org, &d.target, posted_count).await?;
+        }
+        Ok(())
+    }
+
+    /// Shows a combined post as its entries are now: edited to the remaining messages, or
+    /// deleted when none remains.
+    async fn rewrite_combined(
+        &self,
+        d: &Delivery,
+        live: &Connected,
+        post: &CombinedPost,
+    ) -> Result<()> {
+        let Some(copy) = self
+            .store
+            .find_message_copy(&d.org, &post.channel, &post.message)
+            .await?
+        else {
+            return Ok(());
+        };
+        let by = copy
+            .posted_by
+            .clone()
+            .unwrap_or(PostingIdentity::ServiceAccount);
+        let remaining: Vec<PortableMessage> = post
+            .entries
+            .iter()
+            .filter_map(|e| e.content.clone())
+            .collect();
+        if remaining.is_empty() {
+            return live.platform.delete(&reference(&copy), &by).await;
+        }
+        let message = OutgoingMessage::new(combined_content(&remaining))
+            .with_marker(Marker::new(copy.universal.clone(), 0).to_string())
+            .posted_as(by.clone());
+        live.platform.edit(&reference(&copy), &message, &by).await
+    }
+
+    /// The target's message of `universal` that reactions go on: our copy there (its first
+    /// part), the origin when the reaction was made on a copy, or the combined post holding
+    /// it.
+    async fn reaction_target(
+        &self,
+        org: &OrgId,
+        universal: &UniversalMessageId,
+        target: &ChannelRef,
+    ) -> Result<Option<MessageCopy>> {
+        if let Some(c) = self
+            .store
+            .message_copies(org, universal)
+            .await?
+            .into_iter()
+            .find(|c| &c.channel == target && c.part == 0)
+        {
+            return Ok(Some(c));
+        }
+        match self
+            .store
+            .find_combined_post(org, universal, target)
+            .await?
+        {
+            Some(post) => {
+                self.store
+                    .find_message_copy(org, target, &post.message)
+                    .await
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Who `user` is (platform and name), looked up on the platforms of the universal
+    /// channel other than the target's first (a reaction comes from another endpoint).
+    async fn reactor(&self, org: &OrgId, target: &ChannelRef, user: &UserId) -> Result<Reactor> {
+        let mut platforms: Vec<PlatformKind> = Vec::new();
+        if let Some(uc) = self.store.find_universal_channel(org, target).await? {
+            for e in uc.endpoints() {
+                if e.channel.platform != target.platform && !platforms.contains(&e.channel.platform)
+                {
+                    platforms.push(e.channel.platform);
+                }
+            }
+        }
+        platforms.push(target.platform);
+        for p in &platforms {
+            if let Some(u) = self.store.get_user(org, *p, user).await? {
+                return Ok(Reactor {
+                    platform: *p,
+                    user: user.clone(),
+                    name: u.user.display_name,
+                });
+            }
+        }
+        Ok(Reactor {
+            platform: platforms[0],
+            user: user.clone(),
+            name: "someone".into(),
+        })
+    }
+
+    async fn run_react(
+        &self,
+        d: &Delivery,
+        live: &Connected,
+        universal: &UniversalMessageId,
+        emoji: &Emoji,
+        change: ReactionChange,
+        reactor: &UserId,
+    ) -> Result<()> {
+        let Some(target) = self.reaction_target(&d.org, universal, &d.target).await? else {
+            return Ok(());
+        };
+        // Everyone's reactions go through one identity on the target: the ledger counts
+        // them per emoji, so the reaction is added with the first and removed with the last.
+        let key = ReactionKey {
+            universal: target.universal.clone(),
+            channel: d.target.clone(),
+            part: target.part,
+            emoji: emoji.clone(),
+        };
+        let who = self.reactor(&d.org, &d.target, reactor).await?;
+        let tally = match change {
+            ReactionChange::Add => self.store.reaction_add(&d.org, &key, &who).await?,
+            ReactionChange::Remove => {
+                self.store
+                    .reaction_remove(&d.org, &key, (who.platform, &who.user))
+                    .await?
+            }
+        };
+        match crate::reactions::platform_call(change, &tally, d.attempts > 0) {
+            ReactionAction::Nothing => return Ok(()),
+            ReactionAction::NoteOnly => {}
+            ReactionAction::Call => {
+                live.platform
+                    .react(
+                        &reference(&target),
+                        emoji,
+                        change,
+                        &PostingIdentity::ServiceAccount,
+                    )
+                    .await?
+            }
+        }
+        if self.config.reaction_notes {
+            self.update_reactions_note(d, live, &target).await?;
+        }
+        Ok(())
+    }
+
+    /// Keeps the note that says who reacted ("Reactions: 👍 Ann, Bob") as a reply to the
+    /// target's message: posted with the first relayed reaction, edited after every change.
+    async fn update_reactions_note(
+        &self,
+        d: &Delivery,
+        live: &Connected,
+        target: &MessageCopy,
+    ) -> Result<()> {
+        let reactions = self
+            .store
+            .reactions_on(&d.org, &target.universal, &d.target, target.part)
+            .await?;
+        let text = crate::reactions::note(&reactions);
+        let existing = self
+            .store
+            .message_copies(&d.org, &target.universal)
+            .await?
+            .into_iter()
+            .find(|c| c.channel == d.target && c.part == NOTE_PART);
+        let identity = live.platform.identity().await?;
+        let content = PortableMessage {
+            sender: Sender {
+                platform: d.target.platform,
+                user: identity.user_id,
+                display_name: "Switchboard".into(),
+                avatar_url: None,
+                email: None,
+            },
+            text,
+            attachments: Vec::new(),
+            thread_root: None,
+        };
+        let marker = Marker::new(target.universal.clone(), NOTE_PART).to_string();
+        match existing {
+            Some(note) => {
+                let by = note
+                    .posted_by
+                    .clone()
+                    .unwrap_or(PostingIdentity::ServiceAccount);
+                let message = OutgoingMessage::new(content)
+                    .with_marker(marker)
+                    .posted_as(by.clone());
+                live.platform.edit(&reference(&note), &message, &by).await
+            }
+            None if reactions.is_empty() => Ok(()),
+            None => {
+                let root = target.thread_root.clone().unwrap_or(target.message.clone());
+                let message = OutgoingMessage::new(content)
+                    .with_marker(marker)
+                    .in_thread(root);
+                let posted = live.platform.post(&d.target, &message).await?;
+                self.store
+                    .put_message_copy(
+                        &d.org,
+                        &MessageCopy {
+                            universal: target.universal.clone(),
+                            channel: d.target.clone(),
+                            message: posted.reference.message.clone(),
+                            thread_root: posted.reference.thread_root.clone(),
+                            posted_by: Some(posted.posted_by.clone()),
+                            part: NOTE_PART,
+                        },
+                    )
+                    .await?;
+                self.count_daily(&d.org, &d.target, 1).await
+            }
+        }
+    }
+
     async fn run_job(&self, d: &Delivery) -> Result<()> {
         let live = self.connections.get(&d.org, &d.connection).await?;
         match &d.job {
@@ -637,66 +1386,27 @@ impl Relay {
                 post_as,
                 files,
             } => {
-                // A retry after a crash or a lost answer: the copy may exist already.
+                self.run_post(
+                    d, &live, universal, origin, content, reply_to, *broadcast, post_as, files,
+                )
+                .await
+            }
+            DeliveryJob::Edit { universal, content } => {
+                self.run_edit(d, &live, universal, content).await
+            }
+            DeliveryJob::Delete { universal } => {
                 if self
-                    .target_copy(&d.org, universal, &d.target)
+                    .store
+                    .find_combined_post(&d.org, universal, &d.target)
                     .await?
                     .is_some()
                 {
-                    return Ok(());
-                }
-                if d.attempts > 0 && self.reconcile(d, universal, &live).await? {
-                    return Ok(());
-                }
-                let uc = self.store.find_universal_channel(&d.org, &d.target).await?;
-                let files = self
-                    .origin_files(&d.org, uc.as_ref(), &origin.channel, files)
-                    .await;
-                let message = OutgoingMessage {
-                    content: content.clone(),
-                    reply_to: reply_to.clone(),
-                    broadcast: *broadcast,
-                    marker: Some(Marker::new(universal.clone(), 0).to_string()),
-                    post_as: post_as.clone(),
-                    files,
-                };
-                let posted = live.platform.post(&d.target, &message).await?;
-                let parts = std::iter::once(&posted.reference).chain(posted.extra_parts.iter());
-                for (i, r) in parts.enumerate() {
-                    self.store
-                        .put_message_copy(
-                            &d.org,
-                            &MessageCopy {
-                                universal: universal.clone(),
-                                channel: d.target.clone(),
-                                message: r.message.clone(),
-                                thread_root: r.thread_root.clone(),
-                                posted_by: Some(posted.posted_by.clone()),
-                                part: i as u32,
-                            },
-                        )
+                    let post = self
+                        .store
+                        .set_combined_entry(&d.org, universal, &d.target, None)
                         .await?;
+                    return self.rewrite_combined(d, &live, &post).await;
                 }
-                Ok(())
-            }
-            DeliveryJob::Edit { universal, content } => {
-                let copies = self.copies_in(&d.org, universal, &d.target).await?;
-                let Some(first) = copies.first() else {
-                    // Not posted (yet, or ever): nothing to edit.
-                    return Ok(());
-                };
-                let posted_by = first
-                    .posted_by
-                    .clone()
-                    .unwrap_or(PostingIdentity::ServiceAccount);
-                let message = OutgoingMessage::new(content.clone())
-                    .with_marker(Marker::new(universal.clone(), 0).to_string())
-                    .posted_as(posted_by.clone());
-                live.platform
-                    .edit(&reference(first), &message, &posted_by)
-                    .await
-            }
-            DeliveryJob::Delete { universal } => {
                 for c in self.copies_in(&d.org, universal, &d.target).await? {
                     let by = c
                         .posted_by
@@ -710,32 +1420,15 @@ impl Relay {
                 universal,
                 emoji,
                 change,
-                reactor: _,
+                reactor,
             } => {
-                // The reaction goes on the target's message of the universal message: our
-                // copy there, or the origin when the reaction was made on a copy.
-                let Some(target) = self
-                    .store
-                    .message_copies(&d.org, universal)
-                    .await?
-                    .into_iter()
-                    .find(|c| c.channel == d.target && c.part == 0)
-                else {
-                    return Ok(());
-                };
-                live.platform
-                    .react(
-                        &reference(&target),
-                        emoji,
-                        *change,
-                        &PostingIdentity::ServiceAccount,
-                    )
+                self.run_react(d, &live, universal, emoji, *change, reactor)
                     .await
             }
             DeliveryJob::Notice { text } => {
                 let identity = live.platform.identity().await?;
                 let content = PortableMessage {
-                    sender: switchboard_core::Sender {
+                    sender: Sender {
                         platform: d.target.platform,
                         user: identity.user_id,
                         display_name: "Switchboard".into(),
@@ -748,8 +1441,8 @@ impl Relay {
                 };
                 live.platform
                     .post(&d.target, &OutgoingMessage::new(content))
-                    .await
-                    .map(|_| ())
+                    .await?;
+                self.count_daily(&d.org, &d.target, 1).await
             }
             _ => Err(Error::new(
                 ErrorKind::Unsupported,
@@ -832,5 +1525,183 @@ fn reference(c: &MessageCopy) -> MessageRef {
         channel: c.channel.clone(),
         message: c.message.clone(),
         thread_root: c.thread_root.clone(),
+    }
+}
+
+/// The content of a top-level post that may be combined with others under backlog: a first
+/// attempt, not a reply, no files, not a notice, posted by the service account.
+fn combinable(d: &Delivery) -> Option<&PortableMessage> {
+    match &d.job {
+        DeliveryJob::Post {
+            universal,
+            content,
+            reply_to: None,
+            broadcast: false,
+            post_as: PostingIdentity::ServiceAccount,
+            files,
+            ..
+        } if d.attempts == 0
+            && files.is_empty()
+            && content.thread_root.is_none()
+            && content.attachments.is_empty()
+            && !universal.as_str().starts_with(NOTICE_PREFIX) =>
+        {
+            Some(content)
+        }
+        _ => None,
+    }
+}
+
+/// The post that combines `messages`: each under its sender's name, in order; the post's
+/// own sender names them all.
+fn combined_content(messages: &[PortableMessage]) -> PortableMessage {
+    let combined = crate::batch::combine(messages);
+    let mut names: Vec<&str> = Vec::new();
+    for s in &combined.senders {
+        if !names.contains(&s.display_name.as_str()) {
+            names.push(&s.display_name);
+        }
+    }
+    let shown = if names.len() > 3 {
+        format!("{} and {} more", names[..3].join(", "), names.len() - 3)
+    } else {
+        names.join(", ")
+    };
+    let first = &messages[0].sender;
+    PortableMessage {
+        sender: Sender {
+            platform: first.platform,
+            user: first.user.clone(),
+            display_name: shown,
+            avatar_url: None,
+            email: None,
+        },
+        text: combined.text,
+        attachments: Vec::new(),
+        thread_root: None,
+    }
+}
+
+/// `text` cut into parts that fit the target (at most [`FILE_PART_BASE`]; the last one
+/// takes whatever is left).
+fn split_text(text: &RichText, limits: TargetLimits) -> Vec<RichText> {
+    let mut parts = split::split(text, limits.part_budget(), 2, &rendered_size);
+    if parts.len() > FILE_PART_BASE as usize {
+        let rest: Vec<Block> = parts
+            .drain(FILE_PART_BASE as usize - 1..)
+            .flat_map(|p| p.blocks)
+            .collect();
+        parts.push(RichText { blocks: rest });
+    }
+    parts
+}
+
+/// Part `k` of `n` of `content`: its text, with "(part k+1 of n)" after the first.
+fn part_content(content: &PortableMessage, text: &RichText, k: u32, n: u32) -> PortableMessage {
+    let mut part = content.clone();
+    part.text = text.clone();
+    if n > 1 && k > 0 {
+        part.text.blocks.insert(
+            0,
+            Block::Paragraph {
+                inlines: vec![Inline::Italic {
+                    inlines: vec![Inline::Text {
+                        text: format!("(part {} of {n})", k + 1),
+                    }],
+                }],
+            },
+        );
+    }
+    part
+}
+
+/// What one translation batch has seen: origin copies not yet committed (a reply later in the
+/// batch finds its root), and the universal channels and users it looked up.
+#[derive(Default)]
+struct Batch {
+    copies: std::sync::Mutex<HashMap<(ChannelRef, MessageId), MessageCopy>>,
+    new: std::sync::Mutex<Vec<MessageCopy>>,
+    channels: std::sync::Mutex<HashMap<ChannelRef, Option<UniversalChannel>>>,
+    users: std::sync::Mutex<HashMap<(PlatformKind, UserId), Option<StoredUser>>>,
+}
+
+impl Batch {
+    fn copy(&self, channel: &ChannelRef, message: &MessageId) -> Option<MessageCopy> {
+        self.copies
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&(channel.clone(), message.clone()))
+            .cloned()
+    }
+
+    fn record(&self, copy: MessageCopy) {
+        self.copies
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert((copy.channel.clone(), copy.message.clone()), copy.clone());
+        self.new
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(copy);
+    }
+
+    /// The copies the item just translated introduced.
+    fn take_new(&self) -> Vec<MessageCopy> {
+        std::mem::take(&mut *self.new.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Drops what an item that will not be completed introduced.
+    fn forget_new(&self) {
+        let gone = self.take_new();
+        let mut copies = self.copies.lock().unwrap_or_else(|p| p.into_inner());
+        for c in gone {
+            copies.remove(&(c.channel, c.message));
+        }
+    }
+
+    async fn universal_channel(
+        &self,
+        store: &dyn Store,
+        org: &OrgId,
+        channel: &ChannelRef,
+    ) -> Result<Option<UniversalChannel>> {
+        if let Some(u) = self
+            .channels
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(channel)
+        {
+            return Ok(u.clone());
+        }
+        let u = store.find_universal_channel(org, channel).await?;
+        self.channels
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(channel.clone(), u.clone());
+        Ok(u)
+    }
+
+    async fn user(
+        &self,
+        store: &dyn Store,
+        org: &OrgId,
+        platform: PlatformKind,
+        user: &UserId,
+    ) -> Result<Option<StoredUser>> {
+        let key = (platform, user.clone());
+        if let Some(u) = self
+            .users
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+        {
+            return Ok(u.clone());
+        }
+        let u = store.get_user(org, platform, user).await?;
+        self.users
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, u.clone());
+        Ok(u)
     }
 }

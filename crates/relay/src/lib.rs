@@ -15,6 +15,8 @@
 //!   through one account are counted per emoji and removed only when the last reactor leaves.
 //! - [`batch`]: combining queued posts of several senders into one post (each name kept) when
 //!   a target channel's backlog grows past its rate limit.
+//! - [`limits`]: what a target accepts (message size, daily cap) and the size estimate
+//!   splitting uses.
 //! - [`order`]: origin order per channel (Slack delivers out of order: order by `ts`).
 //!
 //! [`catchup`] replays what a channel missed (downtime, a removed subscription) through the
@@ -25,6 +27,7 @@
 pub mod batch;
 pub mod catchup;
 pub mod engine;
+pub mod limits;
 pub mod marker;
 pub mod order;
 pub mod reactions;

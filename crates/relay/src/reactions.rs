@@ -1,151 +1,128 @@
 //! Reactions relayed through one identity.
 //!
 //! Teams allows one reaction of each type per identity (`setReaction` / `unsetReaction`), and
-//! the relay reacts on behalf of everyone through the service account. So two Slack users
-//! reacting 👍 must produce one Teams reaction, and the first of them taking it back must not
-//! remove it for the other. The [`ReactionLedger`] of one copy counts reactors per emoji and
-//! says when the platform call is due; [`ReactionLedger::reactors`] gives the names to show
-//! ("👍 Jane, Ravi") where a platform can show only one reaction per identity.
+//! the relay reacts on behalf of everyone through the service account (on Slack, the bot). So
+//! two Slack users reacting 👍 must produce one Teams reaction, and the first of them taking
+//! it back must not remove it for the other. The store keeps the ledger (who reacts with
+//! which emoji on which copy: [`RelayStateStore`](switchboard_core::RelayStateStore));
+//! [`platform_call`] says, from the ledger after a change, whether the platform call is due,
+//! and [`note`] writes the line that shows who reacted ("👍 Ann, Bob"), which the native
+//! reaction of one identity cannot say.
 
-use std::collections::{BTreeMap, BTreeSet};
-
-use serde::{Deserialize, Serialize};
-use switchboard_core::{Emoji, PlatformKind, UserId};
-
-/// Someone who reacted on the origin platform.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct Reactor {
-    /// Their platform.
-    pub platform: PlatformKind,
-    /// Their id there.
-    pub user: UserId,
-}
+use switchboard_core::{Block, Emoji, Inline, ReactionChange, ReactionTally, Reactor, RichText};
 
 /// What to do on the target after a change in the ledger.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReactionAction {
-    /// Add the reaction on the target (the first reactor of this emoji).
-    Add,
-    /// Remove it (the last reactor left).
-    Remove,
-    /// Nothing on the platform: others still react, or this reactor was already counted
-    /// (a duplicate event). The list of reactors to show may have changed.
-    Unchanged,
+    /// Make the platform call (add with the first reactor, remove with the last).
+    Call,
+    /// Nothing on the platform, but who reacts changed: update the note.
+    NoteOnly,
+    /// Nothing at all: a duplicate event.
+    Nothing,
 }
 
-/// The relayed reactions of one message copy: emoji → who reacted.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ReactionLedger {
-    by_emoji: BTreeMap<String, (Emoji, BTreeSet<Reactor>)>,
-}
-
-fn emoji_key(emoji: &Emoji) -> String {
-    match emoji {
-        Emoji::Unicode { value, .. } => format!("u:{value}"),
-        Emoji::Custom { name } => format!("c:{name}"),
+/// The action after `change` left the ledger at `tally`. `retry` is a delivery attempted
+/// before: it may have recorded the change and failed before the platform call, so the call
+/// is made again when it would be due (adding twice or removing what is gone succeeds).
+pub fn platform_call(change: ReactionChange, tally: &ReactionTally, retry: bool) -> ReactionAction {
+    let due = match change {
+        ReactionChange::Add => tally.reactors.len() == 1,
+        ReactionChange::Remove => tally.reactors.is_empty(),
+    };
+    if due && (tally.changed || retry) {
+        ReactionAction::Call
+    } else if tally.changed || retry {
+        ReactionAction::NoteOnly
+    } else {
+        ReactionAction::Nothing
     }
 }
 
-impl ReactionLedger {
-    /// An empty ledger.
-    pub fn new() -> Self {
-        Self::default()
+/// The note that says who reacted: "Reactions: 👍 Ann, Bob · :partyparrot: Cy", or that none
+/// is left.
+pub fn note(reactions: &[(Emoji, Vec<Reactor>)]) -> RichText {
+    let mut inlines = vec![Inline::Italic {
+        inlines: vec![Inline::Text {
+            text: "Reactions:".into(),
+        }],
+    }];
+    let live: Vec<_> = reactions.iter().filter(|(_, r)| !r.is_empty()).collect();
+    if live.is_empty() {
+        inlines.push(Inline::Text {
+            text: " none any more".into(),
+        });
     }
-
-    /// `reactor` reacted with `emoji`.
-    pub fn add(&mut self, emoji: &Emoji, reactor: Reactor) -> ReactionAction {
-        let entry = self
-            .by_emoji
-            .entry(emoji_key(emoji))
-            .or_insert_with(|| (emoji.clone(), BTreeSet::new()));
-        let first = entry.1.is_empty();
-        if !entry.1.insert(reactor) {
-            return ReactionAction::Unchanged;
-        }
-        if first {
-            ReactionAction::Add
-        } else {
-            ReactionAction::Unchanged
-        }
+    for (i, (emoji, reactors)) in live.iter().enumerate() {
+        inlines.push(Inline::Text {
+            text: if i == 0 { " ".into() } else { " · ".into() },
+        });
+        inlines.push(Inline::Emoji {
+            emoji: emoji.clone(),
+        });
+        let names: Vec<&str> = reactors.iter().map(|r| r.name.as_str()).collect();
+        inlines.push(Inline::Text {
+            text: format!(" {}", names.join(", ")),
+        });
     }
-
-    /// `reactor` took `emoji` back.
-    pub fn remove(&mut self, emoji: &Emoji, reactor: &Reactor) -> ReactionAction {
-        let key = emoji_key(emoji);
-        let Some(entry) = self.by_emoji.get_mut(&key) else {
-            return ReactionAction::Unchanged;
-        };
-        if !entry.1.remove(reactor) {
-            return ReactionAction::Unchanged;
-        }
-        if entry.1.is_empty() {
-            self.by_emoji.remove(&key);
-            ReactionAction::Remove
-        } else {
-            ReactionAction::Unchanged
-        }
-    }
-
-    /// Who reacts with `emoji` now.
-    pub fn reactors(&self, emoji: &Emoji) -> Vec<&Reactor> {
-        self.by_emoji
-            .get(&emoji_key(emoji))
-            .map(|(_, set)| set.iter().collect())
-            .unwrap_or_default()
-    }
-
-    /// Every emoji with its number of reactors.
-    pub fn counts(&self) -> Vec<(&Emoji, usize)> {
-        self.by_emoji.values().map(|(e, s)| (e, s.len())).collect()
+    RichText {
+        blocks: vec![Block::Paragraph { inlines }],
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use switchboard_core::{PlatformKind, UserId};
 
-    fn who(id: &str) -> Reactor {
+    fn who(id: &str, name: &str) -> Reactor {
         Reactor {
             platform: PlatformKind::Slack,
             user: UserId::new(id).unwrap(),
+            name: name.into(),
         }
     }
 
-    fn thumbs() -> Emoji {
-        Emoji::Unicode {
+    fn tally(changed: bool, n: usize) -> ReactionTally {
+        ReactionTally {
+            changed,
+            reactors: (0..n).map(|i| who(&format!("U{i}"), "x")).collect(),
+        }
+    }
+
+    #[test]
+    fn the_reaction_is_added_with_the_first_and_removed_with_the_last() {
+        use ReactionAction::*;
+        use ReactionChange::{Add, Remove};
+        assert_eq!(platform_call(Add, &tally(true, 1), false), Call);
+        assert_eq!(platform_call(Add, &tally(true, 2), false), NoteOnly);
+        assert_eq!(platform_call(Add, &tally(false, 2), false), Nothing);
+        assert_eq!(platform_call(Add, &tally(false, 1), false), Nothing);
+        // a retry makes the call that may have been lost
+        assert_eq!(platform_call(Add, &tally(false, 1), true), Call);
+        assert_eq!(platform_call(Remove, &tally(true, 1), false), NoteOnly);
+        assert_eq!(platform_call(Remove, &tally(true, 0), false), Call);
+        assert_eq!(platform_call(Remove, &tally(false, 0), false), Nothing);
+        assert_eq!(platform_call(Remove, &tally(false, 0), true), Call);
+    }
+
+    #[test]
+    fn the_note_names_every_reactor_per_emoji() {
+        let thumbs = Emoji::Unicode {
             value: "👍".into(),
             name: Some("+1".into()),
-        }
-    }
-
-    #[test]
-    fn the_reaction_stays_until_the_last_reactor_leaves() {
-        let mut l = ReactionLedger::new();
-        assert_eq!(l.add(&thumbs(), who("U1")), ReactionAction::Add);
-        assert_eq!(l.add(&thumbs(), who("U2")), ReactionAction::Unchanged);
-        // a redelivered event changes nothing
-        assert_eq!(l.add(&thumbs(), who("U2")), ReactionAction::Unchanged);
-        assert_eq!(l.reactors(&thumbs()).len(), 2);
-        assert_eq!(l.remove(&thumbs(), &who("U1")), ReactionAction::Unchanged);
-        assert_eq!(l.remove(&thumbs(), &who("U1")), ReactionAction::Unchanged);
-        assert_eq!(l.remove(&thumbs(), &who("U2")), ReactionAction::Remove);
-        assert!(l.counts().is_empty());
-        // removing what was never there is not a platform call
-        assert_eq!(l.remove(&thumbs(), &who("U3")), ReactionAction::Unchanged);
-    }
-
-    #[test]
-    fn emoji_are_counted_apart_and_the_ledger_persists() {
-        let mut l = ReactionLedger::new();
+        };
         let party = Emoji::Custom {
             name: "partyparrot".into(),
         };
-        assert_eq!(l.add(&thumbs(), who("U1")), ReactionAction::Add);
-        assert_eq!(l.add(&party, who("U1")), ReactionAction::Add);
-        let json = serde_json::to_string(&l).unwrap();
-        let mut back: ReactionLedger = serde_json::from_str(&json).unwrap();
-        assert_eq!(back, l);
-        assert_eq!(back.remove(&party, &who("U1")), ReactionAction::Remove);
-        assert_eq!(back.counts(), vec![(&thumbs(), 1)]);
+        let n = note(&[
+            (thumbs, vec![who("U1", "Ann"), who("U2", "Bob")]),
+            (party, vec![who("U3", "Cy")]),
+        ]);
+        assert_eq!(
+            n.to_plain_text(),
+            "Reactions: 👍 Ann, Bob · :partyparrot: Cy"
+        );
+        assert_eq!(note(&[]).to_plain_text(), "Reactions: none any more");
     }
 }

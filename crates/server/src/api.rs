@@ -422,7 +422,10 @@ impl utoipa::Modify for BearerAuth {
         crate::api_links::list_identities,
         crate::api_links::create_identity_link,
         crate::api_links::delete_identity_link,
-        crate::api_links::audit_export
+        crate::api_links::audit_export,
+        crate::api_deliveries::list_dead_letters,
+        crate::api_deliveries::retry,
+        crate::api_deliveries::daily_messages
     ),
     modifiers(&BearerAuth)
 )]

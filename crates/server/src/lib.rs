@@ -18,12 +18,14 @@
 #![warn(missing_docs)]
 
 pub mod api;
+pub mod api_deliveries;
 pub mod api_import;
 pub mod api_links;
 pub mod auth;
 pub mod capability;
 pub mod config;
 pub mod console;
+pub mod console_deliveries;
 pub mod console_import;
 pub mod console_links;
 pub mod error;
@@ -41,7 +43,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
@@ -209,17 +211,6 @@ async fn readyz(State(state): State<AppState>) -> Response {
     }
 }
 
-async fn metrics_text(State(state): State<AppState>) -> Response {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        state.metrics.render(),
-    )
-        .into_response()
-}
-
 async fn fallback() -> AppError {
     AppError::not_found("route")
 }
@@ -302,6 +293,18 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/import-jobs/{id}", get(api_import::get_import_job))
         .route("/api/v1/users", get(api_import::list_users))
         .route("/api/v1/openapi.json", get(api::openapi))
+        .route(
+            "/api/v1/dead-letters",
+            get(api_deliveries::list_dead_letters),
+        )
+        .route(
+            "/api/v1/dead-letters/{id}/retry",
+            post(api_deliveries::retry),
+        )
+        .route(
+            "/api/v1/daily-messages",
+            get(api_deliveries::daily_messages),
+        )
         .layer(DefaultBodyLimit::max(256 * 1024));
     let console = Router::new()
         .route("/", get(console::index))
@@ -327,6 +330,8 @@ pub fn router(state: AppState) -> Router {
         .route("/settings", get(console_links::settings))
         .route("/settings/tokens", post(console_links::create_token))
         .route("/settings/tokens/revoke", post(console_links::revoke_token))
+        .route("/deliveries", get(console_deliveries::page))
+        .route("/deliveries/{id}/retry", post(console_deliveries::retry))
         .route("/connect/{platform}/start", get(console::connect_start))
         .route(
             "/connect/{platform}/callback",
@@ -349,7 +354,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics_text))
+        .route("/metrics", get(api_deliveries::metrics))
         .merge(webhooks)
         .merge(api)
         .merge(console)

@@ -29,6 +29,11 @@ pub(crate) const SQLITE: Embedded = &[
         "identity separations",
         include_str!("../migrations/sqlite/0003_identity_separations.sql"),
     ),
+    (
+        4,
+        "relay state",
+        include_str!("../migrations/sqlite/0004_relay_state.sql"),
+    ),
 ];
 
 /// PostgreSQL migrations.
@@ -47,6 +52,11 @@ pub(crate) const POSTGRES: Embedded = &[
         3,
         "identity separations",
         include_str!("../migrations/postgres/0003_identity_separations.sql"),
+    ),
+    (
+        4,
+        "relay state",
+        include_str!("../migrations/postgres/0004_relay_state.sql"),
     ),
 ];
 

@@ -66,6 +66,9 @@ macro_rules! store_conformance {
             delivery_jobs_round_trip,
             outbox_order_retry_and_fail,
             outbox_concurrent_workers_deliver_each_row_once,
+            outbox_runs_and_dead_letters,
+            inbox_batches_complete_in_one_transaction,
+            relay_state_reactions_combined_posts_and_daily_counts,
             leases_expire_after_a_crash,
             audit_chain_appends_lists_exports,
             concurrent_audit_appends_keep_one_chain,
@@ -1952,6 +1955,442 @@ pub async fn outbox_order_retry_and_fail(h: &dyn Harness) {
     assert_eq!(s.outbox_pending(&f.org).await.unwrap(), 0);
     s.outbox_enqueue(&[]).await.unwrap();
     assert!(s.outbox_lease(&w("w1"), 0, LEASE).await.unwrap().is_empty());
+}
+
+/// Check: a batch of inbox items completes at once (origin copies, processed marks,
+/// deliveries), and a lost lease or a conflicting copy in it changes nothing.
+pub async fn inbox_batches_complete_in_one_transaction(h: &dyn Harness) {
+    let s = h.store();
+    let f = fixture(s, "org").await;
+    for id in ["e1", "e2", "e3"] {
+        s.inbox_accept(&f.org, &f.slack.id, &event(id, SLACK_C1, "hi"))
+            .await
+            .unwrap();
+    }
+    let leased = s.inbox_lease(&w("w1"), 2, LEASE).await.unwrap();
+    assert_eq!(leased.len(), 2);
+    let copy = |m: &str, u: &str| MessageCopy {
+        universal: UniversalMessageId::new(u).unwrap(),
+        channel: ch(SLACK_C1),
+        message: MessageId::new(m).unwrap(),
+        thread_root: None,
+        posted_by: None,
+        part: 0,
+    };
+    let items = vec![
+        CompletedItem {
+            id: leased[0].id,
+            copies: vec![copy("m-e1", "u-1")],
+            deliveries: vec![delivery(&f.org, &f.teams, TEAMS_C1, 1)],
+        },
+        CompletedItem {
+            id: leased[1].id,
+            copies: vec![copy("m-e2", "u-2")],
+            deliveries: vec![delivery(&f.org, &f.teams, TEAMS_C1, 2)],
+        },
+    ];
+    // Another worker cannot; a conflicting copy refuses the whole batch.
+    assert_kind(
+        s.inbox_complete_batch(&w("w2"), &items).await,
+        ErrorKind::Conflict,
+    );
+    let mut bad = items.clone();
+    bad[1].copies = vec![copy("m-e1", "u-other")];
+    assert_kind(
+        s.inbox_complete_batch(&w("w1"), &bad).await,
+        ErrorKind::Conflict,
+    );
+    assert_eq!(s.outbox_pending(&f.org).await.unwrap(), 0);
+    assert!(
+        s.find_message_copy(&f.org, &ch(SLACK_C1), &MessageId::new("m-e1").unwrap())
+            .await
+            .unwrap()
+            .is_none(),
+        "nothing recorded"
+    );
+    s.inbox_complete_batch(&w("w1"), &items).await.unwrap();
+    assert_eq!(s.outbox_pending(&f.org).await.unwrap(), 2);
+    let c = s
+        .find_message_copy(&f.org, &ch(SLACK_C1), &MessageId::new("m-e2").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(c.universal.as_str(), "u-2");
+    let out = s.outbox_lease(&w("w1"), 10, LEASE).await.unwrap();
+    assert_eq!(
+        out.iter().map(|d| job_n(&d.job)).collect::<Vec<_>>(),
+        vec![1]
+    );
+    // Completed once: again is a conflict; the third item is still there.
+    assert_kind(
+        s.inbox_complete_batch(&w("w1"), &items).await,
+        ErrorKind::Conflict,
+    );
+    let rest = s.inbox_lease(&w("w1"), 10, LEASE).await.unwrap();
+    assert_eq!(rest.len(), 1);
+    s.inbox_complete_batch(&w("w1"), &[]).await.unwrap();
+}
+
+/// Check: a worker extends its lease to the run queued behind it on one target and completes
+/// the run at once; dead letters are listed per organization, newest first, and retried.
+pub async fn outbox_runs_and_dead_letters(h: &dyn Harness) {
+    let s = h.store();
+    let f = fixture(s, "org").await;
+    let other = fixture(s, "other").await;
+    let x = TEAMS_C1;
+    let y = "msteams:team-1/19:two@thread.tacv2";
+    s.outbox_enqueue(&[
+        delivery(&f.org, &f.teams, x, 1),
+        delivery(&f.org, &f.teams, y, 2),
+        delivery(&f.org, &f.teams, x, 3),
+        delivery(&f.org, &f.teams, x, 4),
+        delivery(&f.org, &f.teams, x, 5),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(s.outbox_backlog(&f.org, &ch(x)).await.unwrap(), 4);
+    assert_eq!(s.outbox_backlog(&f.org, &ch(y)).await.unwrap(), 1);
+    assert_eq!(s.outbox_backlog(&other.org, &ch(x)).await.unwrap(), 0);
+    let head = s.outbox_lease(&w("w1"), 10, LEASE).await.unwrap();
+    assert_eq!(
+        head.iter().map(|d| job_n(&d.job)).collect::<Vec<_>>(),
+        vec![1, 2]
+    );
+    // Only the holder of the head may extend it.
+    assert_kind(
+        s.outbox_lease_following(&w("w2"), head[0].id, 10, LEASE)
+            .await,
+        ErrorKind::Conflict,
+    );
+    let run = s
+        .outbox_lease_following(&w("w1"), head[0].id, 2, LEASE)
+        .await
+        .unwrap();
+    assert_eq!(
+        run.iter().map(|d| job_n(&d.job)).collect::<Vec<_>>(),
+        vec![3, 4]
+    );
+    assert!(run.iter().all(|d| d.target == ch(x) && d.attempts == 0));
+    // Rows of the run are not handed out again, nor is what comes after them.
+    assert!(
+        s.outbox_lease(&w("w2"), 10, LEASE)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // A lost lease in the run refuses the whole completion.
+    assert_kind(
+        s.outbox_complete_many(&w("w2"), &[head[0].id, run[0].id])
+            .await,
+        ErrorKind::Conflict,
+    );
+    let ids: Vec<DeliveryId> = std::iter::once(head[0].id)
+        .chain(run.iter().map(|d| d.id))
+        .collect();
+    s.outbox_complete_many(&w("w1"), &ids).await.unwrap();
+    assert_eq!(s.outbox_backlog(&f.org, &ch(x)).await.unwrap(), 1);
+    assert_kind(
+        s.outbox_complete_many(&w("w1"), &ids).await,
+        ErrorKind::Conflict,
+    );
+    s.outbox_complete_many(&w("w1"), &[]).await.unwrap();
+
+    // Dead letters.
+    let next = s.outbox_lease(&w("w1"), 10, LEASE).await.unwrap();
+    assert_eq!(
+        next.iter().map(|d| job_n(&d.job)).collect::<Vec<_>>(),
+        vec![5]
+    );
+    s.outbox_fail(&w("w1"), next[0].id, "HTTP 403 forbidden")
+        .await
+        .unwrap();
+    s.outbox_fail(&w("w1"), head[1].id, "token revoked")
+        .await
+        .unwrap();
+    s.outbox_enqueue(&[delivery(&other.org, &other.teams, x, 9)])
+        .await
+        .unwrap();
+    let o = s.outbox_lease(&w("w1"), 10, LEASE).await.unwrap();
+    s.outbox_fail(&w("w1"), o[0].id, "elsewhere").await.unwrap();
+    assert_eq!(s.outbox_dead_letter_count(&f.org).await.unwrap(), 2);
+    let dead = s.outbox_dead_letters(&f.org, None, 10).await.unwrap();
+    assert_eq!(
+        dead.iter().map(|d| d.id).collect::<Vec<_>>(),
+        vec![next[0].id, head[1].id],
+        "newest first, this organization's only"
+    );
+    assert_eq!(dead[0].error.as_deref(), Some("HTTP 403 forbidden"));
+    assert_eq!(dead[0].target, ch(x));
+    assert_eq!(dead[0].connection, f.teams.id);
+    assert_eq!(dead[0].attempts, 1);
+    assert_eq!(dead[0].job.as_ref().map(job_n), Some(5));
+    let page = s
+        .outbox_dead_letters(&f.org, Some(next[0].id), 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        page.iter().map(|d| d.id).collect::<Vec<_>>(),
+        vec![head[1].id]
+    );
+    assert_kind(
+        s.outbox_dead_letters(&f.org, None, MAX_PAGE_SIZE + 1).await,
+        ErrorKind::InvalidInput,
+    );
+    // Another organization cannot retry it; a retry queues it again, once.
+    assert_kind(
+        s.outbox_retry_dead(&other.org, dead[0].id).await,
+        ErrorKind::NotFound,
+    );
+    s.outbox_retry_dead(&f.org, dead[0].id).await.unwrap();
+    assert_kind(
+        s.outbox_retry_dead(&f.org, dead[0].id).await,
+        ErrorKind::NotFound,
+    );
+    assert_kind(
+        s.outbox_retry_dead(&f.org, DeliveryId(987_654)).await,
+        ErrorKind::NotFound,
+    );
+    assert_eq!(s.outbox_dead_letter_count(&f.org).await.unwrap(), 1);
+    let again = s.outbox_lease(&w("w2"), 10, LEASE).await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].id, dead[0].id);
+    assert_eq!(again[0].attempts, 0);
+    s.outbox_complete(&w("w2"), again[0].id).await.unwrap();
+    assert_eq!(s.outbox_pending(&f.org).await.unwrap(), 0);
+}
+
+/// Check: the reaction ledger counts reactors per emoji, combined posts keep their entries,
+/// and messages posted per channel per day add up; all scoped by organization.
+pub async fn relay_state_reactions_combined_posts_and_daily_counts(h: &dyn Harness) {
+    let s = h.store();
+    let f = fixture(s, "org").await;
+    let other = fixture(s, "other").await;
+    let u = UniversalMessageId::new("u-1").unwrap();
+    let thumbs = Emoji::Unicode {
+        value: "👍".into(),
+        name: Some("+1".into()),
+    };
+    let key = ReactionKey {
+        universal: u.clone(),
+        channel: ch(TEAMS_C1),
+        part: 0,
+        emoji: thumbs.clone(),
+    };
+    let ann = Reactor {
+        platform: PlatformKind::Slack,
+        user: uid("UANN"),
+        name: "Ann".into(),
+    };
+    let bob = Reactor {
+        platform: PlatformKind::Slack,
+        user: uid("UBOB"),
+        name: "Bob".into(),
+    };
+    let t = s.reaction_add(&f.org, &key, &ann).await.unwrap();
+    assert!(t.changed);
+    assert_eq!(t.reactors, vec![ann.clone()]);
+    let t = s.reaction_add(&f.org, &key, &bob).await.unwrap();
+    assert!(t.changed);
+    assert_eq!(t.reactors, vec![ann.clone(), bob.clone()]);
+    // A redelivered add changes nothing.
+    let t = s.reaction_add(&f.org, &key, &ann).await.unwrap();
+    assert!(!t.changed);
+    assert_eq!(t.reactors.len(), 2);
+    let party = ReactionKey {
+        emoji: Emoji::Custom {
+            name: "partyparrot".into(),
+        },
+        ..key.clone()
+    };
+    s.reaction_add(&f.org, &party, &bob).await.unwrap();
+    // Other parts, channels and organizations are apart.
+    let part1 = ReactionKey {
+        part: 1,
+        ..key.clone()
+    };
+    assert!(
+        s.reaction_add(&f.org, &part1, &ann)
+            .await
+            .unwrap()
+            .reactors
+            .len()
+            == 1
+    );
+    assert_eq!(
+        s.reaction_add(&other.org, &key, &ann)
+            .await
+            .unwrap()
+            .reactors
+            .len(),
+        1
+    );
+    let on = s.reactions_on(&f.org, &u, &ch(TEAMS_C1), 0).await.unwrap();
+    assert_eq!(
+        on,
+        vec![
+            (thumbs.clone(), vec![ann.clone(), bob.clone()]),
+            (party.emoji.clone(), vec![bob.clone()])
+        ]
+    );
+    let t = s
+        .reaction_remove(&f.org, &key, (PlatformKind::Slack, &ann.user))
+        .await
+        .unwrap();
+    assert!(t.changed);
+    assert_eq!(t.reactors, vec![bob.clone()]);
+    let t = s
+        .reaction_remove(&f.org, &key, (PlatformKind::Slack, &ann.user))
+        .await
+        .unwrap();
+    assert!(!t.changed);
+    let t = s
+        .reaction_remove(&f.org, &key, (PlatformKind::Slack, &bob.user))
+        .await
+        .unwrap();
+    assert!(t.changed && t.reactors.is_empty());
+    assert_eq!(
+        s.reactions_on(&other.org, &u, &ch(TEAMS_C1), 0)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    let empty = ReactionKey {
+        emoji: Emoji::Custom {
+            name: String::new(),
+        },
+        ..key.clone()
+    };
+    assert_kind(
+        s.reaction_add(&f.org, &empty, &ann).await,
+        ErrorKind::InvalidInput,
+    );
+
+    // Combined posts.
+    let content = |text: &str| PortableMessage {
+        sender: Sender {
+            platform: PlatformKind::Slack,
+            user: uid("UANN"),
+            display_name: "Ann".into(),
+            avatar_url: None,
+            email: None,
+        },
+        text: RichText::plain(text),
+        attachments: vec![],
+        thread_root: None,
+    };
+    let (u1, u2) = (
+        UniversalMessageId::new("c-1").unwrap(),
+        UniversalMessageId::new("c-2").unwrap(),
+    );
+    let post = CombinedPost {
+        channel: ch(TEAMS_C1),
+        message: MessageId::new("m-combined").unwrap(),
+        entries: vec![
+            CombinedEntry {
+                universal: u1.clone(),
+                content: Some(content("one")),
+            },
+            CombinedEntry {
+                universal: u2.clone(),
+                content: Some(content("two")),
+            },
+        ],
+    };
+    s.put_combined_post(&f.org, &post).await.unwrap();
+    assert_eq!(
+        s.find_combined_post(&f.org, &u2, &ch(TEAMS_C1))
+            .await
+            .unwrap(),
+        Some(post.clone())
+    );
+    assert_eq!(
+        s.find_combined_post(&other.org, &u2, &ch(TEAMS_C1))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        s.find_combined_post(&f.org, &u2, &ch(SLACK_C1))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_kind(
+        s.put_combined_post(&f.org, &post).await,
+        ErrorKind::Conflict,
+    );
+    let edited = s
+        .set_combined_entry(&f.org, &u1, &ch(TEAMS_C1), Some(&content("one, edited")))
+        .await
+        .unwrap();
+    assert_eq!(edited.entries[0].content, Some(content("one, edited")));
+    assert_eq!(edited.entries[1].content, Some(content("two")));
+    let deleted = s
+        .set_combined_entry(&f.org, &u2, &ch(TEAMS_C1), None)
+        .await
+        .unwrap();
+    assert_eq!(deleted.entries[1].content, None);
+    assert_eq!(deleted.entries.len(), 2);
+    assert_kind(
+        s.set_combined_entry(&other.org, &u2, &ch(TEAMS_C1), None)
+            .await,
+        ErrorKind::NotFound,
+    );
+    let empty_post = CombinedPost {
+        entries: vec![],
+        ..post.clone()
+    };
+    assert_kind(
+        s.put_combined_post(&f.org, &empty_post).await,
+        ErrorKind::InvalidInput,
+    );
+    let twice = CombinedPost {
+        message: MessageId::new("m-twice").unwrap(),
+        entries: vec![post.entries[0].clone(), post.entries[0].clone()],
+        ..post.clone()
+    };
+    assert_kind(
+        s.put_combined_post(&other.org, &twice).await,
+        ErrorKind::InvalidInput,
+    );
+
+    // Daily counts.
+    let day = time::macros::date!(2026 - 12 - 01);
+    let next_day = time::macros::date!(2026 - 12 - 02);
+    assert_eq!(
+        s.count_posted(&f.org, &ch(TEAMS_C1), day, 1).await.unwrap(),
+        1
+    );
+    assert_eq!(
+        s.count_posted(&f.org, &ch(TEAMS_C1), day, 5).await.unwrap(),
+        6
+    );
+    assert_eq!(
+        s.count_posted(&f.org, &ch(TEAMS_C1), next_day, 2)
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        s.count_posted(&f.org, &ch(SLACK_C1), day, 1).await.unwrap(),
+        1
+    );
+    assert_eq!(
+        s.count_posted(&other.org, &ch(TEAMS_C1), day, 1)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        s.posted_on(&f.org, day).await.unwrap(),
+        vec![(ch(TEAMS_C1), 6), (ch(SLACK_C1), 1)]
+    );
+    assert_kind(
+        s.count_posted(&OrgId::generate(), &ch(TEAMS_C1), day, 1)
+            .await,
+        ErrorKind::NotFound,
+    );
 }
 
 /// Check: outbox concurrent workers deliver each row once.

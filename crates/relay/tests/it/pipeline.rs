@@ -306,6 +306,10 @@ async fn import(
 }
 
 async fn world() -> World {
+    world_with(|_| {}).await
+}
+
+async fn world_with(tune: impl FnOnce(&mut RelayConfig)) -> World {
     let dir = tempfile::tempdir().unwrap();
     let store = SqlStore::sqlite(dir.path().join("r.db"), Keyring::new(MasterKey::generate()))
         .await
@@ -322,7 +326,10 @@ async fn world() -> World {
         &slack,
         "T1",
         "C1",
-        &[user("U1", "Jane Doe", "jane@contoso.test")],
+        &[
+            user("U1", "Jane Doe", "jane@contoso.test"),
+            user("U2", "Ravi Rao", "ravi@contoso.test"),
+        ],
     )
     .await;
     let aad = "0b9e3b7f-0000-4000-8000-0000000000a1";
@@ -359,14 +366,16 @@ async fn world() -> World {
     let mut map = HashMap::new();
     map.insert(teams.id.clone(), teams_rec.clone());
     map.insert(slack.id.clone(), slack_rec.clone());
+    let mut config = RelayConfig {
+        base_backoff: Duration::ZERO,
+        ..RelayConfig::default()
+    };
+    tune(&mut config);
     let relay = Relay::new(
         store.clone(),
         Arc::new(Fakes(map)),
         WorkerId::new("test").unwrap(),
-        RelayConfig {
-            base_backoff: Duration::ZERO,
-            ..RelayConfig::default()
-        },
+        config,
     );
     World {
         _dir: dir,
@@ -589,7 +598,7 @@ async fn posts_replies_edits_reactions_and_deletes_reach_the_other_side_once() {
         "{outcomes:?}"
     );
     let calls = w.teams_rec.calls();
-    assert_eq!(calls.len(), 5, "{calls:#?}");
+    assert_eq!(calls.len(), 7, "{calls:#?}");
     match &calls[1] {
         Call::Post { reply_to, text, .. } => {
             assert_eq!(reply_to.as_deref(), Some(copy.as_str()));
@@ -612,7 +621,20 @@ async fn posts_replies_edits_reactions_and_deletes_reach_the_other_side_once() {
             change: ReactionChange::Add
         }
     );
-    assert_eq!(calls[4], Call::Delete { id: copy.clone() });
+    // who reacted, in a note under the copy (the service account's reaction cannot say)
+    let note = match &calls[4] {
+        Call::Post {
+            id, reply_to, text, ..
+        } => {
+            assert_eq!(reply_to.as_deref(), Some(copy.as_str()));
+            assert_eq!(text, "Reactions: 👍 Jane Doe");
+            id.clone()
+        }
+        other => panic!("{other:?}"),
+    };
+    // the delete reaches the copy and its note
+    assert_eq!(calls[5], Call::Delete { id: copy.clone() });
+    assert_eq!(calls[6], Call::Delete { id: note });
     assert!(
         w.slack_rec.calls().is_empty(),
         "nothing echoed back to Slack"
@@ -703,4 +725,555 @@ async fn transient_failures_are_retried_and_permanent_ones_dead_lettered() {
         "a dead letter does not block the channel"
     );
     assert_eq!(w.teams_rec.posts().len(), 3);
+}
+
+fn post_text(c: &Call) -> &str {
+    match c {
+        Call::Post { text, .. } | Call::Edit { text, .. } => text,
+        _ => "",
+    }
+}
+
+fn by(id: &str) -> Sender {
+    Sender {
+        user: UserId::new(id).unwrap(),
+        ..sender()
+    }
+}
+
+fn reaction(n: &str, ts: &str, user: &str, emoji: &Emoji, add: bool) -> Inbound {
+    let message = MessageId::new(ts).unwrap();
+    let user = UserId::new(user).unwrap();
+    let emoji = emoji.clone();
+    let kind = if add {
+        EventKind::ReactionAdded {
+            message,
+            user,
+            emoji,
+        }
+    } else {
+        EventKind::ReactionRemoved {
+            message,
+            user,
+            emoji,
+        }
+    };
+    event(n, &"slack:T1/C1".parse().unwrap(), kind)
+}
+
+#[tokio::test]
+async fn reactions_through_one_identity_are_counted_per_emoji_and_show_who_reacted() {
+    let w = world().await;
+    w.accept(
+        &w.slack,
+        event(
+            "Ev1",
+            &w.slack_ch,
+            posted("5.000100", None, RichText::plain("lunch?")),
+        ),
+    )
+    .await;
+    w.settle().await;
+    let copy = match &w.teams_rec.posts()[0] {
+        Call::Post { id, .. } => id.clone(),
+        _ => unreachable!(),
+    };
+    let thumbs = Emoji::Unicode {
+        value: "👍".into(),
+        name: Some("+1".into()),
+    };
+    w.accept(&w.slack, reaction("R1", "5.000100", "U1", &thumbs, true))
+        .await;
+    w.accept(&w.slack, reaction("R2", "5.000100", "U2", &thumbs, true))
+        .await;
+    w.settle().await;
+    // Ravi's second 👍 (another event id: Slack sends reaction events again on retries).
+    w.accept(&w.slack, reaction("R3", "5.000100", "U2", &thumbs, true))
+        .await;
+    w.settle().await;
+    let reacts = |w: &World| -> Vec<ReactionChange> {
+        w.teams_rec
+            .calls()
+            .into_iter()
+            .filter_map(|c| match c {
+                Call::React { id, change } if id == copy => Some(change),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(
+        reacts(&w),
+        vec![ReactionChange::Add],
+        "one reaction for two reactors"
+    );
+    let last_note = |w: &World| -> String {
+        w.teams_rec
+            .calls()
+            .iter()
+            .rev()
+            .find(|c| post_text(c).starts_with("Reactions:"))
+            .map(|c| post_text(c).to_owned())
+            .unwrap()
+    };
+    assert_eq!(last_note(&w), "Reactions: 👍 Jane Doe, Ravi Rao");
+    // Jane takes hers back: the reaction stays for Ravi.
+    w.accept(&w.slack, reaction("R4", "5.000100", "U1", &thumbs, false))
+        .await;
+    w.settle().await;
+    assert_eq!(reacts(&w), vec![ReactionChange::Add]);
+    assert_eq!(last_note(&w), "Reactions: 👍 Ravi Rao");
+    // The last reactor leaves: now it is removed.
+    w.accept(&w.slack, reaction("R5", "5.000100", "U2", &thumbs, false))
+        .await;
+    w.settle().await;
+    assert_eq!(
+        reacts(&w),
+        vec![ReactionChange::Add, ReactionChange::Remove]
+    );
+    assert_eq!(last_note(&w), "Reactions: none any more");
+    // One note, posted once and edited in place.
+    let note_posts = w
+        .teams_rec
+        .posts()
+        .iter()
+        .filter(|c| post_text(c).starts_with("Reactions:"))
+        .count();
+    assert_eq!(note_posts, 1);
+    let universal = w
+        .store
+        .find_message_copy(&w.org, &w.teams_ch, &MessageId::new(copy.clone()).unwrap())
+        .await
+        .unwrap()
+        .unwrap()
+        .universal;
+    assert!(
+        w.store
+            .reactions_on(&w.org, &universal, &w.teams_ch, 0)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        w.slack_rec.calls().is_empty(),
+        "nothing echoed back to Slack"
+    );
+}
+
+#[tokio::test]
+async fn long_messages_are_split_and_edits_and_deletes_reach_every_part() {
+    let w = world().await;
+    let paragraph = "All work and no play makes Jack a dull boy. ".repeat(200);
+    let text = RichText {
+        blocks: (0..8)
+            .map(|_| Block::Paragraph {
+                inlines: vec![Inline::Text {
+                    text: paragraph.clone(),
+                }],
+            })
+            .collect(),
+    };
+    assert!(text.to_plain_text().len() > 70_000);
+    // The third part fails once: the retry posts what is missing, nothing twice.
+    w.teams_rec.fail_posts.lock().push(Error::upstream("503"));
+    w.accept(
+        &w.slack,
+        event("Ev1", &w.slack_ch, posted("7.000100", None, text.clone())),
+    )
+    .await;
+    let outcomes = w.settle().await;
+    assert!(
+        matches!(outcomes[0], DeliveryOutcome::Retried { .. }),
+        "{outcomes:?}"
+    );
+    assert_eq!(outcomes.last(), Some(&DeliveryOutcome::Delivered));
+    let posts = w.teams_rec.posts();
+    assert!(posts.len() >= 3, "{} parts", posts.len());
+    let mut joined = String::new();
+    for (k, p) in posts.iter().enumerate() {
+        let t = post_text(p);
+        assert!(t.len() <= 28_000, "part {k} is {} bytes", t.len());
+        let body = if k == 0 {
+            t.to_owned()
+        } else {
+            let prefix = format!("(part {} of {})\n\n", k + 1, posts.len());
+            assert!(t.starts_with(&prefix), "{:?}", &t[..40]);
+            t[prefix.len()..].to_owned()
+        };
+        if !joined.is_empty() {
+            joined.push_str("\n\n");
+        }
+        joined.push_str(&body);
+        match p {
+            Call::Post { marker, .. } => assert!(marker.is_some()),
+            _ => unreachable!(),
+        }
+    }
+    assert_eq!(joined, text.to_plain_text(), "no text lost, none repeated");
+    let ids: Vec<String> = posts
+        .iter()
+        .map(|p| match p {
+            Call::Post { id, .. } => id.clone(),
+            _ => unreachable!(),
+        })
+        .collect();
+    // Every part is a copy of the one universal message, in order.
+    let first = w
+        .store
+        .find_message_copy(&w.org, &w.teams_ch, &MessageId::new(&ids[0]).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let copies: Vec<MessageCopy> = w
+        .store
+        .message_copies(&w.org, &first.universal)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|c| c.channel == w.teams_ch)
+        .collect();
+    assert_eq!(
+        copies
+            .iter()
+            .map(|c| c.message.to_string())
+            .collect::<Vec<_>>(),
+        ids
+    );
+    assert_eq!(
+        copies.iter().map(|c| c.part).collect::<Vec<_>>(),
+        (0..ids.len() as u32).collect::<Vec<_>>()
+    );
+
+    // An edit to a short text: the first part says it, the others say they are gone.
+    w.accept(
+        &w.slack,
+        event(
+            "Ev2",
+            &w.slack_ch,
+            EventKind::Edited {
+                message: MessageId::new("7.000100").unwrap(),
+                content: PortableMessage {
+                    sender: sender(),
+                    text: RichText::plain("short now"),
+                    attachments: vec![],
+                    thread_root: None,
+                },
+            },
+        ),
+    )
+    .await;
+    w.settle().await;
+    let edits: Vec<(String, String)> = w
+        .teams_rec
+        .calls()
+        .into_iter()
+        .filter_map(|c| match c {
+            Call::Edit { id, text, .. } => Some((id, text)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(edits.len(), ids.len());
+    assert_eq!(edits[0], (ids[0].clone(), "short now".to_owned()));
+    for (id, text) in &edits[1..] {
+        assert!(ids.contains(id));
+        assert_eq!(text, "(this part of the message was removed by an edit)");
+    }
+    // A delete reaches every part.
+    w.accept(
+        &w.slack,
+        event(
+            "Ev3",
+            &w.slack_ch,
+            EventKind::Deleted {
+                message: MessageId::new("7.000100").unwrap(),
+            },
+        ),
+    )
+    .await;
+    w.settle().await;
+    let deleted: Vec<String> = w
+        .teams_rec
+        .calls()
+        .into_iter()
+        .filter_map(|c| match c {
+            Call::Delete { id } => Some(id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(deleted, ids);
+}
+
+#[tokio::test]
+async fn a_backlog_is_combined_into_posts_that_keep_every_sender_in_order() {
+    let w = world_with(|c| {
+        c.batch_threshold = Some(3);
+        c.batch_max = 6;
+    })
+    .await;
+    for i in 0..10u32 {
+        let user = if i % 2 == 0 { "U1" } else { "U2" };
+        let mut kind = posted(
+            &format!("9.{:06}", i + 1),
+            None,
+            RichText::plain(format!("message {i}")),
+        );
+        if let EventKind::Posted { content, .. } = &mut kind {
+            content.sender = by(user);
+        }
+        w.accept(&w.slack, event(&format!("Ev{i}"), &w.slack_ch, kind))
+            .await;
+    }
+    let outcomes = w.settle().await;
+    assert_eq!(outcomes.len(), 10);
+    assert!(outcomes.iter().all(|o| *o == DeliveryOutcome::Delivered));
+    let posts = w.teams_rec.posts();
+    assert!(
+        posts.len() < 10 && posts.len() >= 2,
+        "10 messages in {} posts",
+        posts.len()
+    );
+    // Every message appears once, in origin order, under its sender's name.
+    let all: Vec<String> = posts
+        .iter()
+        .flat_map(|p| {
+            post_text(p)
+                .split("\n\n")
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .filter(|l| l.contains("message "))
+        .collect();
+    let expected: Vec<String> = (0..10)
+        .map(|i| {
+            let name = if i % 2 == 0 { "Jane Doe" } else { "Ravi Rao" };
+            format!("{name}: message {i}")
+        })
+        .collect();
+    // A message posted alone (the tail, below the threshold) carries its sender in the
+    // attribution the adapter adds, not in the text.
+    let stripped: Vec<String> = all
+        .iter()
+        .map(|l| {
+            if l.contains(": ") {
+                l.clone()
+            } else {
+                let i: usize = l.trim_start_matches("message ").parse().unwrap();
+                expected[i].clone()
+            }
+        })
+        .collect();
+    assert_eq!(stripped, expected);
+    let combined_id = match &posts[0] {
+        Call::Post { id, text, .. } => {
+            assert!(
+                text.starts_with("Jane Doe: message 0\n\nRavi Rao: message 1"),
+                "{text}"
+            );
+            id.clone()
+        }
+        _ => unreachable!(),
+    };
+
+    // An edit of a combined message rewrites the combined post; a delete takes it out.
+    w.accept(
+        &w.slack,
+        event(
+            "Ed1",
+            &w.slack_ch,
+            EventKind::Edited {
+                message: MessageId::new("9.000002").unwrap(),
+                content: PortableMessage {
+                    sender: by("U2"),
+                    text: RichText::plain("message 1, edited"),
+                    attachments: vec![],
+                    thread_root: None,
+                },
+            },
+        ),
+    )
+    .await;
+    w.accept(
+        &w.slack,
+        event(
+            "Ed2",
+            &w.slack_ch,
+            EventKind::Deleted {
+                message: MessageId::new("9.000001").unwrap(),
+            },
+        ),
+    )
+    .await;
+    w.settle().await;
+    let edits: Vec<(String, String)> = w
+        .teams_rec
+        .calls()
+        .into_iter()
+        .filter_map(|c| match c {
+            Call::Edit { id, text, .. } => Some((id, text)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(edits.len(), 2, "{edits:?}");
+    assert!(edits.iter().all(|(id, _)| *id == combined_id));
+    assert!(
+        edits[0].1.contains("Ravi Rao: message 1, edited"),
+        "{}",
+        edits[0].1
+    );
+    assert!(edits[0].1.contains("Jane Doe: message 0"));
+    assert!(!edits[1].1.contains("message 0"), "{}", edits[1].1);
+    assert!(edits[1].1.starts_with("Ravi Rao: message 1, edited"));
+    assert!(
+        !w.teams_rec
+            .calls()
+            .iter()
+            .any(|c| matches!(c, Call::Delete { .. })),
+        "the combined post stays for the others"
+    );
+    // Every origin of the combined post is mapped: a reply to one goes under the post.
+    let mut reply = posted("9.000100", Some("9.000003"), RichText::plain("a reply"));
+    if let EventKind::Posted { content, .. } = &mut reply {
+        content.sender = by("U1");
+    }
+    w.accept(&w.slack, event("Ev99", &w.slack_ch, reply)).await;
+    w.settle().await;
+    match w.teams_rec.posts().last().unwrap() {
+        Call::Post { reply_to, text, .. } => {
+            assert_eq!(reply_to.as_deref(), Some(combined_id.as_str()));
+            assert_eq!(text, "a reply");
+        }
+        _ => unreachable!(),
+    }
+}
+
+#[tokio::test]
+async fn dead_letters_tell_the_sender_in_the_origin_thread_once_and_can_be_retried() {
+    let w = world().await;
+    w.teams_rec
+        .fail_posts
+        .lock()
+        .push(Error::new(ErrorKind::Forbidden, "removed from the team"));
+    // The notice itself fails too: it is dead-lettered without a notice about it.
+    w.slack_rec
+        .fail_posts
+        .lock()
+        .push(Error::new(ErrorKind::Forbidden, "not in channel"));
+    w.accept(
+        &w.slack,
+        event(
+            "Ev1",
+            &w.slack_ch,
+            posted("3.000100", None, RichText::plain("hello")),
+        ),
+    )
+    .await;
+    let outcomes = w.settle().await;
+    assert_eq!(outcomes.len(), 2, "{outcomes:?}");
+    assert!(
+        outcomes
+            .iter()
+            .all(|o| matches!(o, DeliveryOutcome::Failed { .. }))
+    );
+    let dead = w.store.outbox_dead_letters(&w.org, None, 10).await.unwrap();
+    assert_eq!(dead.len(), 2);
+    assert!(w.slack_rec.posts().is_empty());
+
+    // Once told: the notice goes into the origin thread, naming the target and the reason.
+    w.teams_rec
+        .fail_posts
+        .lock()
+        .push(Error::new(ErrorKind::Forbidden, "removed from the team"));
+    w.accept(
+        &w.slack,
+        event(
+            "Ev2",
+            &w.slack_ch,
+            posted("3.000200", None, RichText::plain("again")),
+        ),
+    )
+    .await;
+    w.settle().await;
+    let notices = w.slack_rec.posts();
+    assert_eq!(notices.len(), 1, "{notices:?}");
+    match &notices[0] {
+        Call::Post {
+            channel,
+            reply_to,
+            text,
+            ..
+        } => {
+            assert_eq!(channel, &w.slack_ch);
+            assert_eq!(reply_to.as_deref(), Some("3.000200"));
+            assert!(
+                text.contains("could not deliver this message to #general on msteams"),
+                "{text}"
+            );
+            assert!(text.contains("removed from the team"), "{text}");
+        }
+        _ => unreachable!(),
+    }
+    assert!(w.teams_rec.posts().is_empty());
+    // A retry from the dead letters delivers it.
+    let dead = w.store.outbox_dead_letters(&w.org, None, 10).await.unwrap();
+    let to_teams: Vec<_> = dead.iter().filter(|d| d.target == w.teams_ch).collect();
+    assert_eq!(to_teams.len(), 2);
+    for d in &to_teams {
+        w.store.outbox_retry_dead(&w.org, d.id).await.unwrap();
+    }
+    let outcomes = w.settle().await;
+    assert!(
+        outcomes.iter().all(|o| *o == DeliveryOutcome::Delivered),
+        "{outcomes:?}"
+    );
+    let texts: Vec<String> = w
+        .teams_rec
+        .posts()
+        .iter()
+        .map(|p| post_text(p).to_owned())
+        .collect();
+    assert_eq!(texts, ["hello", "again"], "in origin order");
+    assert_eq!(w.store.outbox_dead_letter_count(&w.org).await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn messages_per_channel_per_day_are_counted_and_the_admin_warned_near_the_cap() {
+    let w = world_with(|c| {
+        c.batch_threshold = None;
+        c.limits.insert(
+            PlatformKind::Msteams,
+            switchboard_relay::limits::TargetLimits {
+                max_message: 28_000,
+                daily_cap: Some(10),
+            },
+        );
+    })
+    .await;
+    for i in 0..12u32 {
+        w.accept(
+            &w.slack,
+            event(
+                &format!("Ev{i}"),
+                &w.slack_ch,
+                posted(&format!("4.{:06}", i + 1), None, RichText::plain("hi")),
+            ),
+        )
+        .await;
+    }
+    w.settle().await;
+    let today = OffsetDateTime::now_utc().date();
+    assert_eq!(
+        w.store.posted_on(&w.org, today).await.unwrap(),
+        vec![(w.teams_ch.clone(), 12)]
+    );
+    let warnings: Vec<AuditEntry> = w
+        .store
+        .list_audit(&w.org, 0, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.action == "channel.daily_cap_near")
+        .collect();
+    assert_eq!(warnings.len(), 1, "once, at 90 %");
+    assert_eq!(warnings[0].target, w.teams_ch.to_string());
+    assert_eq!(warnings[0].details["posted"], 9);
+    assert_eq!(warnings[0].details["cap"], 10);
 }

@@ -3,6 +3,7 @@
 
 mod api;
 mod console;
+mod deliveries;
 mod imports;
 mod links;
 mod migrate;

@@ -2,12 +2,51 @@
 
 use super::*;
 
-#[async_trait]
-impl MessageMapStore for Backend {
-    async fn put_message_copy(&self, org: &OrgId, copy: &MessageCopy) -> Result<()> {
+impl Backend {
+    /// Records a copy inside `tx` (the rules of `put_message_copy`).
+    /// The insert that records a new copy and does nothing when (channel, message) or the
+    /// part is taken: one statement on the hot path; the checks run only when it did nothing.
+    fn insert_copy(
+        org: &OrgId,
+        copy: &MessageCopy,
+    ) -> sqlx::query::Query<'static, DB, <DB as sqlx::Database>::Arguments<'static>> {
         let (posted_as, posted_as_user) = posted_as_columns(copy.posted_by.as_ref());
-        let mut tx = self.begin().await?;
-        Self::require_org(&mut tx, org).await?;
+        sqlx::query(
+            "INSERT INTO message_copies (org_id, platform, team_id, channel_id, message_id, \
+             universal_id, thread_root, posted_as, posted_as_user, part, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT DO NOTHING",
+        )
+        .bind(org.as_str().to_owned())
+        .bind(copy.channel.platform.as_str())
+        .bind(copy.channel.team.as_str().to_owned())
+        .bind(copy.channel.channel.as_str().to_owned())
+        .bind(copy.message.as_str().to_owned())
+        .bind(copy.universal.as_str().to_owned())
+        .bind(copy.thread_root.as_ref().map(|t| t.as_str().to_owned()))
+        .bind(posted_as)
+        .bind(posted_as_user.map(str::to_owned))
+        .bind(i64::from(copy.part))
+        .bind(now_ns())
+    }
+
+    /// Records a copy through the write pool in one statement; `false` when it must go the
+    /// slow way (taken, or the insert failed, e.g. an unknown organization).
+    pub(super) async fn put_copy_fast(&self, org: &OrgId, copy: &MessageCopy) -> bool {
+        matches!(
+            Self::insert_copy(org, copy).execute(&self.write).await,
+            Ok(r) if r.rows_affected() == 1
+        )
+    }
+
+    pub(super) async fn put_copy_tx(tx: &mut Tx, org: &OrgId, copy: &MessageCopy) -> Result<()> {
+        let inserted = Self::insert_copy(org, copy)
+            .execute(&mut **tx)
+            .await
+            .map_err(|e| db_err("recording the message copy", e))?;
+        if inserted.rows_affected() == 1 {
+            return Ok(());
+        }
+        let (posted_as, posted_as_user) = posted_as_columns(copy.posted_by.as_ref());
         let existing = sqlx::query(
             "SELECT universal_id, part FROM message_copies WHERE org_id = $1 AND platform = $2 \
              AND team_id = $3 AND channel_id = $4 AND message_id = $5",
@@ -17,7 +56,7 @@ impl MessageMapStore for Backend {
         .bind(copy.channel.team.as_str())
         .bind(copy.channel.channel.as_str())
         .bind(copy.message.as_str())
-        .fetch_optional(&mut *tx)
+        .fetch_optional(&mut **tx)
         .await
         .map_err(|e| db_err("reading the message copy", e))?;
         if let Some(row) = existing {
@@ -46,7 +85,7 @@ impl MessageMapStore for Backend {
         .bind(copy.channel.team.as_str())
         .bind(copy.channel.channel.as_str())
         .bind(i64::from(copy.part))
-        .fetch_optional(&mut *tx)
+        .fetch_optional(&mut **tx)
         .await
         .map_err(|e| db_err("reading the message copy", e))?;
         if let Some(row) = taken {
@@ -74,9 +113,22 @@ impl MessageMapStore for Backend {
         .bind(posted_as_user)
         .bind(i64::from(copy.part))
         .bind(now_ns())
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await
         .map_err(|e| db_err("recording the message copy", e))?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl MessageMapStore for Backend {
+    async fn put_message_copy(&self, org: &OrgId, copy: &MessageCopy) -> Result<()> {
+        if self.put_copy_fast(org, copy).await {
+            return Ok(());
+        }
+        let mut tx = self.begin().await?;
+        Self::require_org(&mut tx, org).await?;
+        Self::put_copy_tx(&mut tx, org, copy).await?;
         Self::commit(tx).await
     }
 

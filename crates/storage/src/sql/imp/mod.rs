@@ -9,6 +9,7 @@ mod directory;
 mod messages;
 mod orgs;
 mod queue;
+mod relay_state;
 mod secrets;
 mod sync;
 mod universal;
@@ -29,14 +30,14 @@ use sqlx::{QueryBuilder, Row as _, Transaction};
 use subtle::ConstantTimeEq as _;
 use switchboard_core::{
     AccountIdentity, Actor, AdminPrincipal, AdminTokenInfo, AuditEntry, AuditStore,
-    AuditVerification, Channel, ChannelRef, Connection, ConnectionHealth, ConnectionId,
-    ConnectionStore, Credentials, CursorKey, Delivery, DeliveryId, DeliveryJob, DirectoryStore,
-    Endpoint, Error, IdentityLink, ImportRun, Inbound, InboxId, InboxItem, InboxOutcome,
-    MAX_INBOX_BATCH, MAX_PAGE_SIZE, Membership, MessageCopy, MessageId, MessageMapStore,
-    MessageSnapshot, NewAuditEntry, NewDelivery, OrgId, OrgStore, Organization, PlatformKind,
-    PostingIdentity, QueueStore, Result, SecretStore, StoredChannel, StoredUser, Subscription,
-    SubscriptionId, SyncStateStore, Team, TeamId, UniversalChannel, UniversalChannelId,
-    UniversalChannelStore, UniversalMessageId, User, UserId, WorkerId,
+    AuditVerification, Channel, ChannelRef, CompletedItem, Connection, ConnectionHealth,
+    ConnectionId, ConnectionStore, Credentials, CursorKey, DeadLetter, Delivery, DeliveryId,
+    DeliveryJob, DirectoryStore, Endpoint, Error, IdentityLink, ImportRun, Inbound, InboxId,
+    InboxItem, InboxOutcome, MAX_INBOX_BATCH, MAX_PAGE_SIZE, Membership, MessageCopy, MessageId,
+    MessageMapStore, MessageSnapshot, NewAuditEntry, NewDelivery, OrgId, OrgStore, Organization,
+    PlatformKind, PostingIdentity, QueueStore, Result, SecretStore, StoredChannel, StoredUser,
+    Subscription, SubscriptionId, SyncStateStore, Team, TeamId, UniversalChannel,
+    UniversalChannelId, UniversalChannelStore, UniversalMessageId, User, UserId, WorkerId,
 };
 use time::OffsetDateTime;
 use zeroize::{Zeroize as _, Zeroizing};

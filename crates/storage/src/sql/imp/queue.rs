@@ -283,6 +283,54 @@ impl QueueStore for Backend {
         Self::commit(tx).await
     }
 
+    async fn inbox_complete_batch(&self, worker: &WorkerId, items: &[CompletedItem]) -> Result<()> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        let payloads = items
+            .iter()
+            .map(|i| {
+                i.deliveries
+                    .iter()
+                    .map(validate_delivery)
+                    .collect::<Result<Vec<_>>>()
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let now = now_ns();
+        let mut tx = self.begin().await?;
+        for (item, payloads) in items.iter().zip(&payloads) {
+            let id = item.id.0;
+            let row = sqlx::query(
+                "UPDATE inbox SET processed_at = $1, lease_owner = NULL, lease_until = NULL \
+                 WHERE id = $2 AND processed_at IS NULL AND lease_owner = $3 RETURNING org_id",
+            )
+            .bind(now)
+            .bind(id)
+            .bind(worker.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(|e| db_err("completing inbox events", e))?;
+            let Some(row) = row else {
+                return Err(conflict(format!(
+                    "inbox event {id} is not leased by worker {:?} (processed, lost or absent)",
+                    worker.as_str()
+                )));
+            };
+            let org: OrgId = parse_col(&row, "inbox", "org_id")?;
+            if let Some(d) = item.deliveries.iter().find(|d| d.org != org) {
+                return Err(Error::invalid(format!(
+                    "inbox event {id} belongs to organization {org}; a delivery for organization {} cannot come from it",
+                    d.org
+                )));
+            }
+            for copy in &item.copies {
+                Self::put_copy_tx(&mut tx, &org, copy).await?;
+            }
+            Self::enqueue_tx(&mut tx, &item.deliveries, payloads, now).await?;
+        }
+        Self::commit(tx).await
+    }
+
     async fn outbox_enqueue(&self, deliveries: &[NewDelivery]) -> Result<()> {
         if deliveries.is_empty() {
             return Ok(());
@@ -427,6 +475,244 @@ impl QueueStore for Backend {
         .map_err(|e| db_err("failing the delivery", e))?;
         if r.rows_affected() == 0 {
             return Err(self.outbox_lost(worker, id).await);
+        }
+        Ok(())
+    }
+
+    async fn outbox_backlog(&self, org: &OrgId, target: &ChannelRef) -> Result<u64> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM outbox WHERE org_id = $1 AND target = $2 \
+             AND state = 'pending'",
+        )
+        .bind(org.as_str())
+        .bind(target.to_string())
+        .fetch_one(&self.read)
+        .await
+        .map_err(|e| db_err("counting a target's backlog", e))?;
+        count(&row, "n")
+    }
+
+    async fn outbox_lease_following(
+        &self,
+        worker: &WorkerId,
+        first: DeliveryId,
+        max: usize,
+        lease: Duration,
+    ) -> Result<Vec<Delivery>> {
+        let now = now_ns();
+        let mut tx = self.begin().await?;
+        let head = sqlx::query(
+            "SELECT org_id, target FROM outbox WHERE id = $1 AND state = 'pending' \
+             AND lease_owner = $2 AND lease_until > $3",
+        )
+        .bind(first.0)
+        .bind(worker.as_str())
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(|e| db_err("reading the leased delivery", e))?;
+        let Some(head) = head else {
+            drop(tx);
+            return Err(self.outbox_lost(worker.as_str(), first.0).await);
+        };
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let candidates = sqlx::query(
+            "SELECT id, next_attempt_at, lease_until FROM outbox WHERE org_id = $1 \
+             AND target = $2 AND state = 'pending' AND id > $3 ORDER BY id LIMIT $4",
+        )
+        .bind(col_str(&head, "org_id")?)
+        .bind(col_str(&head, "target")?)
+        .bind(first.0)
+        .bind(i64::try_from(max).unwrap_or(i64::MAX))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(|e| db_err("reading the backlog", e))?;
+        let mut ids = Vec::with_capacity(candidates.len());
+        for row in &candidates {
+            let due: i64 = col(row, "next_attempt_at")?;
+            let leased: Option<i64> = col(row, "lease_until")?;
+            if due > now || leased.is_some_and(|l| l > now) {
+                break;
+            }
+            ids.push(col::<i64>(row, "id")?);
+        }
+        let mut out = Vec::with_capacity(ids.len());
+        if ids.is_empty() {
+            Self::commit(tx).await?;
+            return Ok(out);
+        }
+        let mut qb = QueryBuilder::<DB>::new("UPDATE outbox SET lease_owner = ");
+        qb.push_bind(worker.as_str())
+            .push(", lease_until = ")
+            .push_bind(add_ns(now, lease))
+            .push(", attempts = attempts + 1 WHERE id IN (");
+        let mut sep = qb.separated(", ");
+        for id in &ids {
+            sep.push_bind(*id);
+        }
+        qb.push(") RETURNING id, org_id, connection_id, target, payload, job_version, attempts");
+        let mut rows = qb
+            .build()
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(|e| db_err("leasing the backlog", e))?;
+        rows.sort_by_key(|r| col::<i64>(r, "id").unwrap_or(i64::MAX));
+        let mut release: Vec<i64> = Vec::new();
+        for row in &rows {
+            let id: i64 = col(row, "id")?;
+            if !release.is_empty() {
+                release.push(id);
+                continue;
+            }
+            let decoded = (|| -> Result<Delivery> {
+                let attempts: i64 = col(row, "attempts")?;
+                Ok(Delivery {
+                    id: DeliveryId(id),
+                    org: parse_col(row, "outbox", "org_id")?,
+                    connection: parse_col(row, "outbox", "connection_id")?,
+                    target: parse_col(row, "outbox", "target")?,
+                    job: decode_job(id, col(row, "job_version")?, &col_str(row, "payload")?)?,
+                    attempts: u32::try_from(attempts.saturating_sub(1).max(0)).unwrap_or(u32::MAX),
+                })
+            })();
+            match decoded {
+                Ok(d) => out.push(d),
+                Err(e) => {
+                    // Not taken, nor anything after it: the ordinary lease sets it aside as
+                    // outbox_lease does, and order is kept.
+                    tracing::warn!(outbox_id = id, error = %e.message(), "delivery cannot be decoded; left for the ordinary lease");
+                    release.push(id);
+                }
+            }
+        }
+        for id in release {
+            sqlx::query(
+                "UPDATE outbox SET lease_owner = NULL, lease_until = NULL, \
+                 attempts = attempts - 1 WHERE id = $1",
+            )
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| db_err("releasing an undecodable delivery", e))?;
+        }
+        Self::commit(tx).await?;
+        Ok(out)
+    }
+
+    async fn outbox_release(&self, worker: &WorkerId, ids: &[DeliveryId]) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.begin().await?;
+        for chunk in ids.chunks(CHUNK) {
+            let mut qb = QueryBuilder::<DB>::new(
+                "UPDATE outbox SET lease_owner = NULL, lease_until = NULL, \
+                 attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END \
+                 WHERE state = 'pending' AND lease_owner = ",
+            );
+            qb.push_bind(worker.as_str()).push(" AND id IN (");
+            let mut sep = qb.separated(", ");
+            for id in chunk {
+                sep.push_bind(id.0);
+            }
+            qb.push(")");
+            qb.build()
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| db_err("releasing deliveries", e))?;
+        }
+        Self::commit(tx).await
+    }
+
+    async fn outbox_complete_many(&self, worker: &WorkerId, ids: &[DeliveryId]) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let now = now_ns();
+        let mut tx = self.begin().await?;
+        for id in ids {
+            let r = sqlx::query(
+                "UPDATE outbox SET state = 'done', finished_at = $1, lease_owner = NULL, \
+                 lease_until = NULL WHERE id = $2 AND state = 'pending' AND lease_owner = $3",
+            )
+            .bind(now)
+            .bind(id.0)
+            .bind(worker.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| db_err("completing deliveries", e))?;
+            if r.rows_affected() == 0 {
+                drop(tx);
+                return Err(self.outbox_lost(worker.as_str(), id.0).await);
+            }
+        }
+        Self::commit(tx).await
+    }
+
+    async fn outbox_dead_letters(
+        &self,
+        org: &OrgId,
+        before: Option<DeliveryId>,
+        limit: usize,
+    ) -> Result<Vec<DeadLetter>> {
+        let limit = page_limit(limit)?;
+        let rows = sqlx::query(
+            "SELECT id, connection_id, target, payload, job_version, attempts, last_error, \
+             finished_at FROM outbox WHERE org_id = $1 AND state = 'failed' AND id < $2 \
+             ORDER BY id DESC LIMIT $3",
+        )
+        .bind(org.as_str())
+        .bind(before.map_or(i64::MAX, |b| b.0))
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await
+        .map_err(|e| db_err("listing dead letters", e))?;
+        rows.iter()
+            .map(|row| {
+                let id: i64 = col(row, "id")?;
+                let attempts: i64 = col(row, "attempts")?;
+                let finished: Option<i64> = col(row, "finished_at")?;
+                Ok(DeadLetter {
+                    id: DeliveryId(id),
+                    connection: parse_col(row, "outbox", "connection_id")?,
+                    target: parse_col(row, "outbox", "target")?,
+                    job: decode_job(id, col(row, "job_version")?, &col_str(row, "payload")?).ok(),
+                    attempts: u32::try_from(attempts.max(0)).unwrap_or(u32::MAX),
+                    error: col(row, "last_error")?,
+                    failed_at: from_ts("outbox.finished_at", finished.unwrap_or(0))?,
+                })
+            })
+            .collect()
+    }
+
+    async fn outbox_dead_letter_count(&self, org: &OrgId) -> Result<u64> {
+        let row =
+            sqlx::query("SELECT COUNT(*) AS n FROM outbox WHERE org_id = $1 AND state = 'failed'")
+                .bind(org.as_str())
+                .fetch_one(&self.read)
+                .await
+                .map_err(|e| db_err("counting dead letters", e))?;
+        count(&row, "n")
+    }
+
+    async fn outbox_retry_dead(&self, org: &OrgId, id: DeliveryId) -> Result<()> {
+        let r = sqlx::query(
+            "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = $1, \
+             finished_at = NULL, lease_owner = NULL, lease_until = NULL \
+             WHERE org_id = $2 AND id = $3 AND state = 'failed'",
+        )
+        .bind(now_ns())
+        .bind(org.as_str())
+        .bind(id.0)
+        .execute(&self.write)
+        .await
+        .map_err(|e| db_err("queueing a dead letter again", e))?;
+        if r.rows_affected() == 0 {
+            return Err(Error::not_found(format!(
+                "organization {org} has no dead letter {id}"
+            )));
         }
         Ok(())
     }

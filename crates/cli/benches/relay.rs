@@ -1,0 +1,522 @@
+//! Relay benchmarks on the built-in sandbox, through the real server, adapters and SQLite
+//! (`switchboard serve --sandbox --autoconnect` in-process):
+//!
+//! 1. **Throughput, limits off** (sandbox time scale 0): the raw sandbox rate of Graph channel
+//!    message POSTs, measured in the same run, then N Slack messages relayed to Teams
+//!    (messages/s and Graph POSTs/s, from the sandbox's own timestamps).
+//! 2. **Added latency at 100 msg/s offered**: Slack `ts` → the Teams copy's
+//!    `createdDateTime`, both stamped by the sandbox; p50/p99.
+//! 3. **Teams per-channel backlog** (time scale 1: 4 requests/s on one channel): a burst from
+//!    several senders; the share of the channel's allowance used while the backlog lasts, and
+//!    messages/s against requests/s.
+//!
+//! `cargo bench -p switchboard-cli --bench relay` (env `SB_BENCH_MESSAGES`, default 2000;
+//! `SB_BENCH_BACKLOG`, default 2000). Prints one JSON line per scenario.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use switchboard_cli::serve::{Launched, ServeArgs, launch};
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+struct Env {
+    http: reqwest::Client,
+    server: String,
+    token: String,
+    sandbox: String,
+    graph: String,
+    graph_token: String,
+    slack_channel: String,
+    team: String,
+    teams_channel: String,
+    spare_channels: Vec<String>,
+    users: Vec<String>,
+    launched: Launched,
+    _dir: tempfile::TempDir,
+}
+
+fn enc(s: &str) -> String {
+    s.replace(':', "%3A").replace('@', "%40")
+}
+
+impl Env {
+    async fn start(time_scale: f64) -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        let launched = launch(ServeArgs {
+            config: None,
+            data_dir: Some(dir.path().to_owned()),
+            port: Some(0),
+            sandbox: true,
+            sandbox_url: None,
+            time_scale,
+            autoconnect: true,
+            ready_file: None,
+        })
+        .await
+        .expect("serve --sandbox --autoconnect");
+        let ready = launched.ready.clone().unwrap();
+        let ready_json = serde_json::to_value(&ready).unwrap();
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(64)
+            .build()
+            .unwrap();
+        let sandbox = ready_json["base_url"].as_str().unwrap().to_owned();
+        let seed: Value = http
+            .get(format!("{sandbox}/_sandbox/seed"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let slack_team = seed["slack"]["team_id"].as_str().unwrap().to_owned();
+        let slack_channel = seed["slack"]["channels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["is_private"] == false && c["is_member"] == true)
+            .and_then(|c| c["id"].as_str())
+            .unwrap()
+            .to_owned();
+        let team = &seed["msteams"]["teams"][0];
+        let standard: Vec<String> = team["channels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["membershipType"] == "standard")
+            .map(|c| c["id"].as_str().unwrap().to_owned())
+            .collect();
+        let users: Vec<String> = seed["slack"]["users"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|u| u["is_bot"] == false && u["deleted"] == false)
+            .take(4)
+            .map(|u| u["id"].as_str().unwrap().to_owned())
+            .collect();
+        let env = Env {
+            server: launched.running.url.clone(),
+            token: secrecy::ExposeSecret::expose_secret(&launched.running.admin_token).to_owned(),
+            graph: ready_json["graph_api_url"].as_str().unwrap().to_owned(),
+            graph_token: ready_json["msteams"]["service_account_token"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+            team: team["id"].as_str().unwrap().to_owned(),
+            teams_channel: standard[0].clone(),
+            spare_channels: standard[1..].to_vec(),
+            slack_channel: slack_channel.clone(),
+            users,
+            sandbox,
+            http,
+            launched,
+            _dir: dir,
+        };
+        let r = env
+            .http
+            .post(format!("{}/api/v1/universal-channels", env.server))
+            .bearer_auth(&env.token)
+            .json(&json!({"name": "bench", "endpoints": [
+                format!("slack:{slack_team}/{slack_channel}"),
+                format!("msteams:{}/{}", env.team, env.teams_channel)]}))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "link: {}", r.text().await.unwrap());
+        // Let the feed keeper subscribe (Graph) and the link settle.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        env
+    }
+
+    async fn stats(&self) -> Value {
+        self.http
+            .get(format!("{}/_sandbox/stats", self.sandbox))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// Graph POSTs of channel messages counted by the sandbox.
+    async fn graph_posts(&self) -> u64 {
+        let s = self.stats().await;
+        s["routes"]
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .filter(|(k, _)| {
+                        k.starts_with("POST ")
+                            && k.contains("/channels/")
+                            && k.ends_with("/messages")
+                    })
+                    .map(|(_, v)| v["requests"].as_u64().unwrap_or(0))
+                    .sum()
+            })
+            .unwrap_or(0)
+    }
+
+    async fn post_slack(&self, user: &str, text: &str) -> f64 {
+        let v: Value = self
+            .http
+            .post(format!("{}/_sandbox/slack/messages", self.sandbox))
+            .json(&json!({"user": user, "channel": self.slack_channel, "text": text}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        v["ts"].as_str().unwrap().parse().unwrap()
+    }
+
+    /// Teams messages of the linked channel: (body, created in seconds).
+    async fn teams_messages(&self) -> Vec<(String, f64)> {
+        let v: Value = self
+            .http
+            .get(format!(
+                "{}/_sandbox/msteams/teams/{}/channels/{}/messages",
+                self.sandbox,
+                self.team,
+                enc(&self.teams_channel)
+            ))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        v["value"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .map(|m| {
+                let created = m["createdDateTime"].as_str().unwrap_or("");
+                let t = time::OffsetDateTime::parse(
+                    created,
+                    &time::format_description::well_known::Rfc3339,
+                )
+                .map(|t| t.unix_timestamp_nanos() as f64 / 1e9)
+                .unwrap_or(0.0);
+                (m["body"]["content"].as_str().unwrap_or("").to_owned(), t)
+            })
+            .collect()
+    }
+
+    /// Waits until every `prefix-i` (i < n) is in a Teams message; returns each one's
+    /// arrival (the created time of the message holding it).
+    async fn wait_all(&self, prefix: &str, n: usize, timeout: Duration) -> HashMap<usize, f64> {
+        let start = Instant::now();
+        loop {
+            let mut found = HashMap::new();
+            for (body, created) in self.teams_messages().await {
+                for piece in body.split(prefix).skip(1) {
+                    let digits: String = piece.chars().take_while(char::is_ascii_digit).collect();
+                    if let Ok(i) = digits.parse::<usize>()
+                        && i < n
+                    {
+                        found.entry(i).or_insert(created);
+                    }
+                }
+            }
+            if found.len() == n || start.elapsed() > timeout {
+                return found;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+}
+
+/// Raw sandbox rate: `n` Graph channel-message POSTs with `concurrency` clients.
+/// The sandbox keeps Teams' 3,000 messages a day per channel even with limits off.
+async fn raw_post_rate(env: &Env, channel: &str, n: usize, concurrency: usize) -> f64 {
+    let url = format!(
+        "{}/teams/{}/channels/{}/messages",
+        env.graph,
+        env.team,
+        enc(channel)
+    );
+    let start = Instant::now();
+    let mut set = tokio::task::JoinSet::new();
+    for w in 0..concurrency {
+        let (http, url, token) = (env.http.clone(), url.clone(), env.graph_token.clone());
+        let count = n / concurrency + usize::from(w < n % concurrency);
+        set.spawn(async move {
+            for i in 0..count {
+                let r = http
+                    .post(&url)
+                    .bearer_auth(&token)
+                    .json(&json!({"body": {"contentType": "html", "content": format!("<p>raw {w}-{i}</p>")}}))
+                    .send()
+                    .await
+                    .unwrap();
+                assert!(r.status().is_success(), "raw POST: {}", r.status());
+            }
+        });
+    }
+    while let Some(r) = set.join_next().await {
+        r.expect("a raw POST client failed");
+    }
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+async fn throughput_and_latency(throughput: bool) {
+    let n = env_usize("SB_BENCH_MESSAGES", 2000);
+    let env = Env::start(0.0).await;
+    if throughput {
+        throughput_run(&env, n).await;
+    }
+    latency_run(&env).await;
+    env.launched.shutdown().await.unwrap();
+}
+
+async fn throughput_run(env: &Env, n: usize) {
+    // Both raw runs go into one unlinked channel: 2 × 1,400 stays under its daily 3,000.
+    let spare = env
+        .spare_channels
+        .first()
+        .expect("an unlinked Teams channel");
+    let raw_n = n.min(1400);
+    let raw = raw_post_rate(env, spare, raw_n, 8).await;
+    let raw_one = raw_post_rate(env, spare, raw_n, 1).await;
+    let inject_start = Instant::now();
+    // Relay: inject n Slack messages as fast as 8 clients can.
+    let posts_before = env.graph_posts().await;
+    let mut set = tokio::task::JoinSet::new();
+    let first_ts = std::sync::Arc::new(parking_lot_free::Min::default());
+    for w in 0..8usize {
+        let (http, sandbox, channel, user, first) = (
+            env.http.clone(),
+            env.sandbox.clone(),
+            env.slack_channel.clone(),
+            env.users[w % env.users.len()].clone(),
+            first_ts.clone(),
+        );
+        let count = n / 8 + usize::from(w < n % 8);
+        set.spawn(async move {
+            for i in 0..count {
+                let v: Value = http
+                    .post(format!("{sandbox}/_sandbox/slack/messages"))
+                    .json(&json!({"user": user, "channel": channel, "text": format!("tput-{} ", i * 8 + w)}))
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                first.update(v["ts"].as_str().unwrap().parse().unwrap());
+            }
+        });
+    }
+    while let Some(r) = set.join_next().await {
+        r.expect("an injecting client failed");
+    }
+    let inject_seconds = inject_start.elapsed().as_secs_f64();
+    // When the server had stored every event (webhook → inbox), from its own counter.
+    let mut ingested_seconds = f64::NAN;
+    for _ in 0..6000 {
+        let text = env
+            .http
+            .get(format!("{}/metrics", env.server))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let stored: f64 = text
+            .lines()
+            .find(|l| l.starts_with("switchboard_inbound_items_total"))
+            .and_then(|l| l.split_whitespace().last())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0);
+        if stored >= n as f64 {
+            ingested_seconds = inject_start.elapsed().as_secs_f64();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let arrived = env.wait_all("tput-", n, Duration::from_secs(600)).await;
+    let last = arrived.values().copied().fold(0.0, f64::max);
+    let span = (last - first_ts.get()).max(1e-3);
+    let posts = env.graph_posts().await - posts_before;
+    println!(
+        "{}",
+        json!({
+            "scenario": "throughput_limits_off",
+            "messages": n,
+            "delivered": arrived.len(),
+            "seconds": span,
+            "messages_per_s": arrived.len() as f64 / span,
+            "inject_seconds": inject_seconds,
+            "ingested_seconds": ingested_seconds,
+            "graph_posts": posts,
+            "graph_posts_per_s": posts as f64 / span,
+            "raw_sandbox_posts_per_s_8_clients": raw,
+            "raw_sandbox_posts_per_s_1_client": raw_one,
+            "relay_vs_raw_8_clients": (arrived.len() as f64 / span) / raw,
+            "relay_vs_raw_1_client": (arrived.len() as f64 / span) / raw_one,
+        })
+    );
+}
+
+async fn latency_run(env: &Env) {
+    // Latency at 100 msg/s offered, 10 s.
+    let m = 1000usize;
+    let mut sent = Vec::with_capacity(m);
+    let start = Instant::now();
+    for i in 0..m {
+        let due = Duration::from_millis(10 * i as u64);
+        if let Some(wait) = due.checked_sub(start.elapsed()) {
+            tokio::time::sleep(wait).await;
+        }
+        let user = env.users[i % env.users.len()].clone();
+        sent.push(env.post_slack(&user, &format!("lat-{i} ")).await);
+    }
+    let arrived = env.wait_all("lat-", m, Duration::from_secs(120)).await;
+    let mut lat: Vec<f64> = (0..m)
+        .filter_map(|i| arrived.get(&i).map(|t| (t - sent[i]) * 1000.0))
+        .collect();
+    lat.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    println!(
+        "{}",
+        json!({
+            "scenario": "latency_100_per_s",
+            "messages": m,
+            "delivered": lat.len(),
+            "offered_per_s": m as f64 / start.elapsed().as_secs_f64(),
+            "p50_ms": percentile(&lat, 0.50),
+            "p99_ms": percentile(&lat, 0.99),
+            "max_ms": lat.last().copied().unwrap_or(f64::NAN),
+        })
+    );
+}
+
+async fn teams_backlog() {
+    let n = env_usize("SB_BENCH_BACKLOG", 2000);
+    let env = Env::start(1.0).await;
+    let posts_before = env.graph_posts().await;
+    let mut set = tokio::task::JoinSet::new();
+    for (w, user) in env.users.iter().enumerate() {
+        let (http, sandbox, channel, user) = (
+            env.http.clone(),
+            env.sandbox.clone(),
+            env.slack_channel.clone(),
+            user.clone(),
+        );
+        let k = env.users.len();
+        let count = n / k + usize::from(w < n % k);
+        set.spawn(async move {
+            for i in 0..count {
+                http.post(format!("{sandbox}/_sandbox/slack/messages"))
+                    .json(&json!({"user": user, "channel": channel, "text": format!("bl-{} ", i * k + w)}))
+                    .send()
+                    .await
+                    .unwrap();
+            }
+        });
+    }
+    while set.join_next().await.is_some() {}
+    let arrived = env.wait_all("bl-", n, Duration::from_secs(900)).await;
+    let posts = env.graph_posts().await - posts_before;
+    let msgs = env.teams_messages().await;
+    let mut created: Vec<f64> = msgs
+        .iter()
+        .filter(|(b, _)| b.contains("bl-"))
+        .map(|(_, t)| *t)
+        .collect();
+    created.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    // The backlog lasts from the first post to the last; the allowance is 4 requests/s after
+    // a burst of 4 (the bucket starts full), so the steady rate leaves the burst out.
+    let span = (created.last().copied().unwrap_or(0.0) - created.first().copied().unwrap_or(0.0))
+        .max(1e-3);
+    let stats = env.stats().await;
+    println!(
+        "{}",
+        json!({
+            "scenario": "teams_channel_backlog",
+            "messages": n,
+            "delivered": arrived.len(),
+            "senders": env.users.len(),
+            "graph_posts": posts,
+            "seconds": span,
+            "requests_per_s": (posts.saturating_sub(4)) as f64 / span,
+            "allowance_used": ((posts.saturating_sub(4)) as f64 / span) / 4.0,
+            "messages_per_s": arrived.len() as f64 / span,
+            "throttled_429": stats["throttled_429"],
+        })
+    );
+    env.launched.shutdown().await.unwrap();
+}
+
+/// A tiny lock-free minimum of f64 (the first Slack ts of a concurrent burst).
+mod parking_lot_free {
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    pub struct Min(AtomicU64);
+
+    impl Default for Min {
+        fn default() -> Self {
+            Min(AtomicU64::new(f64::INFINITY.to_bits()))
+        }
+    }
+
+    impl Min {
+        pub fn update(&self, v: f64) {
+            let mut cur = self.0.load(Ordering::Relaxed);
+            while v < f64::from_bits(cur) {
+                match self.0.compare_exchange(
+                    cur,
+                    v.to_bits(),
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => break,
+                    Err(c) => cur = c,
+                }
+            }
+        }
+
+        pub fn get(&self) -> f64 {
+            f64::from_bits(self.0.load(Ordering::Relaxed))
+        }
+    }
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let only = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    rt.block_on(async {
+        match only.as_deref() {
+            None => {
+                throughput_and_latency(true).await;
+                teams_backlog().await;
+            }
+            Some("throughput") => throughput_and_latency(true).await,
+            Some("latency") => throughput_and_latency(false).await,
+            Some("backlog") => teams_backlog().await,
+            Some(other) => panic!("unknown scenario {other:?} (throughput, latency, backlog)"),
+        }
+    });
+}
