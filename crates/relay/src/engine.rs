@@ -706,6 +706,47 @@ impl Relay {
     /// Posts `group` (first attempts of top-level posts without files, in order) as one
     /// message that keeps every sender's name, and maps every origin to it.
     async fn deliver_combined(&self, group: &[&Delivery]) -> Result<Vec<DeliveryOutcome>> {
+        // A message already posted here (a platform's redelivery of an event the catch-up
+        // replayed first, say) is not posted again, alone or combined.
+        let mut fresh: Vec<&Delivery> = Vec::with_capacity(group.len());
+        let mut done: Vec<DeliveryId> = Vec::new();
+        for d in group {
+            let posted = match &d.job {
+                DeliveryJob::Post { universal, .. } => {
+                    self.target_copy(&d.org, universal, &d.target)
+                        .await?
+                        .is_some()
+                        || self
+                            .store
+                            .find_combined_post(&d.org, universal, &d.target)
+                            .await?
+                            .is_some()
+                }
+                _ => false,
+            };
+            if posted {
+                done.push(d.id);
+            } else {
+                fresh.push(d);
+            }
+        }
+        if !done.is_empty() {
+            self.store.outbox_complete_many(&self.worker, &done).await?;
+        }
+        let mut outcomes = vec![DeliveryOutcome::Delivered; done.len()];
+        match fresh.len() {
+            0 => return Ok(outcomes),
+            1 => {
+                outcomes.push(self.deliver_one(fresh[0]).await?);
+                return Ok(outcomes);
+            }
+            _ => {}
+        }
+        outcomes.extend(self.post_combined(&fresh).await?);
+        Ok(outcomes)
+    }
+
+    async fn post_combined(&self, group: &[&Delivery]) -> Result<Vec<DeliveryOutcome>> {
         let head = group[0];
         let mut entries = Vec::with_capacity(group.len());
         let mut contents = Vec::with_capacity(group.len());
@@ -1007,6 +1048,16 @@ impl Relay {
         post_as: &PostingIdentity,
         files: &[Attachment],
     ) -> Result<()> {
+        // Posted already inside a combined post (a platform's redelivery of an event the
+        // catch-up replayed first, say): nothing to do.
+        if self
+            .store
+            .find_combined_post(&d.org, universal, &d.target)
+            .await?
+            .is_some()
+        {
+            return Ok(());
+        }
         let limits = self.limits_for(&d.target);
         let texts = split_text(&content.text, limits);
         let n = texts.len() as u32;
