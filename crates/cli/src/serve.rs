@@ -53,6 +53,10 @@ pub struct ServeArgs {
 /// the store directly) and subscriptions due for renewal; the API and console wake it at once.
 const KEEPER_INTERVAL: Duration = Duration::from_secs(5);
 
+/// How often the relay workers look for work when nothing woke them (catch-up items,
+/// retries that fell due, rows a crashed replica's lease gave back).
+const POLL: Duration = Duration::from_millis(100);
+
 /// A started server with its relay workers (and sandbox, with `--sandbox`).
 pub struct Launched {
     /// The server.
@@ -177,6 +181,7 @@ pub async fn launch(args: ServeArgs) -> Result<Launched, String> {
         state = state.with_platform(a, c);
     }
     let links_changed = state.links_changed.clone();
+    let inbox_accepted = state.inbox_accepted.clone();
     let running =
         serve::start_with(listener, state, org.clone(), admin_token.clone()).map_err(err)?;
 
@@ -193,24 +198,45 @@ pub async fn launch(args: ServeArgs) -> Result<Launched, String> {
         },
     )
     .with_observer(keeper.clone());
-    let worker = tokio::spawn(async move {
-        loop {
-            let translated = relay.translate_batch().await.unwrap_or_else(|e| {
-                tracing::warn!(error = %e, "translating failed");
-                0
-            });
-            let delivered = relay
-                .deliver_batch()
-                .await
-                .map(|d| d.len())
-                .unwrap_or_else(|e| {
-                    tracing::warn!(error = %e, "delivering failed");
-                    0
-                });
-            if translated == 0 && delivered == 0 {
-                tokio::time::sleep(Duration::from_millis(100)).await;
+    // Two loops: translating wakes as soon as a webhook stored something, delivering as
+    // soon as a translation produced deliveries; both also poll (catch-up, retries due).
+    let relay = Arc::new(relay);
+    let deliver_wake = Arc::new(tokio::sync::Notify::new());
+    let translate_loop = {
+        let relay = relay.clone();
+        let deliver_wake = deliver_wake.clone();
+        async move {
+            loop {
+                match relay.translate_batch().await {
+                    Ok(n) if n > 0 => {
+                        deliver_wake.notify_one();
+                        continue;
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "translating failed"),
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(POLL) => {}
+                    _ = inbox_accepted.notified() => {}
+                }
             }
         }
+    };
+    let deliver_loop = async move {
+        loop {
+            match relay.deliver_batch().await {
+                Ok(d) if !d.is_empty() => continue,
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "delivering failed"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(POLL) => {}
+                _ = deliver_wake.notified() => {}
+            }
+        }
+    };
+    let worker = tokio::spawn(async move {
+        tokio::join!(translate_loop, deliver_loop);
     });
     let feeds = tokio::spawn(keeper.run(
         links_changed,

@@ -93,6 +93,9 @@ pub struct AppState {
     /// Notified whenever universal channels are created or removed (the feed keeper wakes and
     /// subscribes to or drops the channels' live feeds at once).
     pub links_changed: Arc<tokio::sync::Notify>,
+    /// Notified whenever webhook items are stored in the inbox (the relay workers wake at
+    /// once instead of at their next poll).
+    pub inbox_accepted: Arc<tokio::sync::Notify>,
     /// Slack workspace → the connection that serves it, learned on first delivery.
     pub workspace_routes: Arc<
         parking_lot::RwLock<
@@ -137,6 +140,7 @@ impl AppState {
                 env
             }),
             links_changed: Arc::default(),
+            inbox_accepted: Arc::default(),
             workspace_routes: Arc::default(),
             jobs: Arc::default(),
             pool: Arc::default(),

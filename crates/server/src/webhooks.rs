@@ -32,6 +32,7 @@ pub const MAX_WEBHOOK_BODY: usize = 1024 * 1024;
 pub struct InboxSink {
     store: Arc<dyn Store>,
     org: OrgId,
+    accepted: Option<Arc<tokio::sync::Notify>>,
 }
 
 impl std::fmt::Debug for InboxSink {
@@ -43,7 +44,17 @@ impl std::fmt::Debug for InboxSink {
 impl InboxSink {
     /// A sink for connections of `org`.
     pub fn new(store: Arc<dyn Store>, org: OrgId) -> Self {
-        InboxSink { store, org }
+        InboxSink {
+            store,
+            org,
+            accepted: None,
+        }
+    }
+
+    /// Also notifies `accepted` after items are stored (the relay workers wake at once).
+    pub fn notifying(mut self, accepted: Arc<tokio::sync::Notify>) -> Self {
+        self.accepted = Some(accepted);
+        self
     }
 }
 
@@ -54,6 +65,9 @@ impl EventSink for InboxSink {
             self.store
                 .inbox_accept_batch(&self.org, connection, chunk)
                 .await?;
+        }
+        if let Some(n) = &self.accepted {
+            n.notify_one();
         }
         Ok(())
     }
@@ -195,7 +209,8 @@ async fn handle(
                     continue;
                 };
                 let n = group.items.len() as u64;
-                let sink = InboxSink::new(state.store.clone(), org);
+                let sink = InboxSink::new(state.store.clone(), org)
+                    .notifying(state.inbox_accepted.clone());
                 if let Err(e) = sink.accept(&connection, group.items).await {
                     return unavailable(state, label, e);
                 }
