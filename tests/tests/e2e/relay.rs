@@ -522,3 +522,84 @@ async fn a_file_shared_on_teams_reaches_slack() {
     })
     .await;
 }
+
+/// The numbers of the `w…` words in `text`, in order.
+fn words(text: &str) -> Vec<u32> {
+    text.split(|c: char| !c.is_ascii_alphanumeric())
+        .filter_map(|t| t.strip_prefix('w').and_then(|n| n.parse().ok()))
+        .collect()
+}
+
+#[tokio::test]
+async fn long_messages_arrive_whole_each_way() {
+    let w = World::start("0").await;
+    let pair = w.link_pair(0).await;
+    let (slack_user, _, _) = w.slack_user(0);
+    let (teams_user, _, _) = w.teams_author(&pair, 0).await;
+
+    // Slack → Teams: 35,000 characters, more than a Teams message holds: split into parts,
+    // every word there once, in order
+    let long: String = (0..5000u32).map(|n| format!("w{n:05} ")).collect();
+    w.slack_post(&slack_user, &pair.slack, long.trim_end(), None)
+        .await;
+    let mut parts = Vec::new();
+    for _ in 0..600 {
+        parts = w
+            .teams_messages(&pair)
+            .await
+            .into_iter()
+            .filter(|m| text_of_teams(m).contains("w0"))
+            .collect();
+        let got: usize = parts.iter().map(|m| words(&text_of_teams(m)).len()).sum();
+        if got >= 5000 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        parts.len() >= 2,
+        "split into parts: {} message(s)",
+        parts.len()
+    );
+    for p in &parts {
+        assert!(
+            text_of_teams(p).len() <= 28 * 1024,
+            "each part fits in a Teams message"
+        );
+    }
+    parts.sort_by_key(|m| {
+        m["id"]
+            .as_str()
+            .unwrap_or_default()
+            .parse::<u64>()
+            .unwrap_or(0)
+    });
+    let all: Vec<u32> = parts
+        .iter()
+        .flat_map(|m| words(&text_of_teams(m)))
+        .collect();
+    assert_eq!(
+        all,
+        (0..5000).collect::<Vec<_>>(),
+        "every word once, in order"
+    );
+
+    // Teams → Slack: a long Teams message arrives whole
+    let html: String = format!(
+        "<p>{}</p>",
+        (10_000..13_000u32)
+            .map(|n| format!("w{n:05} "))
+            .collect::<String>()
+    );
+    w.teams_post(&teams_user, &pair, &html, None).await;
+    let copy = slack_find(&w, &pair.slack, "the long Teams message in Slack", |m| {
+        slack_text(m).contains("w12999")
+    })
+    .await;
+    let got = words(slack_text(&copy));
+    assert_eq!(
+        got,
+        (10_000..13_000).collect::<Vec<_>>(),
+        "whole and in order"
+    );
+}
