@@ -819,6 +819,17 @@ impl Relay {
         kind: ErrorKind,
         error: String,
     ) -> Result<DeliveryOutcome> {
+        // Refused because the service account is no longer in the team or channel (someone
+        // removed it): add it back, audit that, and try again at once.
+        if matches!(kind, ErrorKind::Forbidden | ErrorKind::NotFound)
+            && d.attempts < 2
+            && self.rejoined(d).await
+        {
+            self.store
+                .outbox_retry(&self.worker, d.id, OffsetDateTime::now_utc(), &error)
+                .await?;
+            return Ok(DeliveryOutcome::Retried { error });
+        }
         let wait = match kind {
             ErrorKind::RateLimited { retry_after } => Some(self.backoff(d.attempts, retry_after)),
             ErrorKind::NeedsReauth => Some(self.config.reauth_pause),
@@ -846,6 +857,34 @@ impl Relay {
                     tracing::warn!(delivery = %d.id, error = %e, "could not tell the sender of a dead letter");
                 }
                 Ok(DeliveryOutcome::Failed { error })
+            }
+        }
+    }
+
+    /// Whether the target connection's account was missing from the target's team or
+    /// channel and has just been added back (audited).
+    async fn rejoined(&self, d: &Delivery) -> bool {
+        let Ok(live) = self.connections.get(&d.org, &d.connection).await else {
+            return false;
+        };
+        match live.account.ensure_membership(&d.target).await {
+            Ok(switchboard_core::MembershipOutcome::Added) => {
+                tracing::warn!(target = %d.target, "the service account had been removed; added it back");
+                let entry = NewAuditEntry {
+                    actor: Actor::System,
+                    action: "service_account.readded".into(),
+                    target: d.target.to_string(),
+                    details: serde_json::json!({ "connection": d.connection.as_str() }),
+                };
+                if let Err(e) = self.store.append_audit(&d.org, entry).await {
+                    tracing::warn!(error = %e, "could not audit the re-added service account");
+                }
+                true
+            }
+            Ok(_) => false,
+            Err(e) => {
+                tracing::info!(target = %d.target, error = %e, "could not check the service account's membership");
+                false
             }
         }
     }

@@ -603,3 +603,44 @@ async fn long_messages_arrive_whole_each_way() {
         "whole and in order"
     );
 }
+
+#[tokio::test]
+async fn a_removed_service_account_is_added_back_and_the_message_delivered() {
+    let w = World::start("0").await;
+    let pair = w.link_pair(0).await;
+    let (slack_user, _, _) = w.slack_user(0);
+    let svc = w.sandbox["msteams"]["service_account_upn"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    w.ctl(
+        "POST",
+        &format!("/_sandbox/msteams/teams/{}/members/remove", pair.team),
+        json!({ "user": svc }),
+    )
+    .await;
+    w.slack_post(&slack_user, &pair.slack, "after the removal", None)
+        .await;
+    teams_find(&w, &pair, "the post after the removal", |m| {
+        text_of_teams(m).contains("after the removal")
+    })
+    .await;
+    let audit: Value = w
+        .http
+        .get(format!("{}/api/v1/audit", w.url))
+        .bearer_auth(&w.token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        audit
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == "service_account.readded"),
+        "audited: {audit}"
+    );
+}
