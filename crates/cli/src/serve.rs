@@ -9,7 +9,7 @@ use std::time::Duration;
 use clap::Args;
 use secrecy::{ExposeSecret, SecretString};
 use switchboard_core::{Actor, PlatformKind, Store, WorkerId};
-use switchboard_relay::engine::{Relay, RelayConfig};
+use switchboard_relay::engine::{DeliveryOutcome, Relay, RelayConfig};
 use switchboard_sandbox::{ReadyInfo, Sandbox, SandboxConfig, Seed};
 use switchboard_server::config::ServerConfig;
 use switchboard_server::feeds::FeedKeeper;
@@ -182,6 +182,7 @@ pub async fn launch(args: ServeArgs) -> Result<Launched, String> {
     }
     let links_changed = state.links_changed.clone();
     let inbox_accepted = state.inbox_accepted.clone();
+    let metrics = state.metrics.clone();
     let running =
         serve::start_with(listener, state, org.clone(), admin_token.clone()).map_err(err)?;
 
@@ -225,7 +226,16 @@ pub async fn launch(args: ServeArgs) -> Result<Launched, String> {
     let deliver_loop = async move {
         loop {
             match relay.deliver_batch().await {
-                Ok(d) if !d.is_empty() => continue,
+                Ok(d) if !d.is_empty() => {
+                    for o in &d {
+                        metrics.delivery(match o {
+                            DeliveryOutcome::Delivered => "delivered",
+                            DeliveryOutcome::Retried { .. } => "retried",
+                            DeliveryOutcome::Failed { .. } => "failed",
+                        });
+                    }
+                    continue;
+                }
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "delivering failed"),
             }

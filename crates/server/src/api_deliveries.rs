@@ -279,7 +279,14 @@ pub async fn relay_gauges(store: &dyn Store) -> switchboard_core::Result<String>
     let today = OffsetDateTime::now_utc().date();
     let mut dead = String::new();
     let mut daily = String::new();
+    let mut pending = String::new();
     for org in store.list_orgs().await? {
+        let p = store.outbox_pending(&org.id).await?;
+        let _ = writeln!(
+            pending,
+            "switchboard_outbox_pending{{org=\"{}\"}} {p}",
+            label(org.id.as_str())
+        );
         let n = store.outbox_dead_letter_count(&org.id).await?;
         let _ = writeln!(
             dead,
@@ -302,7 +309,9 @@ pub async fn relay_gauges(store: &dyn Store) -> switchboard_core::Result<String>
         "# HELP switchboard_dead_letters Deliveries given up on, waiting for a retry.\n\
          # TYPE switchboard_dead_letters gauge\n{dead}\
          # HELP switchboard_channel_daily_messages Messages posted into a channel today (UTC), for platforms with a daily cap.\n\
-         # TYPE switchboard_channel_daily_messages gauge\n{daily}"
+         # TYPE switchboard_channel_daily_messages gauge\n{daily}\
+         # HELP switchboard_outbox_pending Deliveries waiting in the outbox (the relay's backlog).\n\
+         # TYPE switchboard_outbox_pending gauge\n{pending}"
     ))
 }
 

@@ -24,6 +24,13 @@ pub struct WebhookLabels {
     pub outcome: String,
 }
 
+/// Labels of relay delivery counts.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DeliveryLabels {
+    /// `delivered`, `retried` or `failed` (dead-lettered).
+    pub outcome: String,
+}
+
 /// The server's metrics.
 #[derive(Debug)]
 pub struct Metrics {
@@ -34,6 +41,8 @@ pub struct Metrics {
     pub webhooks: Family<WebhookLabels, Counter>,
     /// Inbound items stored in the inbox.
     pub inbound_items: Counter,
+    /// Delivery attempts of this process's relay workers, by outcome.
+    pub deliveries: Family<DeliveryLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -60,11 +69,18 @@ impl Metrics {
             "Inbound events, hints and signals stored",
             inbound_items.clone(),
         );
+        let deliveries = Family::<DeliveryLabels, Counter>::default();
+        registry.register(
+            "deliveries",
+            "Delivery attempts of the relay workers by outcome",
+            deliveries.clone(),
+        );
         Metrics {
             registry,
             requests,
             webhooks,
             inbound_items,
+            deliveries,
         }
     }
 
@@ -73,6 +89,15 @@ impl Metrics {
         self.webhooks
             .get_or_create(&WebhookLabels {
                 endpoint: endpoint.to_owned(),
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts one delivery attempt with `outcome` (`delivered`, `retried`, `failed`).
+    pub fn delivery(&self, outcome: &str) {
+        self.deliveries
+            .get_or_create(&DeliveryLabels {
                 outcome: outcome.to_owned(),
             })
             .inc();

@@ -170,6 +170,13 @@ async fn messages_per_channel_today_and_the_gauges_show_the_daily_cap() {
         w.org_a
     )));
     assert!(text.contains("# TYPE switchboard_dead_letters gauge"));
+    assert!(
+        text.contains(&format!(
+            "switchboard_outbox_pending{{org=\"{}\"}} ",
+            w.org_a
+        )),
+        "the outbox depth is exported: {text}"
+    );
     assert!(text.trim_end().ends_with("# EOF"), "one EOF, at the end");
     assert_eq!(text.matches("# EOF").count(), 1);
 }
