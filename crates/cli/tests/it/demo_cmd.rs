@@ -36,6 +36,7 @@ fn demo_relays_post_reply_edit_reaction_and_delete_and_exits_0() {
         "replied in the Slack thread",
         "edited on Slack",
         "reacted on Slack",
+        "shared a file Teams → Slack",
     ] {
         assert!(steps.contains(&step), "{step} missing: {steps:?}");
     }
