@@ -269,7 +269,8 @@ pub fn marker_html(marker: &str) -> String {
     let clean: String = marker
         .chars()
         .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-'))
-        .take(200)
+        // a combined post's marker names each message it holds (about 40 characters each)
+        .take(1024)
         .collect();
     format!("<span itemid=\"{MARKER_PREFIX}{clean}\"></span>")
 }

@@ -766,7 +766,7 @@ impl Relay {
         let result = async {
             let live = self.connections.get(&head.org, &head.connection).await?;
             let message = OutgoingMessage::new(combined_content(&contents))
-                .with_marker(Marker::new(first.clone(), 0).to_string());
+                .with_marker(combined_marker(group));
             let posted = live.platform.post(&head.target, &message).await?;
             self.record_parts(&head.org, &head.target, &first, 0, &posted)
                 .await?;
@@ -1577,9 +1577,13 @@ impl Relay {
         let mut found: HashMap<u32, MessageRef> = HashMap::new();
         let mut by = PostingIdentity::ServiceAccount;
         for m in recent {
-            if let Some(marker) = m.marker.as_deref().and_then(|s| s.parse::<Marker>().ok())
-                && &marker.universal == universal
-            {
+            // A combined post's marker names every message it holds (`combined_marker`).
+            let marker = m.marker.as_deref().and_then(|s| {
+                s.split(':')
+                    .filter_map(|one| one.parse::<Marker>().ok())
+                    .find(|mk| &mk.universal == universal)
+            });
+            if let Some(marker) = marker {
                 if let Some(p) = m.posted_by {
                     by = p;
                 }
@@ -1608,6 +1612,21 @@ impl Relay {
         }
         Ok(true)
     }
+}
+
+/// The marker of a combined post: every message's marker, joined by `:`, so a retry after a
+/// crash finds any of them among the target's recent messages and does not post it again.
+fn combined_marker(group: &[&Delivery]) -> String {
+    group
+        .iter()
+        .filter_map(|d| match &d.job {
+            DeliveryJob::Post { universal, .. } => {
+                Some(Marker::new(universal.clone(), 0).to_string())
+            }
+            _ => None,
+        })
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 fn reference(c: &MessageCopy) -> MessageRef {
