@@ -397,6 +397,135 @@ pub async fn connect_start(
     }
 }
 
+/// The cookie binding a platform sign-in's `state` to the browser before any session exists.
+const PRE_COOKIE: &str = "sb_signin";
+
+/// `GET /signin/{platform}/start`: sign in with the account that connected the platform
+/// (its service account, or the admin who consented): OAuth as for connecting, bound to a
+/// pre-sign-in cookie; the callback signs in to the organization of the connection whose
+/// tenant and account match.
+pub async fn signin_start(State(state): State<AppState>, Path(platform): Path<String>) -> Response {
+    let Some(kind) = parse_platform(&platform) else {
+        return message(
+            &state,
+            StatusCode::NOT_FOUND,
+            None,
+            "Unknown platform",
+            Some(format!("Switchboard does not sign in with {platform:?}.")),
+            vec![],
+        );
+    };
+    let Some(authorizer) = state.authorizer(kind) else {
+        return message(
+            &state,
+            StatusCode::NOT_FOUND,
+            None,
+            "Not configured",
+            Some(format!(
+                "{} is not configured on this server; sign in with an admin token.",
+                platform_name(kind)
+            )),
+            vec![],
+        );
+    };
+    let browser = session::random_token();
+    let verifier = authorizer
+        .uses_pkce()
+        .then(|| SecretString::from(session::random_token()));
+    let challenge = verifier.as_ref().map(session::pkce_challenge);
+    let oauth_state = state.sessions.begin_signin(&browser, kind, verifier);
+    match authorizer.authorize_url(
+        &redirect_uri(&state, kind),
+        &oauth_state,
+        challenge.as_deref(),
+    ) {
+        Ok(url) => {
+            let secure = if state.public_url.starts_with("https://") {
+                "; Secure"
+            } else {
+                ""
+            };
+            let cookie = HeaderValue::from_str(&format!(
+                "{PRE_COOKIE}={browser}; Path=/; HttpOnly; SameSite=Lax; Max-Age=600{secure}"
+            ))
+            .unwrap_or_else(|_| HeaderValue::from_static("sb_signin=; Path=/; Max-Age=0"));
+            let mut r = (StatusCode::FOUND, [(header::LOCATION, url)]).into_response();
+            r.headers_mut().insert(header::SET_COOKIE, cookie);
+            r
+        }
+        Err(e) => message(
+            &state,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            None,
+            "Cannot start signing in",
+            Some(e.to_string()),
+            vec![],
+        ),
+    }
+}
+
+/// Finishes a platform sign-in: the organization whose connection on this tenant acts as
+/// the account that just signed in.
+async fn signin_callback(
+    state: &AppState,
+    headers: &HeaderMap,
+    kind: PlatformKind,
+    authorized: &switchboard_core::Authorized,
+) -> Response {
+    let mut found = None;
+    match state.store.list_orgs().await {
+        Ok(orgs) => {
+            for org in orgs {
+                let Ok(conns) = state.store.list_connections(&org.id).await else {
+                    continue;
+                };
+                if conns.iter().any(|c| {
+                    c.platform == kind
+                        && c.tenant == authorized.tenant
+                        && c.account.user_id == authorized.account.user_id
+                }) {
+                    found = Some(org.id);
+                    break;
+                }
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "sign-in lookup failed");
+        }
+    }
+    let Some(org) = found else {
+        return message(
+            state,
+            StatusCode::FORBIDDEN,
+            None,
+            "This account administers no organization here",
+            Some(format!(
+                "{} signed in as {}, but no connected platform acts as that account. Sign in with an admin token, or with the account that connected {}.",
+                platform_name(kind),
+                authorized.account.display_name,
+                platform_name(kind)
+            )),
+            vec![],
+        );
+    };
+    let principal = switchboard_core::AdminPrincipal {
+        org,
+        name: format!("{kind}:{}", authorized.account.display_name),
+    };
+    let previous = cookie_value(headers, COOKIE);
+    let id = state.sessions.sign_in(principal, previous);
+    let mut response = Redirect::to("/connect").into_response();
+    response.headers_mut().insert(
+        header::SET_COOKIE,
+        session_cookie(state, &id, session::SESSION_TTL.as_secs()),
+    );
+    response.headers_mut().append(
+        header::SET_COOKIE,
+        HeaderValue::from_static("sb_signin=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0"),
+    );
+    response
+}
+
 /// The query of `GET /connect/{platform}/start`.
 #[derive(Debug, Deserialize)]
 pub struct StartQuery {
@@ -527,6 +656,51 @@ pub async fn connect_callback(
             vec![],
         );
     };
+    // A platform sign-in has no session yet: its state is bound to the pre-sign-in cookie.
+    if session.is_none()
+        && let (Some(st), Some(browser)) = (cb.state.as_deref(), cookie_value(&headers, PRE_COOKIE))
+    {
+        let Some(pending) = state.sessions.finish_auth(st, Some(browser), kind) else {
+            return message(
+                &state,
+                StatusCode::BAD_REQUEST,
+                None,
+                "This sign-in link is not valid",
+                Some("It was already used, has expired (after 10 minutes), or was started in another browser.".into()),
+                vec!["Go back to Sign in and start again.".into()],
+            );
+        };
+        let (Some(code), Some(authorizer), true) =
+            (cb.code, state.authorizer(kind), pending.signin)
+        else {
+            return message(
+                &state,
+                StatusCode::BAD_REQUEST,
+                None,
+                "Signing in was cancelled",
+                cb.error_description.or(cb.error),
+                vec![],
+            );
+        };
+        return match authorizer
+            .complete(
+                &SecretString::from(code),
+                &redirect_uri(&state, kind),
+                pending.verifier.as_ref(),
+            )
+            .await
+        {
+            Ok(a) => signin_callback(&state, &headers, kind, &a).await,
+            Err(e) => message(
+                &state,
+                StatusCode::BAD_GATEWAY,
+                None,
+                "Signing in failed",
+                Some(e.to_string()),
+                vec![],
+            ),
+        };
+    }
     let pending = cb.state.as_deref().and_then(|st| {
         state
             .sessions

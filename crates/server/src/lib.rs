@@ -315,6 +315,7 @@ pub fn router(state: AppState) -> Router {
         .route("/static/console.css", get(console::stylesheet))
         .route("/signin", get(console::signin_page).post(console::signin))
         .route("/signout", post(console::signout))
+        .route("/signin/{platform}/start", get(console::signin_start))
         .route("/connect", get(console::connect_page))
         .route(
             "/universal-channels",

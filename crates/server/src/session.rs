@@ -70,6 +70,9 @@ pub struct PendingAuth {
     /// The connection to move onto the account that signs in, when the flow is a migration
     /// ("Move to a service account") rather than a new connection.
     pub migrate: Option<ConnectionId>,
+    /// The flow signs an administrator in to the console (with the account that connected a
+    /// platform) rather than connecting one.
+    pub signin: bool,
     session: [u8; 32],
     created: Instant,
 }
@@ -143,7 +146,34 @@ impl Sessions {
                 platform,
                 verifier,
                 migrate,
+                signin: false,
                 session: key(session_id),
+                created: now,
+            },
+        );
+        state
+    }
+
+    /// Starts a sign-in through `platform`'s OAuth for the browser holding the pre-sign-in
+    /// cookie `browser_id` (there is no session yet): returns the `state` to send.
+    pub fn begin_signin(
+        &self,
+        browser_id: &str,
+        platform: PlatformKind,
+        verifier: Option<SecretString>,
+    ) -> String {
+        let state = random_token();
+        let mut map = self.pending.lock();
+        let now = Instant::now();
+        map.retain(|_, p| now.duration_since(p.created) < STATE_TTL);
+        map.insert(
+            state.clone(),
+            PendingAuth {
+                platform,
+                verifier,
+                migrate: None,
+                signin: true,
+                session: key(browser_id),
                 created: now,
             },
         );

@@ -372,3 +372,62 @@ async fn signing_out_needs_the_csrf_token() {
     let (s, _, _) = w.send(get("/connect", Some(&cookie))).await;
     assert_eq!(s, StatusCode::SEE_OTHER, "signed out");
 }
+
+#[tokio::test]
+async fn the_account_that_connected_a_platform_can_sign_in_with_it() {
+    let w = world().await;
+    // connect Teams once (the fake consents as the same account every time)
+    let cookie = sign_in(&w, &w.token_a, None).await;
+    let (_, h, _) = w.send(get("/connect/msteams/start", Some(&cookie))).await;
+    let state = query_param(h[header::LOCATION].to_str().unwrap(), "state");
+    let (s, _, _) = w
+        .send(get(
+            &format!("/connect/msteams/callback?code=good-code&state={state}"),
+            Some(&cookie),
+        ))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+
+    // a new browser: sign in with Microsoft
+    let (s, h, _) = w.send(get("/signin/msteams/start", None)).await;
+    assert_eq!(s, StatusCode::FOUND);
+    let location = h[header::LOCATION].to_str().unwrap().to_owned();
+    assert!(location.contains("code_challenge_method=S256"), "PKCE");
+    let pre = h[header::SET_COOKIE].to_str().unwrap();
+    assert!(
+        pre.contains("HttpOnly") && pre.contains("SameSite=Lax"),
+        "{pre}"
+    );
+    let pre = pre.split(';').next().unwrap().to_owned();
+    let state = query_param(&location, "state");
+    let cb = format!("/connect/msteams/callback?code=good-code&state={state}");
+    let (s, h, _) = w.send(get(&cb, Some(&pre))).await;
+    assert_eq!(s, StatusCode::SEE_OTHER, "signed in");
+    assert_eq!(h[header::LOCATION], "/connect");
+    let session = h
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .find(|c| c.starts_with("sb_session="))
+        .expect("a session cookie");
+    let session = session.split(';').next().unwrap().to_owned();
+    let (s, _, body) = w.send(get("/connect", Some(&session))).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(
+        String::from_utf8(body).unwrap().contains("T1"),
+        "org A's console"
+    );
+    let (s, _, _) = w.send(get(&cb, Some(&pre))).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "the state is single use");
+
+    // a state started in one browser cannot be finished in another
+    let (_, h, _) = w.send(get("/signin/msteams/start", None)).await;
+    let state = query_param(h[header::LOCATION].to_str().unwrap(), "state");
+    let (s, _, _) = w
+        .send(get(
+            &format!("/connect/msteams/callback?code=good-code&state={state}"),
+            Some("sb_signin=someone-else"),
+        ))
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+}
