@@ -315,11 +315,49 @@ pub async fn relay_gauges(store: &dyn Store) -> switchboard_core::Result<String>
     ))
 }
 
+/// The running imports: how many per platform and what they stored so far.
+fn import_gauges(
+    running: &[(switchboard_core::PlatformKind, crate::pool::ImportProgress)],
+) -> String {
+    let mut jobs: std::collections::BTreeMap<String, (u64, u64, u64, u64)> = Default::default();
+    for (platform, p) in running {
+        let e = jobs.entry(platform.to_string()).or_default();
+        e.0 += 1;
+        e.1 += p.teams_done;
+        e.2 += p.channels;
+        e.3 += p.users;
+    }
+    let mut out = String::from(
+        "# HELP switchboard_imports_running Imports running now.\n\
+         # TYPE switchboard_imports_running gauge\n",
+    );
+    for (platform, (n, ..)) in &jobs {
+        let _ = writeln!(
+            out,
+            "switchboard_imports_running{{platform=\"{platform}\"}} {n}"
+        );
+    }
+    out.push_str(
+        "# HELP switchboard_import_progress What the running imports stored so far.\n\
+         # TYPE switchboard_import_progress gauge\n",
+    );
+    for (platform, (_, teams, channels, users)) in &jobs {
+        for (what, v) in [("teams", teams), ("channels", channels), ("users", users)] {
+            let _ = writeln!(
+                out,
+                "switchboard_import_progress{{platform=\"{platform}\",what=\"{what}\"}} {v}"
+            );
+        }
+    }
+    out
+}
+
 /// `GET /metrics`: the server's metrics with the relay's gauges.
 pub async fn metrics(State(state): State<AppState>) -> Response {
     let mut text = state.metrics.render();
     match relay_gauges(state.store.as_ref()).await {
-        Ok(gauges) => {
+        Ok(mut gauges) => {
+            gauges.push_str(&import_gauges(&state.jobs.running()));
             let eof = text.rfind("# EOF").unwrap_or(text.len());
             text.insert_str(eof, &gauges);
             if !text.ends_with("# EOF\n") {

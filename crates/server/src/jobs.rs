@@ -250,6 +250,16 @@ impl ImportJobs {
         }
     }
 
+    /// The running imports' progress, by platform (for `/metrics`).
+    pub fn running(&self) -> Vec<(PlatformKind, ImportProgress)> {
+        self.jobs
+            .lock()
+            .values()
+            .filter(|j| matches!(*j.outcome.lock(), Outcome::Running))
+            .map(|j| (j.platform, j.progress.borrow().clone()))
+            .collect()
+    }
+
     /// The job `id` of `org`; `None` when unknown or another organization's.
     pub fn get(&self, org: &OrgId, id: &str) -> Option<ImportJobView> {
         let jobs = self.jobs.lock();
