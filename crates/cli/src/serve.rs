@@ -183,6 +183,7 @@ pub async fn launch(args: ServeArgs) -> Result<Launched, String> {
     let links_changed = state.links_changed.clone();
     let inbox_accepted = state.inbox_accepted.clone();
     let metrics = state.metrics.clone();
+    let platform_errors = state.platform_errors.clone();
     let running =
         serve::start_with(listener, state, org.clone(), admin_token.clone()).map_err(err)?;
 
@@ -198,7 +199,8 @@ pub async fn launch(args: ServeArgs) -> Result<Launched, String> {
             ..RelayConfig::default()
         },
     )
-    .with_observer(keeper.clone());
+    .with_observer(keeper.clone())
+    .with_error_counts(platform_errors);
     // Two loops: translating wakes as soon as a webhook stored something, delivering as
     // soon as a translation produced deliveries; both also poll (catch-up, retries due).
     let relay = Arc::new(relay);

@@ -70,6 +70,42 @@ pub trait SignalObserver: Send + Sync {
     ) -> Result<()>;
 }
 
+/// Failed platform calls of deliveries, by target platform and kind (`rate_limited`,
+/// `upstream`, `forbidden`, …), for the server's `/metrics`.
+#[derive(Debug, Default)]
+pub struct PlatformErrors {
+    counts: std::sync::Mutex<HashMap<(PlatformKind, &'static str), u64>>,
+}
+
+impl PlatformErrors {
+    fn count(&self, platform: PlatformKind, kind: &ErrorKind) {
+        let label = match kind {
+            ErrorKind::RateLimited { .. } => "rate_limited",
+            ErrorKind::Upstream => "upstream",
+            ErrorKind::Forbidden => "forbidden",
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::NeedsReauth => "needs_reauth",
+            ErrorKind::Unauthorized => "unauthorized",
+            _ => "other",
+        };
+        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        *counts.entry((platform, label)).or_default() += 1;
+    }
+
+    /// Every (platform, kind, count) so far.
+    pub fn snapshot(&self) -> Vec<(PlatformKind, &'static str, u64)> {
+        let mut v: Vec<_> = self
+            .counts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|((p, k), n)| (*p, *k, *n))
+            .collect();
+        v.sort_by_key(|(p, k, _)| (p.as_str(), *k));
+        v
+    }
+}
+
 /// Tuning of the pipeline.
 #[derive(Debug, Clone)]
 pub struct RelayConfig {
@@ -125,6 +161,7 @@ pub struct Relay {
     worker: WorkerId,
     config: RelayConfig,
     observer: Option<Arc<dyn SignalObserver>>,
+    errors: Arc<PlatformErrors>,
 }
 
 impl std::fmt::Debug for Relay {
@@ -167,7 +204,14 @@ impl Relay {
             worker,
             config,
             observer: None,
+            errors: Arc::default(),
         }
+    }
+
+    /// Counts failed platform calls into `errors` (shared with the server's metrics).
+    pub fn with_error_counts(mut self, errors: Arc<PlatformErrors>) -> Self {
+        self.errors = errors;
+        self
     }
 
     /// Also tells `observer` of every connection signal.
@@ -819,6 +863,7 @@ impl Relay {
         kind: ErrorKind,
         error: String,
     ) -> Result<DeliveryOutcome> {
+        self.errors.count(d.target.platform, &kind);
         // Refused because the service account is no longer in the team or channel (someone
         // removed it): add it back, audit that, and try again at once.
         if matches!(kind, ErrorKind::Forbidden | ErrorKind::NotFound)

@@ -358,6 +358,16 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     match relay_gauges(state.store.as_ref()).await {
         Ok(mut gauges) => {
             gauges.push_str(&import_gauges(&state.jobs.running()));
+            gauges.push_str(
+                "# HELP switchboard_platform_errors Failed platform calls of deliveries, by platform and kind (rate_limited counts 429s).\n\
+                 # TYPE switchboard_platform_errors counter\n",
+            );
+            for (platform, kind, n) in state.platform_errors.snapshot() {
+                let _ = writeln!(
+                    gauges,
+                    "switchboard_platform_errors_total{{platform=\"{platform}\",kind=\"{kind}\"}} {n}"
+                );
+            }
             let eof = text.rfind("# EOF").unwrap_or(text.len());
             text.insert_str(eof, &gauges);
             if !text.ends_with("# EOF\n") {

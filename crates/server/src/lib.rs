@@ -96,6 +96,8 @@ pub struct AppState {
     /// Notified whenever webhook items are stored in the inbox (the relay workers wake at
     /// once instead of at their next poll).
     pub inbox_accepted: Arc<tokio::sync::Notify>,
+    /// Failed platform calls of this process's relay workers (exported on `/metrics`).
+    pub platform_errors: Arc<switchboard_relay::engine::PlatformErrors>,
     /// Slack workspace → the connection that serves it, learned on first delivery.
     pub workspace_routes: Arc<
         parking_lot::RwLock<
@@ -141,6 +143,7 @@ impl AppState {
             }),
             links_changed: Arc::default(),
             inbox_accepted: Arc::default(),
+            platform_errors: Arc::default(),
             workspace_routes: Arc::default(),
             jobs: Arc::default(),
             pool: Arc::default(),

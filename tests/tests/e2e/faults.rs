@@ -168,6 +168,30 @@ async fn flaky_teams_gets_every_message_once_in_order() {
     let _: Value = w.ctl("DELETE", "/_sandbox/faults", Value::Null).await;
     let (order, counts) = teams_numbers(&w, &pair, "flaky").await;
     assert_once_in_order(&order, &counts, total);
+    // /metrics: every delivery counted as delivered (the adapter's own retries rode out the
+    // 5xx and 429s; failures that reach the relay are counted by platform and kind). The
+    // workers count a batch once it is done, just after the copies appear: wait for it.
+    let delivered = || async {
+        let metrics = w
+            .http
+            .get(format!("{}/metrics", w.url))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(metrics.contains("# TYPE switchboard_platform_errors counter"));
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("switchboard_deliveries_total{outcome=\"delivered\"} "))
+            .and_then(|n| n.trim().parse::<u32>().ok())
+            .unwrap_or(0)
+    };
+    w.wait("every delivery counted on /metrics", || async {
+        delivered().await >= total
+    })
+    .await;
 }
 
 /// `DATABASE_URL`, or `None` (the test is skipped; under `CI` it fails instead).
