@@ -815,6 +815,8 @@ pub trait QueueStore: Send + Sync {
     ) -> Result<()>;
     /// Gives up on a delivery (kept as failed for inspection); later ones of the target proceed.
     async fn outbox_fail(&self, worker: &WorkerId, id: DeliveryId, error: &str) -> Result<()>;
+    /// Inbox items not yet processed (leased ones included), for one org.
+    async fn inbox_pending(&self, org: &OrgId) -> Result<u64>;
     /// Deliveries not yet done, for one org.
     async fn outbox_pending(&self, org: &OrgId) -> Result<u64>;
     /// Pending deliveries of one target channel (its backlog), the leased one included.

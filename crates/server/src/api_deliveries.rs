@@ -280,11 +280,18 @@ pub async fn relay_gauges(store: &dyn Store) -> switchboard_core::Result<String>
     let mut dead = String::new();
     let mut daily = String::new();
     let mut pending = String::new();
+    let mut inbox = String::new();
     for org in store.list_orgs().await? {
         let p = store.outbox_pending(&org.id).await?;
         let _ = writeln!(
             pending,
             "switchboard_outbox_pending{{org=\"{}\"}} {p}",
+            label(org.id.as_str())
+        );
+        let i = store.inbox_pending(&org.id).await?;
+        let _ = writeln!(
+            inbox,
+            "switchboard_inbox_pending{{org=\"{}\"}} {i}",
             label(org.id.as_str())
         );
         let n = store.outbox_dead_letter_count(&org.id).await?;
@@ -311,7 +318,9 @@ pub async fn relay_gauges(store: &dyn Store) -> switchboard_core::Result<String>
          # HELP switchboard_channel_daily_messages Messages posted into a channel today (UTC), for platforms with a daily cap.\n\
          # TYPE switchboard_channel_daily_messages gauge\n{daily}\
          # HELP switchboard_outbox_pending Deliveries waiting in the outbox (the relay's backlog).\n\
-         # TYPE switchboard_outbox_pending gauge\n{pending}"
+         # TYPE switchboard_outbox_pending gauge\n{pending}\
+         # HELP switchboard_inbox_pending Inbound items waiting to be translated.\n\
+         # TYPE switchboard_inbox_pending gauge\n{inbox}"
     ))
 }
 

@@ -1771,6 +1771,11 @@ pub async fn inbox_dedupes_and_leases_per_channel(h: &dyn Harness) {
         ErrorKind::InvalidInput,
     );
 
+    assert_eq!(
+        s.inbox_pending(&f.org).await.unwrap(),
+        1,
+        "one item of this org"
+    );
     let leased = s.inbox_lease(&w("w1"), 10, LEASE).await.unwrap();
     assert_eq!(leased.len(), 2);
     assert_eq!(leased[0].org, f.org);
@@ -1779,9 +1784,15 @@ pub async fn inbox_dedupes_and_leases_per_channel(h: &dyn Harness) {
     assert_eq!(leased[1].org, other.org);
     assert!(leased[0].id < leased[1].id);
     assert!(s.inbox_lease(&w("w2"), 10, LEASE).await.unwrap().is_empty());
+    assert_eq!(
+        s.inbox_pending(&f.org).await.unwrap(),
+        1,
+        "leased is still pending"
+    );
     for item in &leased {
         s.inbox_complete(&w("w1"), item.id, &[]).await.unwrap();
     }
+    assert_eq!(s.inbox_pending(&f.org).await.unwrap(), 0);
     // Still deduplicated after processing.
     assert_eq!(
         s.inbox_accept(&f.org, &f.slack.id, &e1).await.unwrap(),

@@ -178,6 +178,10 @@ async fn messages_per_channel_today_and_the_gauges_show_the_daily_cap() {
         "the outbox depth is exported: {text}"
     );
     assert!(text.contains("# TYPE switchboard_imports_running gauge"));
+    assert!(text.contains(&format!(
+        "switchboard_inbox_pending{{org=\"{}\"}} ",
+        w.org_a
+    )));
     assert!(text.contains("# TYPE switchboard_import_progress gauge"));
     assert!(text.trim_end().ends_with("# EOF"), "one EOF, at the end");
     assert_eq!(text.matches("# EOF").count(), 1);

@@ -717,6 +717,17 @@ impl QueueStore for Backend {
         Ok(())
     }
 
+    async fn inbox_pending(&self, org: &OrgId) -> Result<u64> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM inbox WHERE org_id = $1 AND processed_at IS NULL",
+        )
+        .bind(org.as_str())
+        .fetch_one(&self.read)
+        .await
+        .map_err(|e| db_err("counting pending inbox items", e))?;
+        count(&row, "n")
+    }
+
     async fn outbox_pending(&self, org: &OrgId) -> Result<u64> {
         let row =
             sqlx::query("SELECT COUNT(*) AS n FROM outbox WHERE org_id = $1 AND state = 'pending'")
