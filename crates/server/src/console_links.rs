@@ -726,20 +726,28 @@ pub async fn users_link(
             urlencode(&format!("{}:{} with {}:{}", a.0, a.1, b.0, b.1))
         ))
         .into_response(),
-        Err(e) => {
-            let status = match e.kind() {
-                ErrorKind::NotFound => StatusCode::NOT_FOUND,
-                ErrorKind::InvalidInput => StatusCode::UNPROCESSABLE_ENTITY,
-                _ => StatusCode::SERVICE_UNAVAILABLE,
-            };
-            let msg = if status == StatusCode::SERVICE_UNAVAILABLE {
-                unavailable(&e)
-            } else {
-                format!("Nothing was linked: {}", e.message())
-            };
-            users_page(&state, &s, status, no_query(), Some(msg)).await
-        }
+        Err(e) => users_refused(&state, &s, &e, "Nothing was linked").await,
     }
+}
+
+/// The Users page again, saying why an override was refused (`nothing`: what did not happen).
+async fn users_refused(
+    state: &AppState,
+    s: &Session,
+    e: &switchboard_core::Error,
+    nothing: &str,
+) -> Response {
+    let status = match e.kind() {
+        ErrorKind::NotFound => StatusCode::NOT_FOUND,
+        ErrorKind::InvalidInput => StatusCode::UNPROCESSABLE_ENTITY,
+        _ => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    let msg = if status == StatusCode::SERVICE_UNAVAILABLE {
+        unavailable(e)
+    } else {
+        format!("{nothing}: {}", e.message())
+    };
+    users_page(state, s, status, no_query(), Some(msg)).await
 }
 
 /// `POST /users/separate`: an admin override keeping two email-matched accounts apart.
@@ -793,19 +801,7 @@ pub async fn users_separate(
             urlencode(&format!("{}:{} from {}:{}", a.0, a.1, b.0, b.1))
         ))
         .into_response(),
-        Err(e) => {
-            let status = match e.kind() {
-                ErrorKind::NotFound => StatusCode::NOT_FOUND,
-                ErrorKind::InvalidInput => StatusCode::UNPROCESSABLE_ENTITY,
-                _ => StatusCode::SERVICE_UNAVAILABLE,
-            };
-            let msg = if status == StatusCode::SERVICE_UNAVAILABLE {
-                unavailable(&e)
-            } else {
-                format!("Nothing was changed: {}", e.message())
-            };
-            users_page(&state, &s, status, no_query(), Some(msg)).await
-        }
+        Err(e) => users_refused(&state, &s, &e, "Nothing was changed").await,
     }
 }
 
