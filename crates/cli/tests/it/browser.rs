@@ -57,86 +57,13 @@ fn shots() -> PathBuf {
 
 #[tokio::test]
 async fn an_admin_connects_teams_and_slack_in_a_real_browser() {
-    let (Some(chromium), Some(driver)) = (tool("chromium"), tool("chromedriver")) else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI is set but chromium/chromedriver are missing: apt-get install chromium chromium-driver"
-        );
-        eprintln!("SKIPPED: chromium and chromedriver are not installed");
+    let Some(b) = browser(&["serve", "--sandbox", "--time-scale", "0"]).await else {
         return;
     };
-    let data = tempfile::tempdir().unwrap();
-    let mut serve = Command::new(env!("CARGO_BIN_EXE_switchboard"))
-        .args([
-            "serve",
-            "--sandbox",
-            "--time-scale",
-            "0",
-            "--port",
-            "0",
-            "--data-dir",
-        ])
-        .arg(data.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(serve.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let _serve = Proc(serve);
-    let ready: serde_json::Value = serde_json::from_str(&line).unwrap();
-    let url = ready["url"].as_str().unwrap().to_owned();
-    let token = ready["admin_token"].as_str().unwrap().to_owned();
+    let (c, url, token) = (b.c.clone(), b.url.clone(), b.token.clone());
+    let ready = &b.ready;
     let ms = &ready["sandbox"]["msteams"];
-
-    let port = free_port();
-    let _driver = Proc(
-        Command::new(driver)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let driver_url = format!("http://127.0.0.1:{port}");
-    // chromedriver's own ready signal: /status answers `ready: true`.
     let http = reqwest::Client::new();
-    let mut up = false;
-    for _ in 0..200 {
-        if let Ok(r) = http.get(format!("{driver_url}/status")).send().await
-            && let Ok(v) = r.json::<serde_json::Value>().await
-            && v["value"]["ready"] == true
-        {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(up, "chromedriver did not become ready");
-    let profile = tempfile::tempdir().unwrap();
-    let mut caps = serde_json::Map::new();
-    caps.insert(
-        "goog:chromeOptions".into(),
-        serde_json::json!({
-            "binary": chromium,
-            "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                     "--no-first-run", "--disable-background-networking",
-                     "--disable-component-update", "--disable-sync",
-                     "--window-size=1280,900",
-                     format!("--user-data-dir={}", profile.path().display())],
-        }),
-    );
-    // Two rustls providers are compiled in (through different crates): pick one.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let c = ClientBuilder::rustls()
-        .unwrap()
-        .capabilities(caps)
-        .connect(&driver_url)
-        .await
-        .expect("a WebDriver session");
     let shot = |name: &'static str| {
         let c = c.clone();
         async move {
@@ -325,6 +252,8 @@ struct Browser {
     c: fantoccini::Client,
     url: String,
     token: String,
+    /// The server's ready line (with the sandbox object).
+    ready: serde_json::Value,
     _serve: Proc,
     _driver: Proc,
     _data: tempfile::TempDir,
@@ -407,6 +336,7 @@ async fn browser(args: &[&str]) -> Option<Browser> {
         c,
         url: ready["url"].as_str().unwrap().to_owned(),
         token: ready["admin_token"].as_str().unwrap().to_owned(),
+        ready,
         _serve: serve,
         _driver: driver,
         _data: data,
