@@ -714,7 +714,35 @@ pub async fn delete_connection_cascades_and_refuses_when_linked(h: &dyn Harness)
     );
 
     s.delete_universal_channel(&f.org, uc.id()).await.unwrap();
+    // Another replica has written for the connection (so it knows the connection) when this
+    // one deletes it: that replica's next writes for it are refused as NotFound, not stored.
+    let other = h.reopen().await;
+    other
+        .inbox_accept(&f.org, &f.slack.id, &event("Ev0", SLACK_C1, "before"))
+        .await
+        .unwrap();
+    other
+        .outbox_enqueue(&[delivery(&f.org, &f.slack, SLACK_C1, 9)])
+        .await
+        .unwrap();
     s.delete_connection(&f.org, &f.slack.id).await.unwrap();
+    assert_kind(
+        other
+            .inbox_accept(&f.org, &f.slack.id, &event("Ev2", SLACK_C1, "after"))
+            .await,
+        ErrorKind::NotFound,
+    );
+    assert_kind(
+        other
+            .outbox_enqueue(&[delivery(&f.org, &f.slack, SLACK_C1, 10)])
+            .await,
+        ErrorKind::NotFound,
+    );
+    assert_kind(
+        s.inbox_accept(&f.org, &f.slack.id, &event("Ev3", SLACK_C1, "after"))
+            .await,
+        ErrorKind::NotFound,
+    );
     assert!(
         s.get_connection(&f.org, &f.slack.id)
             .await

@@ -68,5 +68,6 @@ pub(crate) async fn connect(url: &str, keyring: Arc<Keyring>, o: &StoreOptions) 
         write: pool.clone(),
         read: pool,
         keyring,
+        platforms: Default::default(),
     })
 }

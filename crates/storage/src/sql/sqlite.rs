@@ -85,6 +85,7 @@ pub(crate) async fn connect(
         write,
         read,
         keyring,
+        platforms: Default::default(),
     })
 }
 

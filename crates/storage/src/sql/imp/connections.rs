@@ -274,6 +274,8 @@ impl ConnectionStore for Backend {
             .execute(&mut *tx)
             .await
             .map_err(|e| db_err("deleting the connection", e))?;
-        Self::commit(tx).await
+        Self::commit(tx).await?;
+        self.platforms.forget(org, id);
+        Ok(())
     }
 }

@@ -67,6 +67,42 @@ pub(crate) struct Backend {
     pub(crate) read: sqlx::Pool<DB>,
     /// The keys that seal and open secrets.
     pub(crate) keyring: Arc<Keyring>,
+    /// Each connection's platform, once read (it never changes; a deleted connection is
+    /// caught by the foreign keys of whatever is written for it, and forgotten here).
+    pub(crate) platforms: Arc<PlatformCache>,
+}
+
+/// Connection → platform, read once per connection: the webhook and relay hot paths store
+/// rows for a connection without reading it back every time.
+#[derive(Debug, Default)]
+pub(crate) struct PlatformCache(std::sync::RwLock<HashMap<(String, String), PlatformKind>>);
+
+impl PlatformCache {
+    fn get(&self, org: &OrgId, connection: &ConnectionId) -> Option<PlatformKind> {
+        self.0
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&(org.as_str().to_owned(), connection.as_str().to_owned()))
+            .copied()
+    }
+
+    fn put(&self, org: &OrgId, connection: &ConnectionId, platform: PlatformKind) {
+        self.0.write().unwrap_or_else(|p| p.into_inner()).insert(
+            (org.as_str().to_owned(), connection.as_str().to_owned()),
+            platform,
+        );
+    }
+
+    fn clear(&self) {
+        self.0.write().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
+    fn forget(&self, org: &OrgId, connection: &ConnectionId) {
+        self.0
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&(org.as_str().to_owned(), connection.as_str().to_owned()));
+    }
 }
 
 impl std::fmt::Debug for Backend {
@@ -474,6 +510,43 @@ impl Backend {
                 "organization {org} does not exist"
             ))),
         }
+    }
+
+    /// The platform of `connection`, from the cache or read in `tx` (`NotFound` when it does
+    /// not exist). Callers write rows with a foreign key to the connection, so a connection
+    /// deleted since it was cached fails that write ([`Self::connection_gone`]).
+    pub(super) async fn connection_platform(
+        &self,
+        tx: &mut Tx,
+        org: &OrgId,
+        connection: &ConnectionId,
+    ) -> Result<PlatformKind> {
+        if let Some(p) = self.platforms.get(org, connection) {
+            return Ok(p);
+        }
+        let p = Self::require_connection(tx, org, connection).await?;
+        self.platforms.put(org, connection, p);
+        Ok(p)
+    }
+
+    /// Maps a foreign-key failure of a write for `connection` to `NotFound` (and forgets
+    /// the cached platform); other errors as `db_err(what, …)`.
+    pub(super) fn connection_gone(
+        &self,
+        org: &OrgId,
+        connection: &ConnectionId,
+        what: &str,
+        e: sqlx::Error,
+    ) -> Error {
+        if let sqlx::Error::Database(d) = &e
+            && d.is_foreign_key_violation()
+        {
+            self.platforms.forget(org, connection);
+            return Error::not_found(format!(
+                "connection {connection} does not exist in organization {org}"
+            ));
+        }
+        db_err(what, e)
     }
 
     pub(super) async fn require_connection(

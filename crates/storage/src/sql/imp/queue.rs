@@ -4,6 +4,7 @@ use super::*;
 
 impl Backend {
     pub(super) async fn enqueue_tx(
+        &self,
         tx: &mut Tx,
         deliveries: &[NewDelivery],
         payloads: &[String],
@@ -15,7 +16,7 @@ impl Backend {
             let platform = match platforms.get(&key) {
                 Some(p) => *p,
                 None => {
-                    let p = Self::require_connection(tx, &d.org, &d.connection).await?;
+                    let p = self.connection_platform(tx, &d.org, &d.connection).await?;
                     platforms.insert(key, p);
                     p
                 }
@@ -48,10 +49,13 @@ impl Backend {
                     .push_bind(now)
                     .push_bind(now);
             });
-            qb.build()
-                .execute(&mut **tx)
-                .await
-                .map_err(|e| db_err("enqueueing deliveries", e))?;
+            qb.build().execute(&mut **tx).await.map_err(|e| match &e {
+                sqlx::Error::Database(d) if d.is_foreign_key_violation() => {
+                    self.platforms.clear();
+                    Error::not_found("a connection of these deliveries no longer exists")
+                }
+                _ => db_err("enqueueing deliveries", e),
+            })?;
         }
         Ok(())
     }
@@ -127,38 +131,78 @@ impl QueueStore for Backend {
         if items.is_empty() {
             return Ok(Vec::new());
         }
-        let mut tx = self.begin().await?;
-        let platform = Self::require_connection(&mut tx, org, connection).await?;
+        let platform = match self.platforms.get(org, connection) {
+            Some(p) => p,
+            None => {
+                let mut tx = self.begin().await?;
+                let p = self.connection_platform(&mut tx, org, connection).await?;
+                Self::commit(tx).await?;
+                p
+            }
+        };
         let stored = items
             .iter()
             .map(|i| validate_inbound(i, platform, connection))
             .collect::<Result<Vec<_>>>()?;
         let now = now_ns();
-        let mut out = Vec::with_capacity(stored.len());
-        for item in &stored {
-            let r = sqlx::query(
+        // One multi-row statement per chunk (a single statement is atomic by itself: the
+        // webhook's acknowledgement waits on one round trip to the writer, not four);
+        // more than one chunk goes in a transaction.
+        let mut inserted: HashMap<String, usize> = HashMap::new();
+        let mut tx = if stored.len() > CHUNK {
+            Some(self.begin().await?)
+        } else {
+            None
+        };
+        for chunk in stored.chunks(CHUNK) {
+            let mut qb = QueryBuilder::<DB>::new(
                 "INSERT INTO inbox (org_id, connection_id, platform, event_id, channel, item, \
-                 received_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
-                 ON CONFLICT (org_id, platform, event_id) DO NOTHING",
-            )
-            .bind(org.as_str())
-            .bind(connection.as_str())
-            .bind(platform.as_str())
-            .bind(item.key)
-            .bind(item.channel.as_deref())
-            .bind(&item.json)
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| db_err("storing the inbox item", e))?;
-            out.push(if r.rows_affected() == 1 {
-                InboxOutcome::Accepted
-            } else {
-                InboxOutcome::Duplicate
+                 received_at) ",
+            );
+            qb.push_values(chunk, |mut b, item| {
+                b.push_bind(org.as_str())
+                    .push_bind(connection.as_str())
+                    .push_bind(platform.as_str())
+                    .push_bind(item.key)
+                    .push_bind(item.channel.as_deref())
+                    .push_bind(item.json.as_str())
+                    .push_bind(now);
             });
+            qb.push(" ON CONFLICT (org_id, platform, event_id) DO NOTHING RETURNING event_id");
+            let q = qb.build();
+            let rows = match tx.as_mut() {
+                Some(tx) => q.fetch_all(&mut **tx).await,
+                None => q.fetch_all(&self.write).await,
+            }
+            .map_err(|e| self.connection_gone(org, connection, "storing the inbox items", e))?;
+            for row in &rows {
+                if let Some(key) = row
+                    .try_get::<Option<String>, _>("event_id")
+                    .map_err(|e| db_err("reading a stored inbox item", e))?
+                {
+                    *inserted.entry(key).or_default() += 1;
+                }
+            }
         }
-        Self::commit(tx).await?;
-        Ok(out)
+        if let Some(tx) = tx {
+            Self::commit(tx).await?;
+        }
+        // Keyed items are accepted when their key was inserted (a key given twice in one
+        // batch is inserted once: the first is accepted, the rest are duplicates); items
+        // without a key are always inserted.
+        Ok(stored
+            .iter()
+            .map(|item| match item.key {
+                None => InboxOutcome::Accepted,
+                Some(k) => match inserted.get_mut(k) {
+                    Some(n) if *n > 0 => {
+                        *n -= 1;
+                        InboxOutcome::Accepted
+                    }
+                    _ => InboxOutcome::Duplicate,
+                },
+            })
+            .collect())
     }
 
     async fn inbox_lease(
@@ -171,8 +215,10 @@ impl QueueStore for Backend {
             return Ok(Vec::new());
         }
         let now = now_ns();
-        let mut tx = self.begin().await?;
-        if PG {
+        // On SQLite the one statement below is atomic (one writer): no transaction, so a
+        // lease is one round trip to the writer.
+        let mut tx = if PG {
+            let mut tx = self.begin().await?;
             // Per-channel exclusivity looks at other rows' leases: serialize lease calls so
             // each sees the previous one's result.
             sqlx::query("SELECT pg_advisory_xact_lock($1)")
@@ -180,8 +226,11 @@ impl QueueStore for Backend {
                 .execute(&mut *tx)
                 .await
                 .map_err(|e| db_err("locking the inbox", e))?;
-        }
-        let rows = sqlx::query(
+            Some(tx)
+        } else {
+            None
+        };
+        let q = sqlx::query(
             "UPDATE inbox SET lease_owner = $1, lease_until = $2, attempts = attempts + 1 \
              WHERE id IN (SELECT i.id FROM inbox i WHERE i.processed_at IS NULL \
                AND (i.lease_until IS NULL OR i.lease_until <= $3) \
@@ -194,9 +243,11 @@ impl QueueStore for Backend {
         .bind(worker.as_str())
         .bind(add_ns(now, lease))
         .bind(now)
-        .bind(i64::try_from(max).unwrap_or(i64::MAX))
-        .fetch_all(&mut *tx)
-        .await
+        .bind(i64::try_from(max).unwrap_or(i64::MAX));
+        let rows = match tx.as_mut() {
+            Some(tx) => q.fetch_all(&mut **tx).await,
+            None => q.fetch_all(&self.write).await,
+        }
         .map_err(|e| db_err("leasing inbox events", e))?;
         let mut items = Vec::with_capacity(rows.len());
         let mut poisoned: Vec<(i64, String)> = Vec::new();
@@ -217,18 +268,22 @@ impl QueueStore for Backend {
         }
         for (id, why) in &poisoned {
             tracing::warn!(inbox_id = id, error = %why, "inbox event cannot be decoded; set aside");
-            sqlx::query(
+            let q = sqlx::query(
                 "UPDATE inbox SET processed_at = $1, error = $2, lease_owner = NULL, \
                  lease_until = NULL WHERE id = $3",
             )
             .bind(now)
             .bind(limits::truncate(why, limits::MAX_ERROR_BYTES))
-            .bind(id)
-            .execute(&mut *tx)
-            .await
+            .bind(id);
+            match tx.as_mut() {
+                Some(tx) => q.execute(&mut **tx).await,
+                None => q.execute(&self.write).await,
+            }
             .map_err(|e| db_err("setting aside an undecodable event", e))?;
         }
-        Self::commit(tx).await?;
+        if let Some(tx) = tx {
+            Self::commit(tx).await?;
+        }
         items.sort_by_key(|i| i.id);
         Ok(items)
     }
@@ -279,7 +334,7 @@ impl QueueStore for Backend {
                 d.org
             )));
         }
-        Self::enqueue_tx(&mut tx, deliveries, &payloads, now).await?;
+        self.enqueue_tx(&mut tx, deliveries, &payloads, now).await?;
         Self::commit(tx).await
     }
 
@@ -326,7 +381,8 @@ impl QueueStore for Backend {
             for copy in &item.copies {
                 Self::put_copy_tx(&mut tx, &org, copy).await?;
             }
-            Self::enqueue_tx(&mut tx, &item.deliveries, payloads, now).await?;
+            self.enqueue_tx(&mut tx, &item.deliveries, payloads, now)
+                .await?;
         }
         Self::commit(tx).await
     }
@@ -340,7 +396,8 @@ impl QueueStore for Backend {
             .map(validate_delivery)
             .collect::<Result<Vec<_>>>()?;
         let mut tx = self.begin().await?;
-        Self::enqueue_tx(&mut tx, deliveries, &payloads, now_ns()).await?;
+        self.enqueue_tx(&mut tx, deliveries, &payloads, now_ns())
+            .await?;
         Self::commit(tx).await
     }
 
@@ -368,13 +425,13 @@ impl QueueStore for Backend {
              RETURNING id, org_id, connection_id, target, payload, job_version, attempts",
             if PG { " FOR UPDATE SKIP LOCKED" } else { "" }
         );
-        let mut tx = self.begin().await?;
+        // One statement, atomic by itself: a lease is one round trip to the writer.
         let rows = sqlx::query(&sql)
             .bind(worker.as_str())
             .bind(add_ns(now, lease))
             .bind(now)
             .bind(i64::try_from(max).unwrap_or(i64::MAX))
-            .fetch_all(&mut *tx)
+            .fetch_all(&self.write)
             .await
             .map_err(|e| db_err("leasing deliveries", e))?;
         let mut out = Vec::with_capacity(rows.len());
@@ -406,11 +463,10 @@ impl QueueStore for Backend {
             .bind(now)
             .bind(limits::truncate(why, limits::MAX_ERROR_BYTES))
             .bind(id)
-            .execute(&mut *tx)
+            .execute(&self.write)
             .await
             .map_err(|e| db_err("failing an undecodable delivery", e))?;
         }
-        Self::commit(tx).await?;
         out.sort_by_key(|d| d.id);
         Ok(out)
     }
