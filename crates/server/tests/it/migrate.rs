@@ -814,6 +814,11 @@ async fn the_console_moves_a_personal_connection_to_a_service_account() {
         "no connection was added"
     );
 
+    // A copy posted with Bob's token before the switch.
+    w.post_in_slack("relayed before the console switch").await;
+    w.translate_one().await;
+    w.deliver_all().await;
+
     // The service account: moved in place.
     let authorize = start(w.http.clone(), cookie.clone()).await;
     let back = w
@@ -833,6 +838,26 @@ async fn the_console_moves_a_personal_connection_to_a_service_account() {
     assert_eq!(done.status(), 200);
     let text = done.text().await.unwrap();
     assert!(text.contains("moved to a service account"), "{text}");
+    // The page says what stays Bob's.
+    assert!(
+        text.contains("1 relayed message posted by bob@contoso.onmicrosoft.com before the switch"),
+        "{text}"
+    );
+    assert!(
+        text.contains("lets only the sender edit or delete"),
+        "{text}"
+    );
+    // The channel's live feed is subscribed under the service account, in the background.
+    let mut subs = Vec::new();
+    for _ in 0..200 {
+        subs = w.channel_subscriptions().await;
+        if !subs.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(subs.len(), 1, "{subs:?}");
+    assert_eq!(subs[0].1, svc_id);
     let moved = w.teams_connection().await;
     assert_eq!(moved.account.user_id.as_str(), svc_id);
     assert!(moved.account.is_service_account);
