@@ -613,11 +613,41 @@ async fn migrate_connection(
     )
     .await
     .map_err(|e| format!("the connection was not moved: {e}"))?;
+    // Graph subscriptions made with the previous token: subscribed again under the new
+    // account (the running server answers Graph's validation at the public URL).
+    let feeds = if done.connection.platform == PlatformKind::Msteams {
+        let keeper = switchboard_server::feeds::FeedKeeper::new(
+            ctx.store.clone(),
+            ctx.pool.clone(),
+            &public_url(&ctx.config),
+        )
+        .map_err(err)?;
+        Some(
+            keeper
+                .resubscribe(&ctx.org, &id, done.previous_feeds.as_deref())
+                .await
+                .map_err(|e| {
+                    format!("the connection was moved, but its subscriptions were not: {e}")
+                })?,
+        )
+    } else {
+        None
+    };
+    let old_copies = switchboard_server::migrate::old_copies_note(&done);
     if ctx.json {
         print_json(&serde_json::json!({
             "connection": connection_json(&done.connection),
             "previous": done.previous.display_name,
             "queued": done.queued,
+            "old_copies": done.old_copies,
+            "old_copies_note": old_copies,
+            "subscriptions": feeds.as_ref().map(|f| serde_json::json!({
+                "created": f.created,
+                "deleted": f.deleted,
+                "not_deleted": f.not_deleted,
+                "failed": f.failed,
+                "replayed": f.replayed,
+            })),
             "checks": done.report.checks.iter().map(check_json).collect::<Vec<_>>(),
         }))?;
     } else {
@@ -633,6 +663,24 @@ async fn migrate_connection(
             "Universal channels are unchanged; {} queued deliveries go out through the service account.",
             done.queued
         );
+        if let Some(note) = &old_copies {
+            println!("{note}");
+        }
+        if let Some(f) = &feeds {
+            println!(
+                "Live feeds: {} subscription(s) made again under the service account ({} replayed from the gap){}.",
+                f.created,
+                f.replayed,
+                if f.failed > 0 {
+                    format!(
+                        "; {} channel(s) could not be subscribed now and are retried by the running server",
+                        f.failed
+                    )
+                } else {
+                    String::new()
+                }
+            );
+        }
         println!(
             "A `switchboard serve` already running keeps its open connection until it restarts."
         );

@@ -504,6 +504,14 @@ pub struct MessageCopy {
     /// Which identity Switchboard posted it as; `None` for the origin message (a user's).
     /// Edits, deletes and reactions of the copy go out as this identity.
     pub posted_by: Option<PostingIdentity>,
+    /// The platform account whose token posted it: for a copy posted as
+    /// [`PostingIdentity::ServiceAccount`], the connection's account at the time (its
+    /// [`AccountIdentity::user_id`](crate::AccountIdentity)), which stops being the
+    /// connection's account when the connection is migrated; for a linked user's copy, that
+    /// user. `None` for the origin message and when it is not known (a copy recorded before
+    /// this was kept, in a channel no longer linked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub posted_by_account: Option<UserId>,
     /// Which part of the universal message it is in its channel: 0 for the first, 1, 2, …
     /// for further parts (a split message, Slack file shares), in posting order.
     pub part: u32,
@@ -531,6 +539,16 @@ pub trait MessageMapStore: Send + Sync {
         org: &OrgId,
         universal: &UniversalMessageId,
     ) -> Result<Vec<MessageCopy>>;
+    /// How many copies Switchboard posted as the connection's own account
+    /// ([`PostingIdentity::ServiceAccount`]) while that account was `account`, in the channels
+    /// linked through `connection` (every part counts: each is a platform message). After a
+    /// migration, the copies the previous account posted (which only it may edit or delete).
+    async fn count_copies_by_account(
+        &self,
+        org: &OrgId,
+        connection: &ConnectionId,
+        account: &UserId,
+    ) -> Result<u64>;
     /// Records the last edit of a platform message (the platform's edit time). Returns `true`
     /// when `edited_at` is later than the last edit recorded for it (a new edit to relay),
     /// `false` when an edit at or after `edited_at` was already recorded (a duplicate or

@@ -46,6 +46,9 @@ pub const NOTE_PART: u32 = 1_000_000;
 /// Universal ids of Switchboard's own notices start with this (a notice that fails is never
 /// reported in turn).
 pub const NOTICE_PREFIX: &str = "notice-";
+/// How the dead-letter reason of an edit or delete starts when a copy it would change was
+/// posted by the connection's previous account (before a migration).
+pub const OLD_ACCOUNT_REASON: &str = "the copy was posted by the connection's previous account";
 
 /// Gives the relay the live objects of a connection (the server opens them through the
 /// platform's [`Connector`](switchboard_core::Connector) with the stored credentials, and
@@ -499,6 +502,7 @@ impl Relay {
                             message: message.clone(),
                             thread_root: content.thread_root.clone(),
                             posted_by: None,
+                            posted_by_account: None,
                             part: 0,
                         });
                         universal
@@ -812,7 +816,7 @@ impl Relay {
             let message = OutgoingMessage::new(combined_content(&contents))
                 .with_marker(combined_marker(group));
             let posted = live.platform.post(&head.target, &message).await?;
-            self.record_parts(&head.org, &head.target, &first, 0, &posted)
+            self.record_parts(&live, &head.org, &head.target, &first, 0, &posted)
                 .await?;
             self.store
                 .put_combined_post(
@@ -847,13 +851,81 @@ impl Relay {
     }
 
     async fn deliver_one(&self, d: &Delivery) -> Result<DeliveryOutcome> {
-        match self.run_job(d).await {
+        let result = match self.posted_by_another_account(d).await {
+            // Only the account that posted a copy may change it: reported, never attempted.
+            Ok(Some(reason)) => return self.dead_letter(d, reason).await,
+            Ok(None) => self.run_job(d).await,
+            Err(e) => Err(e),
+        };
+        match result {
             Ok(()) => {
                 self.store.outbox_complete(&self.worker, d.id).await?;
                 Ok(DeliveryOutcome::Delivered)
             }
             Err(e) => self.failed(d, e.kind(), e.to_string()).await,
         }
+    }
+
+    /// For an edit or a delete: why it cannot be applied when a copy it would change was
+    /// posted by an account other than the target connection's current one (the connection
+    /// was migrated since). Teams lets only a message's sender edit or delete it, and Slack a
+    /// bot only its own messages, so such a copy stays as it was and the job is reported.
+    async fn posted_by_another_account(&self, d: &Delivery) -> Result<Option<String>> {
+        let (universal, verb) = match &d.job {
+            DeliveryJob::Edit { universal, .. } => (universal, "edit"),
+            DeliveryJob::Delete { universal } => (universal, "delete"),
+            _ => return Ok(None),
+        };
+        let mut copies = self.copies_in(&d.org, universal, &d.target).await?;
+        if let Some(post) = self
+            .store
+            .find_combined_post(&d.org, universal, &d.target)
+            .await?
+            && let Some(c) = self
+                .store
+                .find_message_copy(&d.org, &post.channel, &post.message)
+                .await?
+        {
+            copies.push(c);
+        }
+        let accounts: BTreeSet<&UserId> = copies
+            .iter()
+            .filter(|c| c.posted_by == Some(PostingIdentity::ServiceAccount))
+            .filter_map(|c| c.posted_by_account.as_ref())
+            .collect();
+        if accounts.is_empty() {
+            return Ok(None);
+        }
+        let live = self.connections.get(&d.org, &d.connection).await?;
+        let current = live.platform.identity().await?;
+        let Some(old) = accounts.into_iter().find(|a| **a != current.user_id) else {
+            return Ok(None);
+        };
+        let old_name = match self.store.get_user(&d.org, d.target.platform, old).await? {
+            Some(u) => format!("{}, {old}", u.user.display_name),
+            None => old.to_string(),
+        };
+        let rule = match d.target.platform {
+            PlatformKind::Slack => "Slack lets a bot edit or delete only its own messages",
+            _ => "Microsoft Teams lets only the sender edit or delete a message",
+        };
+        Ok(Some(format!(
+            "{OLD_ACCOUNT_REASON} ({old_name}) before the connection was migrated to {}: {rule}, \
+             so Switchboard cannot {verb} that copy and it stays as it was",
+            current.display_name
+        )))
+    }
+
+    /// Dead-letters `d` for good with `error`, and tells the sender.
+    async fn dead_letter(&self, d: &Delivery, error: String) -> Result<DeliveryOutcome> {
+        tracing::error!(delivery = %d.id, target = %d.target, error = %error, "delivery failed for good; dead-lettered");
+        self.store.outbox_fail(&self.worker, d.id, &error).await?;
+        if self.config.notify_dead_letters
+            && let Err(e) = self.notify_sender(d, &error).await
+        {
+            tracing::warn!(delivery = %d.id, error = %e, "could not tell the sender of a dead letter");
+        }
+        Ok(DeliveryOutcome::Failed { error })
     }
 
     /// A failed attempt: retried when transient, else dead-lettered (and the sender told).
@@ -893,16 +965,7 @@ impl Relay {
                     .await?;
                 Ok(DeliveryOutcome::Retried { error })
             }
-            None => {
-                tracing::error!(delivery = %d.id, target = %d.target, error = %error, "delivery failed for good; dead-lettered");
-                self.store.outbox_fail(&self.worker, d.id, &error).await?;
-                if self.config.notify_dead_letters
-                    && let Err(e) = self.notify_sender(d, &error).await
-                {
-                    tracing::warn!(delivery = %d.id, error = %e, "could not tell the sender of a dead letter");
-                }
-                Ok(DeliveryOutcome::Failed { error })
-            }
+            None => self.dead_letter(d, error).await,
         }
     }
 
@@ -1087,6 +1150,7 @@ impl Relay {
     /// parts (file shares) after [`FILE_PART_BASE`].
     async fn record_parts(
         &self,
+        live: &Connected,
         org: &OrgId,
         target: &ChannelRef,
         universal: &UniversalMessageId,
@@ -1094,6 +1158,7 @@ impl Relay {
         posted: &PostedMessage,
     ) -> Result<()> {
         let extra_base = FILE_PART_BASE;
+        let account = posting_account(live, &posted.posted_by).await;
         let parts = std::iter::once((part, &posted.reference)).chain(
             posted
                 .extra_parts
@@ -1111,6 +1176,7 @@ impl Relay {
                         message: r.message.clone(),
                         thread_root: r.thread_root.clone(),
                         posted_by: Some(posted.posted_by.clone()),
+                        posted_by_account: account.clone(),
                         part: p,
                     },
                 )
@@ -1198,7 +1264,7 @@ impl Relay {
                     return Err(e);
                 }
             };
-            self.record_parts(&d.org, &d.target, universal, k, &posted)
+            self.record_parts(live, &d.org, &d.target, universal, k, &posted)
                 .await?;
             posted_count += 1 + posted.extra_parts.len() as u64;
         }
@@ -1263,7 +1329,7 @@ impl Relay {
                         .posted_as(by);
                     message.reply_to = first.thread_root.clone();
                     let posted = live.platform.post(&d.target, &message).await?;
-                    self.record_parts(&d.org, &d.target, universal, k, &posted)
+                    self.record_parts(live, &d.org, &d.target, universal, k, &posted)
                         .await?;
                     posted_count += 1;
                 }
@@ -1499,7 +1565,8 @@ impl Relay {
                             channel: d.target.clone(),
                             message: posted.reference.message.clone(),
                             thread_root: posted.reference.thread_root.clone(),
-                            posted_by: Some(posted.posted_by.clone()),
+                            posted_by_account: posting_account(live, &posted.posted_by).await,
+                            posted_by: Some(posted.posted_by),
                             part: NOTE_PART,
                         },
                     )
@@ -1640,6 +1707,7 @@ impl Relay {
         }
         let mut parts: Vec<_> = found.into_iter().collect();
         parts.sort_by_key(|(p, _)| *p);
+        let account = posting_account(live, &by).await;
         for (part, r) in parts {
             self.store
                 .put_message_copy(
@@ -1650,6 +1718,7 @@ impl Relay {
                         message: r.message,
                         thread_root: r.thread_root,
                         posted_by: Some(by.clone()),
+                        posted_by_account: account.clone(),
                         part,
                     },
                 )
@@ -1672,6 +1741,22 @@ fn combined_marker(group: &[&Delivery]) -> String {
         })
         .collect::<Vec<_>>()
         .join(":")
+}
+
+/// The platform account that posts as `by` through `live`: the connection's own account for
+/// [`PostingIdentity::ServiceAccount`], the linked user for theirs; `None` when the platform
+/// cannot say (recorded as unknown).
+async fn posting_account(live: &Connected, by: &PostingIdentity) -> Option<UserId> {
+    match by {
+        PostingIdentity::ServiceAccount => match live.platform.identity().await {
+            Ok(a) => Some(a.user_id),
+            Err(e) => {
+                tracing::info!(error = %e, "the posting account is unknown; recorded without it");
+                None
+            }
+        },
+        PostingIdentity::LinkedUser { user } => Some(user.clone()),
+    }
 }
 
 fn reference(c: &MessageCopy) -> MessageRef {

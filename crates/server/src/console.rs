@@ -889,8 +889,28 @@ async fn migrate_callback(
     };
     match crate::migrate::migrate(&state.store, connector.as_ref(), pool, request).await {
         Ok(done) => {
-            // The live feeds are re-established through the new account.
-            state.links_changed.notify_waiters();
+            // The live feeds are made again under the new account (in the background: each
+            // channel's catch-up may wait on rate limits).
+            let feeds_note = match crate::feeds::FeedKeeper::new(
+                state.store.clone(),
+                state.pool(),
+                &state.public_url,
+            ) {
+                Ok(keeper) if kind == PlatformKind::Msteams => {
+                    let (org, id, previous) = (
+                        session.principal.org.clone(),
+                        id.clone(),
+                        done.previous_feeds.clone(),
+                    );
+                    tokio::spawn(async move {
+                        if let Err(e) = keeper.resubscribe(&org, &id, previous.as_deref()).await {
+                            tracing::warn!(connection = %id, error = %e, "could not move the subscriptions; the feed keeper's passes retry");
+                        }
+                    });
+                    Some("The channels' live feeds are being subscribed again under the service account, with a catch-up of anything posted meanwhile.".to_owned())
+                }
+                _ => None,
+            };
             let heading = format!("{} moved to a service account", platform_name(kind));
             render(
                 state,
@@ -906,7 +926,10 @@ async fn migrate_callback(
                             done.previous.display_name
                         ),
                         "Universal channels keep working: nothing was re-linked, and queued messages go out through the service account.".to_owned(),
-                    ],
+                    ].into_iter()
+                        .chain(crate::migrate::old_copies_note(&done))
+                        .chain(feeds_note)
+                        .collect::<Vec<_>>(),
                     checks => done.report.checks.iter()
                         .map(|c| context! { name => c.name, ok => c.ok, fix => c.fix })
                         .collect::<Vec<_>>(),

@@ -8,7 +8,9 @@
 //! `reauthorizationRequired`, created again after `subscriptionRemoved` (or a renewal that
 //! finds it gone) with a catch-up of what was missed, and deleted when the channel is
 //! unlinked. At start-up every linked channel, on every platform, is caught up from where it
-//! was last seen ([`CatchUp`]).
+//! was last seen ([`CatchUp`]). After a connection is migrated to another account, its
+//! subscriptions are made again under the new account ([`FeedKeeper::resubscribe`]), so
+//! renewals and reauthorizations no longer depend on the previous account's token.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -16,8 +18,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use switchboard_core::{
-    Actor, ChannelRef, ConnectionId, ConnectionSignal, Error, ErrorKind, FeedEndpoints,
-    NewAuditEntry, OrgId, Result, Store, Subscription, SubscriptionId,
+    Actor, ChannelFeeds, ChannelRef, ConnectionId, ConnectionSignal, Error, ErrorKind,
+    FeedEndpoints, NewAuditEntry, OrgId, Result, Store, Subscription, SubscriptionId,
 };
 use switchboard_relay::catchup::CatchUp;
 use switchboard_relay::engine::{Connections, SignalObserver};
@@ -35,6 +37,23 @@ pub struct KeeperPass {
     pub removed: usize,
     /// Channels that could not be served this pass (retried next pass).
     pub failed: usize,
+}
+
+/// What [`FeedKeeper::resubscribe`] did for one connection.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Resubscribed {
+    /// Subscriptions made again under the connection's current account.
+    pub created: usize,
+    /// Previous subscriptions deleted on the platform.
+    pub deleted: usize,
+    /// Previous subscriptions that could not be deleted on the platform (they lapse when
+    /// their token or lifetime ends; the keeper's passes keep trying to subscribe).
+    pub not_deleted: usize,
+    /// Channels that could not be subscribed again now (retried by the next pass, with a
+    /// catch-up).
+    pub failed: usize,
+    /// Messages replayed by the catch-ups of the gap.
+    pub replayed: usize,
 }
 
 /// Keeps per-channel subscriptions of linked channels alive (see the module docs).
@@ -154,9 +173,17 @@ impl FeedKeeper {
                     None => match self.subscribe(&org, connection, channel, None).await {
                         Ok(Some(_)) => {
                             out.created += 1;
-                            self.catch_up
+                            // A channel seen before went without a feed for a while (a
+                            // subscription that failed or was moved): catch up the gap.
+                            if !self
+                                .catch_up
                                 .start_if_new(&org, connection, channel)
-                                .await?;
+                                .await?
+                            {
+                                self.catch_up
+                                    .channel(&org, connection, channel, None)
+                                    .await?;
+                            }
                             Ok(())
                         }
                         Ok(None) => {
@@ -230,6 +257,86 @@ impl FeedKeeper {
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// After `connection` of `org` was migrated to another account: deletes its subscriptions
+    /// on the platform (best effort, with `previous`, the previous account's feeds, whose
+    /// token made them, else with the current account's) and in the store, subscribes each of
+    /// its linked channels again under the current account, and catches each up on the gap
+    /// through the usual catch-up. A channel that cannot be subscribed now is left without a
+    /// stored subscription, so the next pass subscribes it (and catches it up).
+    pub async fn resubscribe(
+        &self,
+        org: &OrgId,
+        connection: &ConnectionId,
+        previous: Option<&dyn ChannelFeeds>,
+    ) -> Result<Resubscribed> {
+        let mut out = Resubscribed::default();
+        let current = self.connections.get(org, connection).await?.feeds;
+        let old: Vec<Subscription> = self
+            .store
+            .list_subscriptions(org)
+            .await?
+            .into_iter()
+            .filter(|s| &s.connection == connection)
+            .collect();
+        for sub in &old {
+            let mut deleted = false;
+            for feeds in [previous, current.as_deref()].into_iter().flatten() {
+                match feeds.remove(&sub.id).await {
+                    Ok(()) => {
+                        deleted = true;
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::info!(subscription = %sub.id, error = %e, "could not delete a subscription of the previous account")
+                    }
+                }
+            }
+            if deleted {
+                out.deleted += 1;
+            } else {
+                out.not_deleted += 1;
+            }
+            self.store.delete_subscription(org, &sub.id).await?;
+        }
+        if current.is_none() {
+            return Ok(out);
+        }
+        for (c, channel) in self.linked(org).await? {
+            if &c != connection {
+                continue;
+            }
+            match self.subscribe(org, connection, &channel, None).await {
+                Ok(Some(_)) => out.created += 1,
+                Ok(None) => continue,
+                Err(e) => {
+                    out.failed += 1;
+                    tracing::warn!(%channel, error = %e, "could not subscribe under the new account; retrying on the next pass");
+                    continue;
+                }
+            }
+            match self.catch_up.channel(org, connection, &channel, None).await {
+                Ok(r) => out.replayed += r.replayed,
+                Err(e) => {
+                    tracing::warn!(%channel, error = %e, "catch-up after the move failed; it is tried again at the next start or gap")
+                }
+            }
+        }
+        self.audit(
+            org,
+            "subscriptions.moved",
+            connection.to_string(),
+            serde_json::json!({
+                "created": out.created,
+                "deleted": out.deleted,
+                "not_deleted": out.not_deleted,
+                "failed": out.failed,
+                "replayed": out.replayed,
+            }),
+        )
+        .await;
+        Ok(out)
     }
 
     async fn drop_subscription(&self, org: &OrgId, sub: &Subscription) -> Result<()> {

@@ -11,6 +11,14 @@
 //! ([`ConnectionPool::forget`](crate::pool::ConnectionPool::forget)) so the next delivery
 //! opens the new credentials.
 //!
+//! What cannot move is said: the copies the previous account posted stay its messages (Teams
+//! lets only the sender edit or delete a message, Slack a bot only its own), so
+//! [`Migrated::old_copies`] counts them and [`old_copies_note`] words it; the relay reports
+//! edits and deletes of them as dead letters instead of attempting them. Graph subscriptions
+//! made with the previous account's token are moved by
+//! [`FeedKeeper::resubscribe`](crate::feeds::FeedKeeper::resubscribe), with the previous
+//! account's feeds kept in [`Migrated::previous_feeds`] to delete its subscriptions.
+//!
 //! [`ConnectionStore::migrate_connection`]: switchboard_core::ConnectionStore::migrate_connection
 
 use std::sync::Arc;
@@ -18,10 +26,11 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use parking_lot::Mutex;
 use switchboard_core::{
-    AccessReport, AccountIdentity, Actor, Authorized, Connection, ConnectionId, Connector,
-    Credentials, CredentialsSink, Error, ErrorKind, NewAuditEntry, OrgId, Result, Store,
-    VerifyOptions,
+    AccessReport, AccountIdentity, Actor, Authorized, ChannelFeeds, Connection, ConnectionId,
+    Connector, Credentials, CredentialsSink, Error, ErrorKind, NewAuditEntry, OrgId, PlatformKind,
+    Result, Store, VerifyOptions,
 };
+use switchboard_relay::engine::Connections;
 
 use crate::pool::ConnectionPool;
 
@@ -39,6 +48,39 @@ pub struct Migrated {
     pub report: AccessReport,
     /// Deliveries of the organization still queued (they go out through the new account).
     pub queued: u64,
+    /// Copies the previous account posted in the connection's linked channels: the platform
+    /// lets only that account edit or delete them, so they stay as they are (edits and
+    /// deletes of them are reported as dead letters).
+    pub old_copies: u64,
+    /// The previous account's live subscriptions handle (platforms with per-channel feeds,
+    /// when the pool could open it before the switch): deletes the subscriptions its token
+    /// made, which the new account may not be allowed to see.
+    pub previous_feeds: Option<Arc<dyn ChannelFeeds>>,
+}
+
+/// What a migration leaves behind about old copies, in words for the admin; `None` when the
+/// previous account posted none.
+pub fn old_copies_note(m: &Migrated) -> Option<String> {
+    if m.old_copies == 0 {
+        return None;
+    }
+    let rule = match m.connection.platform {
+        PlatformKind::Slack => "Slack lets a bot edit or delete only its own messages",
+        _ => "Microsoft Teams lets only the sender edit or delete a message",
+    };
+    let n = m.old_copies;
+    Some(format!(
+        "{n} relayed message{} posted by {} before the switch stay{} as {}: {rule}, so {} cannot \
+         edit or delete {}. Edits and deletes of {} are reported as dead letters (and to their \
+         senders) instead.",
+        if n == 1 { "" } else { "s" },
+        m.previous.display_name,
+        if n == 1 { "s" } else { "" },
+        if n == 1 { "it is" } else { "they are" },
+        m.connection.account.display_name,
+        if n == 1 { "it" } else { "them" },
+        if n == 1 { "it" } else { "them" },
+    ))
 }
 
 /// Keeps the latest credentials a verification rotated (a refresh during verification
@@ -217,6 +259,17 @@ pub async fn migrate(
             "checks": report.checks.len(),
         }),
     };
+    // The previous account's feeds, opened before its credentials are replaced.
+    let previous_feeds = match pool {
+        Some(pool) => match pool.get(org, id).await {
+            Ok(live) => live.feeds,
+            Err(e) => {
+                tracing::info!(connection = %id, error = %e, "the previous account's connection could not be opened; its subscriptions are left to expire");
+                None
+            }
+        },
+        None => None,
+    };
     let migrated = store
         .migrate_connection(org, id, &new_account, &credentials, entry)
         .await?;
@@ -224,11 +277,15 @@ pub async fn migrate(
         pool.forget(org, id);
     }
     let queued = store.outbox_pending(org).await?;
+    let old_copies = store
+        .count_copies_by_account(org, id, &connection.account.user_id)
+        .await?;
     tracing::info!(
         connection = %id,
         from = %connection.account.display_name,
         to = %new_account.display_name,
         queued,
+        old_copies,
         "connection migrated to a service account"
     );
     Ok(Migrated {
@@ -236,5 +293,7 @@ pub async fn migrate(
         previous: connection.account,
         report,
         queued,
+        old_copies,
+        previous_feeds,
     })
 }

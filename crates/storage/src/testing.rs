@@ -59,6 +59,7 @@ macro_rules! store_conformance {
             universal_channels,
             message_map,
             message_copies_keep_parts_and_posting_identity,
+            message_copies_record_the_posting_account,
             sync_state,
             message_snapshots,
             inbox_dedupes_and_leases_per_channel,
@@ -1560,6 +1561,7 @@ pub async fn message_map(h: &dyn Harness) {
         message: MessageId::new("1700000000.000100").unwrap(),
         thread_root: None,
         posted_by: None,
+        posted_by_account: None,
         part: 0,
     };
     let copy = MessageCopy {
@@ -1568,6 +1570,7 @@ pub async fn message_map(h: &dyn Harness) {
         message: MessageId::new("1700000001234").unwrap(),
         thread_root: Some(MessageId::new("1699999999999").unwrap()),
         posted_by: Some(PostingIdentity::ServiceAccount),
+        posted_by_account: None,
         part: 0,
     };
     s.put_message_copy(&f.org, &original).await.unwrap();
@@ -2014,6 +2017,7 @@ pub async fn inbox_batches_complete_in_one_transaction(h: &dyn Harness) {
         message: MessageId::new(m).unwrap(),
         thread_root: None,
         posted_by: None,
+        posted_by_account: None,
         part: 0,
     };
     let items = vec![
@@ -2768,6 +2772,7 @@ pub async fn org_isolation(h: &dyn Harness) {
                 message: MessageId::new("1.0").unwrap(),
                 thread_root: None,
                 posted_by: None,
+                posted_by_account: None,
                 part: 0,
             },
         )
@@ -3275,6 +3280,7 @@ pub async fn message_copies_keep_parts_and_posting_identity(h: &dyn Harness) {
         message: MessageId::new("1700000000.000100").unwrap(),
         thread_root: None,
         posted_by: None,
+        posted_by_account: None,
         part: 0,
     };
     let as_alice = PostingIdentity::LinkedUser {
@@ -3286,6 +3292,7 @@ pub async fn message_copies_keep_parts_and_posting_identity(h: &dyn Harness) {
         message: MessageId::new("1700000001000").unwrap(),
         thread_root: Some(MessageId::new("1699999999999").unwrap()),
         posted_by: Some(as_alice.clone()),
+        posted_by_account: None,
         part: 0,
     };
     let part1 = MessageCopy {
@@ -3344,6 +3351,92 @@ pub async fn message_copies_keep_parts_and_posting_identity(h: &dyn Harness) {
         ..part0.clone()
     };
     s.put_message_copy(&f.org, &other).await.unwrap();
+}
+
+/// Check: every copy keeps the account that posted it, and the copies a connection's account
+/// posted in the channels linked through that connection are counted per account (what a
+/// migration reports: copies only the previous account may edit or delete).
+pub async fn message_copies_record_the_posting_account(h: &dyn Harness) {
+    let s = h.store();
+    let f = fixture(s, "org").await;
+    let other = fixture(s, "other").await;
+    s.create_universal_channel(&universal(&f, SLACK_C1, TEAMS_C1))
+        .await
+        .unwrap();
+    let (alice, svc) = (uid("alice-guid"), uid("svc-guid"));
+    let u = UniversalMessageId::generate();
+    let copy = |c: &str, m: &str, by: Option<PostingIdentity>, account: Option<&UserId>, part| {
+        MessageCopy {
+            universal: u.clone(),
+            channel: ch(c),
+            message: MessageId::new(m).unwrap(),
+            thread_root: None,
+            posted_by: by,
+            posted_by_account: account.cloned(),
+            part,
+        }
+    };
+    let sa = Some(PostingIdentity::ServiceAccount);
+    let copies = [
+        copy(SLACK_C1, "1700000000.000100", None, None, 0),
+        // Two parts posted by the personal account before a migration, one by the new one.
+        copy(TEAMS_C1, "1700000001000", sa.clone(), Some(&alice), 0),
+        copy(TEAMS_C1, "1700000001001", sa.clone(), Some(&alice), 1),
+        copy(TEAMS_C1, "1700000001002", sa.clone(), Some(&svc), 2),
+        // A linked user's own copy is not the connection's account's.
+        copy(
+            TEAMS_C1,
+            "1700000001003",
+            Some(PostingIdentity::LinkedUser {
+                user: alice.clone(),
+            }),
+            Some(&alice),
+            3,
+        ),
+        // Unknown account (recorded before it was kept).
+        copy(TEAMS_C1, "1700000001004", sa.clone(), None, 4),
+        // A channel that is not linked through the Teams connection.
+        copy(
+            "msteams:team-1/19:two@thread.tacv2",
+            "1700000002000",
+            sa.clone(),
+            Some(&alice),
+            0,
+        ),
+    ];
+    for c in &copies {
+        s.put_message_copy(&f.org, c).await.unwrap();
+    }
+    // Read back as recorded, by either lookup.
+    for c in &copies {
+        assert_eq!(
+            s.find_message_copy(&f.org, &c.channel, &c.message)
+                .await
+                .unwrap()
+                .as_ref(),
+            Some(c)
+        );
+    }
+    let listed = s.message_copies(&f.org, &u).await.unwrap();
+    assert_eq!(listed.len(), copies.len());
+    for c in &copies {
+        assert!(listed.contains(c), "{c:?} missing from {listed:?}");
+    }
+    let count = |conn: &Connection, org: &OrgId, account: &UserId| {
+        let (conn, org, account) = (conn.id.clone(), org.clone(), account.clone());
+        async move {
+            s.count_copies_by_account(&org, &conn, &account)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(count(&f.teams, &f.org, &alice).await, 2);
+    assert_eq!(count(&f.teams, &f.org, &svc).await, 1);
+    assert_eq!(count(&f.slack, &f.org, &alice).await, 0);
+    assert_eq!(count(&f.teams, &f.org, &uid("nobody")).await, 0);
+    // Scoped by organization.
+    assert_eq!(count(&other.teams, &other.org, &alice).await, 0);
+    assert_eq!(count(&f.teams, &other.org, &alice).await, 0);
 }
 
 /// Check: message snapshots are kept per organization, channel and message.

@@ -560,6 +560,10 @@ async fn connections_migrate_moves_a_personal_connection_from_the_terminal() {
     assert_eq!(moved["connection"]["id"], id.as_str(), "in place");
     assert_eq!(moved["connection"]["account"], svc_upn);
     assert_eq!(moved["connection"]["is_service_account"], true);
+    // Nothing was relayed through Bob's token and nothing is linked: no old copies, no
+    // subscriptions to move.
+    assert_eq!(moved["old_copies"], 0);
+    assert_eq!(moved["subscriptions"]["created"], 0);
     let list = json_of(&run(
         &["connections", "list", "--data-dir", &d, "--json"],
         &env,

@@ -844,3 +844,151 @@ async fn messages_per_channel_per_day_are_counted_and_the_admin_warned_near_the_
     assert_eq!(warnings[0].details["posted"], 9);
     assert_eq!(warnings[0].details["cap"], 10);
 }
+
+#[tokio::test]
+async fn copies_posted_by_the_previous_account_are_reported_not_edited_or_retried() {
+    use switchboard_relay::engine::OLD_ACCOUNT_REASON;
+    let w = world().await;
+    let edit = |id: &str, ts: &str, text: &str| {
+        event(
+            id,
+            &w.slack_ch,
+            EventKind::Edited {
+                message: MessageId::new(ts).unwrap(),
+                content: PortableMessage {
+                    sender: sender(),
+                    text: RichText::plain(text),
+                    attachments: vec![],
+                    thread_root: None,
+                },
+            },
+        )
+    };
+    w.accept(
+        &w.slack,
+        event(
+            "Ev1",
+            &w.slack_ch,
+            posted("4.000100", None, RichText::plain("before")),
+        ),
+    )
+    .await;
+    assert_eq!(w.settle().await, vec![DeliveryOutcome::Delivered]);
+    // The Teams connection is migrated: it now acts as another account.
+    *w.teams_rec.account.lock() = Some("svc2".into());
+    w.accept(
+        &w.slack,
+        event(
+            "Ev2",
+            &w.slack_ch,
+            posted("4.000200", None, RichText::plain("after")),
+        ),
+    )
+    .await;
+    assert_eq!(w.settle().await, vec![DeliveryOutcome::Delivered]);
+    let account_of = |copy: &'static str| {
+        let (store, org, ch) = (w.store.clone(), w.org.clone(), w.teams_ch.clone());
+        async move {
+            store
+                .find_message_copy(&org, &ch, &MessageId::new(copy).unwrap())
+                .await
+                .unwrap()
+                .unwrap()
+                .posted_by_account
+                .map(|a| a.to_string())
+        }
+    };
+    assert_eq!(account_of("copy-1").await.as_deref(), Some("svc"));
+    assert_eq!(account_of("copy-2").await.as_deref(), Some("svc2"));
+
+    // Edits of both and a delete of the old one: the new copy is edited, the old one is
+    // reported for the edit and for the delete, never attempted.
+    w.accept(&w.slack, edit("Ev3", "4.000100", "before, edited"))
+        .await;
+    w.accept(&w.slack, edit("Ev4", "4.000200", "after, edited"))
+        .await;
+    w.accept(
+        &w.slack,
+        event(
+            "Ev5",
+            &w.slack_ch,
+            EventKind::Deleted {
+                message: MessageId::new("4.000100").unwrap(),
+            },
+        ),
+    )
+    .await;
+    let outcomes = w.settle().await;
+    let to_teams: Vec<Call> = w
+        .teams_rec
+        .calls()
+        .into_iter()
+        .filter(|c| !matches!(c, Call::Post { .. }))
+        .collect();
+    assert_eq!(
+        to_teams,
+        vec![Call::Edit {
+            id: "copy-2".into(),
+            text: "after, edited".into(),
+            by: PostingIdentity::ServiceAccount,
+        }],
+        "the old copy is neither edited nor deleted"
+    );
+    let failed: Vec<&String> = outcomes
+        .iter()
+        .filter_map(|o| match o {
+            DeliveryOutcome::Failed { error } => Some(error),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(failed.len(), 2, "{outcomes:?}");
+    assert!(
+        !outcomes
+            .iter()
+            .any(|o| matches!(o, DeliveryOutcome::Retried { .. })),
+        "{outcomes:?}"
+    );
+    // Dead letters with the reason, for the admin (console, API, metrics).
+    let dead = w.store.outbox_dead_letters(&w.org, None, 10).await.unwrap();
+    assert_eq!(dead.len(), 2);
+    for d in &dead {
+        let error = d.error.as_deref().unwrap_or_default();
+        assert!(error.starts_with(OLD_ACCOUNT_REASON), "{error}");
+        assert!(
+            error.contains("svc") && error.contains("migrated to svc2"),
+            "{error}"
+        );
+        assert!(error.contains("only the sender"), "{error}");
+    }
+    // The sender is told in the origin thread, once per job.
+    let notices: Vec<(Option<String>, String)> = w
+        .slack_rec
+        .posts()
+        .into_iter()
+        .filter_map(|p| match p {
+            Call::Post { reply_to, text, .. } => Some((reply_to, text)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(notices.len(), 2, "{notices:?}");
+    assert!(
+        notices
+            .iter()
+            .all(|(r, _)| r.as_deref() == Some("4.000100"))
+    );
+    assert!(
+        notices
+            .iter()
+            .any(|(_, t)| t.contains("could not deliver an edit of this message")),
+        "{notices:?}"
+    );
+    assert!(
+        notices
+            .iter()
+            .any(|(_, t)| t.contains("could not deliver the deletion of this message")),
+        "{notices:?}"
+    );
+    // Nothing is left to retry on its own.
+    assert!(w.settle().await.is_empty());
+    assert_eq!(w.store.outbox_pending(&w.org).await.unwrap(), 0);
+}

@@ -33,9 +33,29 @@ struct Recorder {
     next: Mutex<u32>,
     /// Errors to answer the next posts with, in order.
     fail_posts: Mutex<Vec<Error>>,
+    /// The account the connection acts as (`svc` unless a migration changed it).
+    account: Mutex<Option<String>>,
+    /// Which account posted each message when not `svc`: only that one may edit or delete
+    /// it, as on Teams.
+    authors: Mutex<HashMap<String, String>>,
 }
 
 impl Recorder {
+    fn account(&self) -> String {
+        self.account.lock().clone().unwrap_or_else(|| "svc".into())
+    }
+    /// Refuses a change of `id` by anyone but the account that posted it.
+    fn check_author(&self, id: &str) -> Result<()> {
+        let author = self.authors.lock().get(id).cloned();
+        if author.as_deref().unwrap_or("svc") == self.account() {
+            Ok(())
+        } else {
+            Err(Error::new(
+                ErrorKind::Forbidden,
+                "only the sender may change this message",
+            ))
+        }
+    }
     fn calls(&self) -> Vec<Call> {
         self.calls.lock().clone()
     }
@@ -66,9 +86,10 @@ impl Platform for Recorder {
         }
     }
     async fn identity(&self) -> Result<AccountIdentity> {
+        let account = self.account();
         Ok(AccountIdentity {
-            user_id: UserId::new("svc").unwrap(),
-            display_name: "svc".into(),
+            user_id: UserId::new(account.clone()).unwrap(),
+            display_name: account,
             is_service_account: true,
         })
     }
@@ -84,6 +105,9 @@ impl Platform for Recorder {
             *n += 1;
             format!("copy-{}", *n)
         };
+        if let Some(account) = self.account.lock().clone() {
+            self.authors.lock().insert(id.clone(), account);
+        }
         self.calls.lock().push(Call::Post {
             channel: channel.clone(),
             id: id.clone(),
@@ -114,13 +138,13 @@ impl Platform for Recorder {
             text: m.content.text.to_plain_text(),
             by: by.clone(),
         });
-        Ok(())
+        self.check_author(r.message.as_str())
     }
     async fn delete(&self, r: &MessageRef, _: &PostingIdentity) -> Result<()> {
         self.calls.lock().push(Call::Delete {
             id: r.message.to_string(),
         });
-        Ok(())
+        self.check_author(r.message.as_str())
     }
     async fn react(
         &self,

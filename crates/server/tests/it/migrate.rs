@@ -3,18 +3,24 @@
 //! relay and SQLite. A Slack channel is linked to a Teams channel while the Teams connection
 //! acts as Bob (an ordinary user); after the migration the same universal channel keeps
 //! relaying, a delivery queued before the switch goes out through the service account, and
-//! the audit log records who switched what.
+//! the audit log records who switched what. What cannot move is said: the copies Bob posted
+//! are counted (and an edit of one is reported, not attempted), and the channel's Graph
+//! subscription is made again under the service account.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 use switchboard_core::*;
-use switchboard_msteams::{MsTeamsAuthorizer, MsTeamsConfig, MsTeamsConnector};
-use switchboard_relay::engine::{Connections, Relay, RelayConfig};
+use switchboard_msteams::{GraphReceiver, MsTeamsAuthorizer, MsTeamsConfig, MsTeamsConnector};
+use switchboard_relay::engine::{
+    Connections, DeliveryOutcome, OLD_ACCOUNT_REASON, Relay, RelayConfig,
+};
 use switchboard_sandbox::{ReadyInfo, Sandbox, SandboxConfig, Seed};
-use switchboard_server::migrate::{MIGRATED_ACTION, MigrationRequest, migrate};
+use switchboard_server::feeds::FeedKeeper;
+use switchboard_server::migrate::{MIGRATED_ACTION, MigrationRequest, migrate, old_copies_note};
 use switchboard_server::pool::{ConnectionPool, import};
+use switchboard_server::webhooks::StoreClientStates;
 use switchboard_server::{AppState, Receivers, router};
 use switchboard_slack::{OwnIdentityCache, SlackConfig, SlackConnector, SlackEventsReceiver};
 use switchboard_storage::{Keyring, MasterKey, SqlStore};
@@ -145,7 +151,9 @@ impl World {
                 None,
                 Arc::new(OwnIdentityCache::default()),
             ))),
-            graph: None,
+            graph: Some(Arc::new(GraphReceiver::new(Arc::new(
+                StoreClientStates::new(store.clone()),
+            )))),
         };
         let pool = Arc::new(ConnectionPool::new(store.clone(), connectors));
         let state = AppState::new(store.clone(), receivers)
@@ -352,7 +360,7 @@ impl World {
         }
     }
 
-    async fn post_in_slack(&self, text: &str) {
+    async fn post_in_slack(&self, text: &str) -> String {
         let r = self
             .http
             .post(format!("{}/_sandbox/slack/messages", self.ready.base_url))
@@ -362,7 +370,41 @@ impl World {
             .send()
             .await
             .unwrap();
-        assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+        assert!(r.status().is_success());
+        let posted: serde_json::Value = r.json().await.unwrap();
+        posted["ts"].as_str().unwrap().to_owned()
+    }
+
+    /// The Graph subscriptions on the linked Teams channel, as the sandbox holds them:
+    /// (id, creator's user id).
+    async fn channel_subscriptions(&self) -> Vec<(String, String)> {
+        let all: serde_json::Value = self
+            .http
+            .get(format!(
+                "{}/_sandbox/msteams/subscriptions",
+                self.ready.base_url
+            ))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        all["value"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| {
+                let r = s["resource"].as_str().unwrap_or("");
+                r.contains(&self.team_id) && r.contains(&self.teams_channel)
+            })
+            .map(|s| {
+                (
+                    s["id"].as_str().unwrap().to_owned(),
+                    s["creatorId"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
     }
 
     /// Translates until at least one inbox item was processed (the webhook is asynchronous).
@@ -772,6 +814,11 @@ async fn the_console_moves_a_personal_connection_to_a_service_account() {
         "no connection was added"
     );
 
+    // A copy posted with Bob's token before the switch.
+    w.post_in_slack("relayed before the console switch").await;
+    w.translate_one().await;
+    w.deliver_all().await;
+
     // The service account: moved in place.
     let authorize = start(w.http.clone(), cookie.clone()).await;
     let back = w
@@ -791,6 +838,26 @@ async fn the_console_moves_a_personal_connection_to_a_service_account() {
     assert_eq!(done.status(), 200);
     let text = done.text().await.unwrap();
     assert!(text.contains("moved to a service account"), "{text}");
+    // The page says what stays Bob's.
+    assert!(
+        text.contains("1 relayed message posted by bob@contoso.onmicrosoft.com before the switch"),
+        "{text}"
+    );
+    assert!(
+        text.contains("lets only the sender edit or delete"),
+        "{text}"
+    );
+    // The channel's live feed is subscribed under the service account, in the background.
+    let mut subs = Vec::new();
+    for _ in 0..200 {
+        subs = w.channel_subscriptions().await;
+        if !subs.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(subs.len(), 1, "{subs:?}");
+    assert_eq!(subs[0].1, svc_id);
     let moved = w.teams_connection().await;
     assert_eq!(moved.account.user_id.as_str(), svc_id);
     assert!(moved.account.is_service_account);
@@ -821,6 +888,119 @@ async fn the_console_moves_a_personal_connection_to_a_service_account() {
     w.translate_one().await;
     w.deliver_all().await;
     assert_eq!(w.poster_of("after the console switch").await, svc_id);
+    w.server.shutdown();
+    w.sandbox.shutdown().await;
+}
+
+#[tokio::test]
+async fn after_a_migration_old_copies_are_counted_and_reported_and_the_feed_moves_to_the_new_account()
+ {
+    let w = World::new().await;
+    let svc_id = user_id(&w.seed, "switchboard-svc@");
+    // The feed keeper subscribes the linked Teams channel, with Bob's token.
+    let keeper = FeedKeeper::new(w.store.clone(), w.pool.clone(), &w.server.url).unwrap();
+    let pass = keeper.pass().await.unwrap();
+    assert_eq!((pass.created, pass.failed), (1, 0), "{pass:?}");
+    let before = w.channel_subscriptions().await;
+    assert_eq!(before.len(), 1, "{before:?}");
+    assert_eq!(before[0].1, w.bob_id);
+
+    // Bob's token posts a copy.
+    let ts = w.post_in_slack("posted with the token of bob").await;
+    w.translate_one().await;
+    w.deliver_all().await;
+    assert_eq!(w.poster_of("posted with the token of bob").await, w.bob_id);
+
+    let svc = w
+        .sign_in(
+            &w.ready.msteams.service_account_upn,
+            &w.ready.msteams.service_account_password,
+        )
+        .await;
+    let done = migrate(
+        &w.store,
+        w.teams_connector.as_ref(),
+        Some(&w.pool),
+        w.request(&svc),
+    )
+    .await
+    .unwrap();
+    // What the CLI and console print: how many copies stay Bob's, and why.
+    assert_eq!(done.old_copies, 1);
+    let note = old_copies_note(&done).unwrap();
+    assert!(
+        note.starts_with("1 relayed message posted by bob@contoso.onmicrosoft.com"),
+        "{note}"
+    );
+    assert!(
+        note.contains("lets only the sender edit or delete"),
+        "{note}"
+    );
+
+    // The subscription is made again under the service account; Bob's is gone.
+    let moved = keeper
+        .resubscribe(&w.org, &w.teams, done.previous_feeds.as_deref())
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            moved.created,
+            moved.deleted,
+            moved.not_deleted,
+            moved.failed
+        ),
+        (1, 1, 0, 0),
+        "{moved:?}"
+    );
+    let after = w.channel_subscriptions().await;
+    assert_eq!(after.len(), 1, "{after:?}");
+    assert_eq!(after[0].1, svc_id, "created by the service account");
+    assert_ne!(after[0].0, before[0].0);
+    let stored = w.store.list_subscriptions(&w.org).await.unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].id.as_str(), after[0].0);
+    // The keeper keeps it (nothing to create again).
+    let pass = keeper.pass().await.unwrap();
+    assert_eq!((pass.created, pass.failed), (0, 0), "{pass:?}");
+
+    // An edit of Bob's copy is reported as a dead letter, not attempted, not retried.
+    let r = w
+        .http
+        .patch(format!(
+            "{}/_sandbox/slack/messages/{}/{ts}",
+            w.ready.base_url, w.slack_channel
+        ))
+        .json(&serde_json::json!({ "text": "edited after the switch" }))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    let mut failed = Vec::new();
+    for _ in 0..200 {
+        w.relay.translate_batch().await.unwrap();
+        for o in w.relay.deliver_batch().await.unwrap() {
+            match o {
+                DeliveryOutcome::Failed { error } => failed.push(error),
+                DeliveryOutcome::Delivered => {}
+                other => panic!("{other:?}"),
+            }
+        }
+        if !failed.is_empty() && w.store.outbox_pending(&w.org).await.unwrap() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert!(failed[0].starts_with(OLD_ACCOUNT_REASON), "{}", failed[0]);
+    let dead = w.store.outbox_dead_letters(&w.org, None, 10).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert!(
+        w.teams_messages()
+            .await
+            .iter()
+            .all(|(body, _)| !body.contains("edited after the switch"))
+    );
+    assert_eq!(w.poster_of("posted with the token of bob").await, w.bob_id);
     w.server.shutdown();
     w.sandbox.shutdown().await;
 }

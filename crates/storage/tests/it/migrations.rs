@@ -1,5 +1,6 @@
 //! Data written under the first schema, migrated by opening the store: message copies keep
-//! who posted them (`posted_by_us` → the service account) and get part numbers, stored
+//! who posted them (`posted_by_us` → the service account, and which account that was, from
+//! the connection and its migrations) and get part numbers, stored
 //! events become inbox items, untyped deliveries are set aside with a clear error.
 
 use std::str::FromStr;
@@ -50,6 +51,29 @@ fn legacy_rows(org: &str, conn: &str, event_json: &str) -> Vec<String> {
              ('{org}', 'msteams', 'team-1', '19:a@thread.tacv2', 'm-2', 'u-1', NULL, TRUE, 30), \
              ('{org}', 'msteams', 'team-1', '19:a@thread.tacv2', 'm-1', 'u-1', 'r-1', TRUE, 20)"
         ),
+        // The Teams channel is linked through a connection migrated (at 25) off `UOLD` onto
+        // `USVC2`: the copy recorded before that was posted by `UOLD`, the later one by `USVC2`.
+        format!(
+            "INSERT INTO connections (org_id, id, platform, tenant, display_name, account_user_id, \
+             account_display_name, account_is_service_account, health, created_at) \
+             VALUES ('{org}', '{conn}-t', 'msteams', 'tenant-1', 'teams', 'USVC2', 'svc2', TRUE, \
+             'ok', 1)"
+        ),
+        format!(
+            "INSERT INTO universal_channels (org_id, id, name, relay_membership_notices, \
+             created_at) VALUES ('{org}', 'uc-1', 'eng', FALSE, 1)"
+        ),
+        format!(
+            "INSERT INTO universal_endpoints (org_id, universal_id, position, connection_id, \
+             platform, team_id, channel_id) VALUES ('{org}', 'uc-1', 0, '{conn}-t', 'msteams', \
+             'team-1', '19:a@thread.tacv2')"
+        ),
+        format!(
+            "INSERT INTO audit_log (org_id, seq, actor, action, target, at, details, prev_hash, \
+             hash) VALUES ('{org}', 1, '{{\"kind\":\"system\"}}', 'connection.migrated', \
+             '{conn}-t', 25, '{{\"from\":{{\"user_id\":\"UOLD\"}},\"to\":{{\"user_id\":\"USVC2\"}}}}', \
+             'p', 'h')"
+        ),
         format!(
             "INSERT INTO inbox (org_id, connection_id, platform, event_id, channel, event, received_at) \
              VALUES ('{org}', '{conn}', 'slack', 'EvOld', 'slack:T1/C1', '{esc}', 5)"
@@ -80,6 +104,11 @@ async fn check_migrated(store: &SqlStore, org: &OrgId, event: &PlatformEvent) {
         ]
     );
     assert_eq!(copies[1].thread_root, Some(MessageId::new("r-1").unwrap()));
+    let accounts: Vec<Option<&str>> = copies
+        .iter()
+        .map(|c| c.posted_by_account.as_ref().map(|a| a.as_str()))
+        .collect();
+    assert_eq!(accounts, vec![None, Some("UOLD"), Some("USVC2")]);
     let items = store.inbox_lease(&w("w"), 10, LEASE).await.unwrap();
     assert_eq!(items.len(), 1);
     assert_eq!(items[0].item, Inbound::Event(event.clone()));

@@ -13,8 +13,8 @@ impl Backend {
         let (posted_as, posted_as_user) = posted_as_columns(copy.posted_by.as_ref());
         sqlx::query(
             "INSERT INTO message_copies (org_id, platform, team_id, channel_id, message_id, \
-             universal_id, thread_root, posted_as, posted_as_user, part, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT DO NOTHING",
+             universal_id, thread_root, posted_as, posted_as_user, part, created_at, \
+             posted_by_account) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT DO NOTHING",
         )
         .bind(org.as_str().to_owned())
         .bind(copy.channel.platform.as_str())
@@ -27,6 +27,7 @@ impl Backend {
         .bind(posted_as_user.map(str::to_owned))
         .bind(i64::from(copy.part))
         .bind(now_ns())
+        .bind(copy.posted_by_account.as_ref().map(|a| a.as_str().to_owned()))
     }
 
     /// Records a copy through the write pool in one statement; `false` when it must go the
@@ -99,8 +100,8 @@ impl Backend {
         }
         sqlx::query(
             "INSERT INTO message_copies (org_id, platform, team_id, channel_id, message_id, \
-             universal_id, thread_root, posted_as, posted_as_user, part, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+             universal_id, thread_root, posted_as, posted_as_user, part, created_at, \
+             posted_by_account) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         )
         .bind(org.as_str())
         .bind(copy.channel.platform.as_str())
@@ -113,6 +114,7 @@ impl Backend {
         .bind(posted_as_user)
         .bind(i64::from(copy.part))
         .bind(now_ns())
+        .bind(copy.posted_by_account.as_ref().map(|a| a.as_str()))
         .execute(&mut **tx)
         .await
         .map_err(|e| db_err("recording the message copy", e))?;
@@ -169,6 +171,28 @@ impl MessageMapStore for Backend {
         .await
         .map_err(|e| db_err("reading message copies", e))?;
         rows.iter().map(copy_from_row).collect()
+    }
+
+    async fn count_copies_by_account(
+        &self,
+        org: &OrgId,
+        connection: &ConnectionId,
+        account: &UserId,
+    ) -> Result<u64> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM message_copies m JOIN universal_endpoints e \
+             ON e.org_id = m.org_id AND e.platform = m.platform AND e.team_id = m.team_id \
+             AND e.channel_id = m.channel_id \
+             WHERE m.org_id = $1 AND e.connection_id = $2 AND m.posted_as = 'service_account' \
+             AND m.posted_by_account = $3",
+        )
+        .bind(org.as_str())
+        .bind(connection.as_str())
+        .bind(account.as_str())
+        .fetch_one(&self.read)
+        .await
+        .map_err(|e| db_err("counting message copies", e))?;
+        Ok(u64::try_from(n).unwrap_or(0))
     }
 
     async fn record_message_edit(

@@ -422,13 +422,14 @@ fn copy_from_row(row: &DbRow) -> Result<MessageCopy> {
         message: parse_col(row, T, "message_id")?,
         thread_root: parse_opt_col(row, T, "thread_root")?,
         posted_by: posted_as_from_row(row)?,
+        posted_by_account: parse_opt_col(row, T, "posted_by_account")?,
         part: u32::try_from(col::<i64>(row, "part")?)
             .map_err(|_| storage("message_copies.part is out of range"))?,
     })
 }
 
 const COPY_COLUMNS: &str = "universal_id, platform, team_id, channel_id, message_id, \
-     thread_root, posted_as, posted_as_user, part";
+     thread_root, posted_as, posted_as_user, part, posted_by_account";
 
 fn audit_from_row(org: &OrgId, row: &DbRow) -> Result<AuditEntry> {
     let seq: i64 = col(row, "seq")?;
