@@ -47,10 +47,16 @@ fn enc(s: &str) -> String {
 }
 
 impl Env {
-    async fn start(time_scale: f64) -> Env {
+    /// `linger_ms`: the relay's `[relay] linger_ms` (`None`: the default).
+    async fn start(time_scale: f64, linger_ms: Option<u64>) -> Env {
         let dir = tempfile::tempdir().unwrap();
+        let config = linger_ms.map(|ms| {
+            let path = dir.path().join("switchboard.toml");
+            std::fs::write(&path, format!("[relay]\nlinger_ms = {ms}\n")).unwrap();
+            path
+        });
         let launched = launch(ServeArgs {
-            config: None,
+            config,
             data_dir: Some(dir.path().to_owned()),
             port: Some(0),
             sandbox: true,
@@ -279,7 +285,16 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 async fn throughput_and_latency(throughput: bool) {
     let n = env_usize("SB_BENCH_MESSAGES", 2000);
-    let env = Env::start(0.0).await;
+    if throughput {
+        // The same run with the translating worker's linger off, side by side (own server
+        // and sandbox), before the default one.
+        let env = Env::start(0.0, Some(0)).await;
+        let mut line = throughput_run(&env, n).await;
+        line["scenario"] = json!("throughput_limits_off_linger_0");
+        println!("{line}");
+        env.launched.shutdown().await.unwrap();
+    }
+    let env = Env::start(0.0, None).await;
     // The raw POST rate is measured last: the sandbox stamps a Teams message's id and
     // `createdDateTime` from one millisecond clock that never repeats (as Graph's ids are
     // creation times), so 30,000 POSTs/s push that clock seconds ahead of real time, and
@@ -425,7 +440,7 @@ async fn latency_run(env: &Env) {
 
 async fn teams_backlog() {
     let n = env_usize("SB_BENCH_BACKLOG", 2000);
-    let env = Env::start(1.0).await;
+    let env = Env::start(1.0, None).await;
     let posts_before = env.graph_posts().await;
     let mut set = tokio::task::JoinSet::new();
     for (w, user) in env.users.iter().enumerate() {

@@ -205,6 +205,8 @@ pub async fn launch(args: ServeArgs) -> Result<Launched, String> {
     // soon as a translation produced deliveries; both also poll (catch-up, retries due).
     let relay = Arc::new(relay);
     let deliver_wake = Arc::new(tokio::sync::Notify::new());
+    let batch = config.relay.batch.clamp(1, 1000);
+    let linger = Duration::from_millis(config.relay.linger_ms.min(1000));
     let translate_loop = {
         let relay = relay.clone();
         let deliver_wake = deliver_wake.clone();
@@ -213,6 +215,15 @@ pub async fn launch(args: ServeArgs) -> Result<Launched, String> {
                 match relay.translate_batch().await {
                     Ok(n) if n > 0 => {
                         deliver_wake.notify_one();
+                        if n < batch && !linger.is_zero() {
+                            // Items are trickling in (one webhook at a time): let a few more
+                            // arrive so the next lease and its one completing transaction
+                            // carry several, instead of holding SQLite's one writer per item
+                            // while the webhooks wait on it. A message arriving alone is
+                            // translated at once; this only delays one that follows another
+                            // within `linger`.
+                            tokio::time::sleep(linger).await;
+                        }
                         continue;
                     }
                     Ok(_) => {}

@@ -115,6 +115,10 @@ pub struct RelayTuning {
     pub lease_seconds: u64,
     /// Items or deliveries leased per batch.
     pub batch: usize,
+    /// After a partial translation batch, how long (milliseconds) the worker lets more
+    /// items arrive before it leases again (0: at once). Fewer, larger transactions under a
+    /// steady stream; an isolated message is never delayed.
+    pub linger_ms: u64,
 }
 
 impl Default for RelayTuning {
@@ -122,6 +126,7 @@ impl Default for RelayTuning {
         RelayTuning {
             lease_seconds: 60,
             batch: 64,
+            linger_ms: 2,
         }
     }
 }
