@@ -1031,6 +1031,69 @@ pub trait AuditStore: Send + Sync {
     async fn verify_audit(&self, org: &OrgId) -> Result<AuditVerification>;
 }
 
+/// An end user's own platform account, linked so copies of their messages are posted as
+/// them ("link my account"). As listed: never the credentials.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkedAccount {
+    /// The platform of the account.
+    pub platform: PlatformKind,
+    /// The user's id on that platform.
+    pub user: UserId,
+    /// The name shown for the user (the platform's display name or sign-in name).
+    pub display_name: String,
+    /// When the user (last) linked the account.
+    #[serde(with = "time::serde::rfc3339")]
+    pub linked_at: OffsetDateTime,
+}
+
+/// End users' linked accounts and their delegated credentials, sealed at rest like a
+/// connection's credentials; one per (organization, platform, user).
+#[async_trait]
+pub trait UserAccountStore: Send + Sync {
+    /// Seals and stores `credentials` for `account`, replacing a previous link of the same
+    /// user, and appends a `user_account.linked` audit entry by `actor`, in one transaction.
+    async fn put_linked_account(
+        &self,
+        org: &OrgId,
+        account: &LinkedAccount,
+        credentials: &Credentials,
+        actor: Actor,
+    ) -> Result<()>;
+    /// The linked accounts of `org` (of one platform when `platform` is given), by platform
+    /// and user id. Never the credentials.
+    async fn list_linked_accounts(
+        &self,
+        org: &OrgId,
+        platform: Option<PlatformKind>,
+    ) -> Result<Vec<LinkedAccount>>;
+    /// One linked account with its unsealed credentials (to post as the user).
+    async fn get_linked_account(
+        &self,
+        org: &OrgId,
+        platform: PlatformKind,
+        user: &UserId,
+    ) -> Result<Option<(LinkedAccount, Credentials)>>;
+    /// Replaces the credentials of a linked account after a refresh (refresh tokens rotate).
+    /// `NotFound` when the account was unlinked meanwhile (the refreshed token is not
+    /// stored again).
+    async fn update_linked_credentials(
+        &self,
+        org: &OrgId,
+        platform: PlatformKind,
+        user: &UserId,
+        credentials: &Credentials,
+    ) -> Result<()>;
+    /// Deletes a linked account and its credentials and appends a `user_account.unlinked`
+    /// audit entry by `actor`, in one transaction. `NotFound` when absent.
+    async fn delete_linked_account(
+        &self,
+        org: &OrgId,
+        platform: PlatformKind,
+        user: &UserId,
+        actor: Actor,
+    ) -> Result<()>;
+}
+
 /// Everything a Switchboard deployment stores.
 pub trait Store:
     OrgStore
@@ -1042,6 +1105,7 @@ pub trait Store:
     + SyncStateStore
     + QueueStore
     + RelayStateStore
+    + UserAccountStore
     + AuditStore
     + std::fmt::Debug
 {
@@ -1057,6 +1121,7 @@ impl<T> Store for T where
         + SyncStateStore
         + QueueStore
         + RelayStateStore
+        + UserAccountStore
         + AuditStore
         + std::fmt::Debug
 {

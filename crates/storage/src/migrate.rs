@@ -34,6 +34,11 @@ pub(crate) const SQLITE: Embedded = &[
         "relay state",
         include_str!("../migrations/sqlite/0004_relay_state.sql"),
     ),
+    (
+        5,
+        "user accounts",
+        include_str!("../migrations/sqlite/0005_user_accounts.sql"),
+    ),
 ];
 
 /// PostgreSQL migrations.
@@ -57,6 +62,11 @@ pub(crate) const POSTGRES: Embedded = &[
         4,
         "relay state",
         include_str!("../migrations/postgres/0004_relay_state.sql"),
+    ),
+    (
+        5,
+        "user accounts",
+        include_str!("../migrations/postgres/0005_user_accounts.sql"),
     ),
 ];
 

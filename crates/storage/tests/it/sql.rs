@@ -372,6 +372,26 @@ async fn database_holds_no_plaintext_secret(db: &TestDb) {
     )
     .await
     .unwrap();
+    let user_access = format!("PLANTED-USER-ACCESS-{tag}");
+    let user_refresh = format!("PLANTED-USER-REFRESH-{tag}");
+    s.put_linked_account(
+        &org,
+        &LinkedAccount {
+            platform: PlatformKind::Msteams,
+            user: uid("teams-user-1"),
+            display_name: "Jane".into(),
+            linked_at: OffsetDateTime::now_utc(),
+        },
+        &Credentials {
+            access_token: SecretString::from(user_access.clone()),
+            refresh_token: Some(SecretString::from(user_refresh.clone())),
+            expires_at: None,
+            scopes: vec![],
+        },
+        Actor::System,
+    )
+    .await
+    .unwrap();
     let admin = s.create_admin_token(&org, "ci").await.unwrap();
     // A careless audit entry: its secret-looking details are redacted before storage.
     s.append_audit(
@@ -401,6 +421,8 @@ async fn database_holds_no_plaintext_secret(db: &TestDb) {
         signing.as_str(),
         client_secret.as_str(),
         client_state.as_str(),
+        user_access.as_str(),
+        user_refresh.as_str(),
         admin.expose_secret(),
     ] {
         assert!(!contains(planted), "plaintext secret found in the database");
