@@ -542,6 +542,25 @@ pub trait MessageMapStore: Send + Sync {
         message: &MessageId,
         edited_at: OffsetDateTime,
     ) -> Result<bool>;
+    /// Records a fingerprint of the content Switchboard last wrote to one of its copies (a
+    /// copy posted as a linked user, whose own later edits are relayed), so an edit
+    /// notification carrying that same content is known as the echo of our write.
+    /// `InvalidInput` for an empty or overlong fingerprint; `NotFound` when no copy of
+    /// (channel, message) is recorded.
+    async fn set_written_fingerprint(
+        &self,
+        org: &OrgId,
+        channel: &ChannelRef,
+        message: &MessageId,
+        fingerprint: &str,
+    ) -> Result<()>;
+    /// The fingerprint last recorded by [`MessageMapStore::set_written_fingerprint`].
+    async fn written_fingerprint(
+        &self,
+        org: &OrgId,
+        channel: &ChannelRef,
+        message: &MessageId,
+    ) -> Result<Option<String>>;
 }
 
 /// Per-connection sync state: delta links, cursors, subscriptions, and the last-seen

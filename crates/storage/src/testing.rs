@@ -75,6 +75,7 @@ macro_rules! store_conformance {
             org_isolation,
             bad_input_changes_nothing,
             linked_user_accounts,
+            written_fingerprints_of_copies,
         );
     };
     (@tests $setup:path; $($name:ident),* $(,)?) => {
@@ -3870,4 +3871,86 @@ pub async fn linked_user_accounts(h: &dyn Harness) {
         );
     }
     assert!(s.verify_audit(&f.org).await.unwrap().is_ok());
+}
+
+/// The fingerprint of what Switchboard last wrote to a copy: replaced on every write, read
+/// back per copy, scoped by organization; unknown copies and bad fingerprints are refused.
+pub async fn written_fingerprints_of_copies(h: &dyn Harness) {
+    let s = h.store();
+    let f = fixture(s, "org").await;
+    let other = fixture(s, "other").await;
+    let teams = ch(TEAMS_C1);
+    let copy = MessageCopy {
+        universal: UniversalMessageId::generate(),
+        channel: teams.clone(),
+        message: MessageId::new("1700000001000").unwrap(),
+        thread_root: None,
+        posted_by: Some(PostingIdentity::LinkedUser {
+            user: uid("jane-guid"),
+        }),
+        part: 0,
+    };
+    s.put_message_copy(&f.org, &copy).await.unwrap();
+    assert_eq!(
+        s.written_fingerprint(&f.org, &teams, &copy.message)
+            .await
+            .unwrap(),
+        None
+    );
+    s.set_written_fingerprint(&f.org, &teams, &copy.message, "fp-1")
+        .await
+        .unwrap();
+    s.set_written_fingerprint(&f.org, &teams, &copy.message, "fp-2")
+        .await
+        .unwrap();
+    assert_eq!(
+        s.written_fingerprint(&f.org, &teams, &copy.message)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("fp-2")
+    );
+    // The copy itself is unchanged.
+    assert_eq!(
+        s.find_message_copy(&f.org, &teams, &copy.message)
+            .await
+            .unwrap(),
+        Some(copy.clone())
+    );
+    let unknown = MessageId::new("999").unwrap();
+    assert_kind(
+        s.set_written_fingerprint(&f.org, &teams, &unknown, "fp")
+            .await,
+        ErrorKind::NotFound,
+    );
+    assert_eq!(
+        s.written_fingerprint(&f.org, &teams, &unknown)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_kind(
+        s.set_written_fingerprint(&f.org, &teams, &copy.message, "")
+            .await,
+        ErrorKind::InvalidInput,
+    );
+    // Another organization neither sees nor changes it.
+    assert_kind(
+        s.set_written_fingerprint(&other.org, &teams, &copy.message, "evil")
+            .await,
+        ErrorKind::NotFound,
+    );
+    assert_eq!(
+        s.written_fingerprint(&other.org, &teams, &copy.message)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        s.written_fingerprint(&f.org, &teams, &copy.message)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("fp-2")
+    );
 }

@@ -13,3 +13,7 @@ CREATE TABLE user_accounts (
     updated_at    INTEGER NOT NULL,
     PRIMARY KEY (org_id, account_key)
 );
+
+-- A fingerprint of the content Switchboard last wrote to a copy posted as a linked user: an
+-- edit notification with other content is the user's own edit (relayed), not our echo.
+ALTER TABLE message_copies ADD COLUMN written_fingerprint TEXT;
