@@ -1085,6 +1085,13 @@ pub trait UserAccountStore: Send + Sync {
         org: &OrgId,
         platform: Option<PlatformKind>,
     ) -> Result<Vec<LinkedAccount>>;
+    /// Whether `user` linked an account on `platform` (without reading the credentials).
+    async fn has_linked_account(
+        &self,
+        org: &OrgId,
+        platform: PlatformKind,
+        user: &UserId,
+    ) -> Result<bool>;
     /// One linked account with its unsealed credentials (to post as the user).
     async fn get_linked_account(
         &self,

@@ -43,6 +43,10 @@ use crate::translate::MentionMap;
 pub const FILE_PART_BASE: u32 = 1_000;
 /// The part number of the note that says who reacted, a reply to the copy.
 pub const NOTE_PART: u32 = 1_000_000;
+/// Reactions placed as linked users themselves (not through the service account) are
+/// recorded in the ledger under this part number plus the copy's part, apart from the count
+/// the service account reacts with and from the note, so their echo is known.
+pub const LINKED_REACTION_PART: u32 = 2_000_000;
 /// Universal ids of Switchboard's own notices start with this (a notice that fails is never
 /// reported in turn).
 pub const NOTICE_PREFIX: &str = "notice-";
@@ -460,6 +464,80 @@ impl Relay {
         Ok(out)
     }
 
+    /// Who a copy of `sender`'s message is posted as on a `target` platform channel: the
+    /// sender's matched user there (the identity map; the same user on the same platform)
+    /// when that user linked their own account on the target platform, so it appears as
+    /// them; else the service account (with the sender's name; such posts may be combined
+    /// under backlog). Should the live connection lack the token after all (an unlink
+    /// racing the post), the adapter falls back to the service account and says so in
+    /// `posted_by`.
+    async fn posting_identity(
+        &self,
+        org: &OrgId,
+        platform: PlatformKind,
+        user: &UserId,
+        target: PlatformKind,
+    ) -> Result<PostingIdentity> {
+        let user = if platform == target {
+            Some(user.clone())
+        } else {
+            self.store.counterpart(org, platform, user, target).await?
+        };
+        Ok(match user {
+            Some(user) if self.store.has_linked_account(org, target, &user).await? => {
+                PostingIdentity::LinkedUser { user }
+            }
+            _ => PostingIdentity::ServiceAccount,
+        })
+    }
+
+    /// Whether an edit notification of our copy `message` (posted as `by`) is the linked
+    /// user's own edit: the copy was posted as that user, the edit is theirs, and it says
+    /// something other than what Switchboard last wrote to it (our own writes come back as
+    /// notifications too).
+    async fn is_linked_users_edit(
+        &self,
+        org: &OrgId,
+        channel: &ChannelRef,
+        message: &MessageId,
+        by: &PostingIdentity,
+        content: &PortableMessage,
+    ) -> Result<bool> {
+        let PostingIdentity::LinkedUser { user } = by else {
+            return Ok(false);
+        };
+        if content.sender.platform != channel.platform || &content.sender.user != user {
+            return Ok(false);
+        }
+        let written = self
+            .store
+            .written_fingerprint(org, channel, message)
+            .await?;
+        Ok(written.as_deref() != Some(content_fingerprint(&content.text).as_str()))
+    }
+
+    /// Remembers what we write to a copy posted as a linked user (see
+    /// [`content_fingerprint`]), before the write, so its echo is known.
+    async fn remember_written(
+        &self,
+        org: &OrgId,
+        copy: &MessageRef,
+        by: &PostingIdentity,
+        text: &RichText,
+    ) -> Result<()> {
+        if !matches!(by, PostingIdentity::LinkedUser { .. }) {
+            return Ok(());
+        }
+        self.store
+            .set_written_fingerprint(
+                org,
+                &copy.channel,
+                &copy.message,
+                &content_fingerprint(text),
+            )
+            .await
+    }
+
     async fn target_copy(
         &self,
         org: &OrgId,
@@ -512,6 +590,14 @@ impl Relay {
                     None => None,
                 };
                 for endpoint in universal_channel.targets_for(&event.channel) {
+                    let post_as = self
+                        .posting_identity(
+                            org,
+                            content.sender.platform,
+                            &content.sender.user,
+                            endpoint.channel.platform,
+                        )
+                        .await?;
                     let mut translated =
                         self.translated(org, content, &endpoint.channel, b).await?;
                     let reply_to = match &root_universal {
@@ -550,7 +636,7 @@ impl Relay {
                             content: translated,
                             reply_to,
                             broadcast: false,
-                            post_as: PostingIdentity::ServiceAccount,
+                            post_as,
                         },
                     });
                 }
@@ -559,10 +645,32 @@ impl Relay {
                 let Some(copy) = self.known(org, &event.channel, message, b).await? else {
                     return Ok(Vec::new());
                 };
-                if copy.posted_by.is_some() {
-                    return Ok(Vec::new());
+                // The origin's own channels: a person's message there is theirs, never edited
+                // by Switchboard (only its author may change it).
+                let mut origin_channels: Vec<ChannelRef> = Vec::new();
+                if let Some(by) = &copy.posted_by {
+                    // One of our copies changed: the echo of our own write, unless the linked
+                    // user it was posted as edited it (with other content than we last wrote):
+                    // an edit of the universal message, relayed everywhere else.
+                    if !self
+                        .is_linked_users_edit(org, &event.channel, message, by, content)
+                        .await?
+                    {
+                        return Ok(Vec::new());
+                    }
+                    origin_channels = self
+                        .store
+                        .message_copies(org, &copy.universal)
+                        .await?
+                        .into_iter()
+                        .filter(|c| c.posted_by.is_none())
+                        .map(|c| c.channel)
+                        .collect();
                 }
-                for endpoint in universal_channel.targets_for(&event.channel) {
+                for endpoint in universal_channel
+                    .targets_for(&event.channel)
+                    .filter(|e| !origin_channels.contains(&e.channel))
+                {
                     out.push(NewDelivery {
                         org: org.clone(),
                         connection: endpoint.connection.clone(),
@@ -612,6 +720,28 @@ impl Relay {
                 let Some(copy) = self.known(org, &event.channel, message, b).await? else {
                     return Ok(Vec::new());
                 };
+                // A reaction we placed on our copy as the linked user themselves, coming back.
+                if change == ReactionChange::Add
+                    && copy.posted_by.is_some()
+                    && self
+                        .store
+                        .reactions_on(
+                            org,
+                            &copy.universal,
+                            &event.channel,
+                            LINKED_REACTION_PART + copy.part,
+                        )
+                        .await?
+                        .iter()
+                        .any(|(e, who)| {
+                            e == emoji
+                                && who.iter().any(|r| {
+                                    r.platform == event.channel.platform && &r.user == user
+                                })
+                        })
+                {
+                    return Ok(Vec::new());
+                }
                 for endpoint in universal_channel.targets_for(&event.channel) {
                     out.push(NewDelivery {
                         org: org.clone(),
@@ -1200,6 +1330,13 @@ impl Relay {
             };
             self.record_parts(&d.org, &d.target, universal, k, &posted)
                 .await?;
+            self.remember_written(
+                &d.org,
+                &posted.reference,
+                &posted.posted_by,
+                &message.content.text,
+            )
+            .await?;
             posted_count += 1 + posted.extra_parts.len() as u64;
         }
         self.count_daily(&d.org, &d.target, posted_count).await
@@ -1249,6 +1386,8 @@ impl Relay {
                     let message = OutgoingMessage::new(part)
                         .with_marker(Marker::new(universal.clone(), k).to_string())
                         .posted_as(by.clone());
+                    self.remember_written(&d.org, &reference(c), &by, &message.content.text)
+                        .await?;
                     live.platform.edit(&reference(c), &message, &by).await?;
                 }
                 None => {
@@ -1265,6 +1404,13 @@ impl Relay {
                     let posted = live.platform.post(&d.target, &message).await?;
                     self.record_parts(&d.org, &d.target, universal, k, &posted)
                         .await?;
+                    self.remember_written(
+                        &d.org,
+                        &posted.reference,
+                        &posted.posted_by,
+                        &message.content.text,
+                    )
+                    .await?;
                     posted_count += 1;
                 }
             }
@@ -1412,6 +1558,42 @@ impl Relay {
             emoji: emoji.clone(),
         };
         let who = self.reactor(&d.org, &d.target, reactor).await?;
+        // A reactor who linked their own account on the target reacts as themselves (Teams
+        // keeps one reaction per identity, so theirs needs no count), recorded apart so the
+        // platform's notification of it is known as our echo.
+        if let PostingIdentity::LinkedUser { user } = self
+            .posting_identity(&d.org, who.platform, &who.user, d.target.platform)
+            .await?
+        {
+            let linked_key = ReactionKey {
+                part: LINKED_REACTION_PART + target.part,
+                ..key
+            };
+            let me = Reactor {
+                platform: d.target.platform,
+                user: user.clone(),
+                name: who.name.clone(),
+            };
+            match change {
+                ReactionChange::Add => {
+                    self.store.reaction_add(&d.org, &linked_key, &me).await?;
+                }
+                ReactionChange::Remove => {
+                    self.store
+                        .reaction_remove(&d.org, &linked_key, (me.platform, &me.user))
+                        .await?;
+                }
+            }
+            return live
+                .platform
+                .react(
+                    &reference(&target),
+                    emoji,
+                    change,
+                    &PostingIdentity::LinkedUser { user },
+                )
+                .await;
+        }
         let tally = match change {
             ReactionChange::Add => self.store.reaction_add(&d.org, &key, &who).await?,
             ReactionChange::Remove => {
@@ -1659,6 +1841,33 @@ impl Relay {
     }
 }
 
+/// A fingerprint of what a message says: its letters, digits and emoji, lowercased, without
+/// formatting, punctuation, symbols or spacing (FNV-1a 64, stable across versions and processes). What
+/// Switchboard wrote to a copy and what a later edit notification of it carries are compared
+/// through it, so a platform's reformatting of our own write is not taken for the user's edit
+/// (an edit that changes only formatting or punctuation is, in turn, not relayed).
+pub fn content_fingerprint(text: &RichText) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut buf = [0u8; 4];
+    for c in text
+        .to_plain_text()
+        .chars()
+        .filter(|&c| {
+            c.is_alphanumeric()
+                || ('\u{1F000}'..='\u{1FAFF}').contains(&c)
+                || ('\u{2600}'..='\u{27BF}').contains(&c)
+                || ('\u{2B00}'..='\u{2BFF}').contains(&c)
+        })
+        .flat_map(char::to_lowercase)
+    {
+        for b in c.encode_utf8(&mut buf).bytes() {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    format!("fnv1a64:{h:016x}")
+}
+
 /// The marker of a combined post: every message's marker, joined by `:`, so a retry after a
 /// crash finds any of them among the target's recent messages and does not post it again.
 fn combined_marker(group: &[&Delivery]) -> String {
@@ -1857,5 +2066,23 @@ impl Batch {
             .unwrap_or_else(|p| p.into_inner())
             .insert(key, u.clone());
         Ok(u)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprints_see_words_and_emoji_not_formatting() {
+        let fp = |s: &str| content_fingerprint(&RichText::plain(s));
+        assert_eq!(fp("Hello, world"), fp("hello world!"));
+        assert_eq!(fp("edited — ok"), fp("edited ok"));
+        assert_ne!(fp("hello world"), fp("hello there"));
+        assert_ne!(fp("ship it 👍"), fp("ship it 👎"));
+        assert_ne!(fp("1.5"), fp("15.0"));
+        assert!(fp("").starts_with("fnv1a64:"));
+        // stable across versions and processes (FNV-1a 64 of "ab")
+        assert_eq!(fp("A b"), "fnv1a64:089c4407b545986a");
     }
 }

@@ -3681,6 +3681,21 @@ pub async fn linked_user_accounts(h: &dyn Harness) {
         .unwrap();
     assert_eq!(got, account(&jane, "Jane"));
     assert_eq!(token(&c), "jane-1");
+    assert!(
+        s.has_linked_account(&f.org, PlatformKind::Msteams, &jane)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.has_linked_account(&f.org, PlatformKind::Slack, &jane)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.has_linked_account(&other.org, PlatformKind::Msteams, &jane)
+            .await
+            .unwrap()
+    );
     assert_eq!(refresh(&c).as_deref(), Some("jane-1-refresh"));
     assert_eq!(c.scopes, creds("jane-1").scopes);
     // Another platform's user of the same id is another account.
@@ -3829,6 +3844,11 @@ pub async fn linked_user_accounts(h: &dyn Harness) {
     assert_eq!(
         s.list_linked_accounts(&f.org, None).await.unwrap(),
         vec![account(&bob, "Bob")]
+    );
+    assert!(
+        !s.has_linked_account(&f.org, PlatformKind::Msteams, &jane)
+            .await
+            .unwrap()
     );
     assert_kind(
         s.delete_linked_account(&f.org, PlatformKind::Msteams, &jane, Actor::System)

@@ -33,6 +33,10 @@ struct Recorder {
     next: Mutex<u32>,
     /// Errors to answer the next posts with, in order.
     fail_posts: Mutex<Vec<Error>>,
+    /// Users whose own token was handed over (`link_user`): asked to, posts go out as them.
+    linked: Mutex<std::collections::HashSet<UserId>>,
+    /// The identity of every reaction call, in order.
+    reacted_as: Mutex<Vec<PostingIdentity>>,
 }
 
 impl Recorder {
@@ -105,7 +109,14 @@ impl Platform for Recorder {
                 thread_root: m.reply_to.clone(),
             },
             extra_parts: vec![],
-            posted_by: m.post_as.clone(),
+            // Like the Teams adapter: as the linked user only with their token, else the
+            // service account (and it says so).
+            posted_by: match &m.post_as {
+                PostingIdentity::LinkedUser { user } if self.linked.lock().contains(user) => {
+                    m.post_as.clone()
+                }
+                _ => PostingIdentity::ServiceAccount,
+            },
         })
     }
     async fn edit(&self, r: &MessageRef, m: &OutgoingMessage, by: &PostingIdentity) -> Result<()> {
@@ -127,8 +138,9 @@ impl Platform for Recorder {
         r: &MessageRef,
         _: &Emoji,
         change: ReactionChange,
-        _: &PostingIdentity,
+        identity: &PostingIdentity,
     ) -> Result<()> {
+        self.reacted_as.lock().push(identity.clone());
         self.calls.lock().push(Call::React {
             id: r.message.to_string(),
             change,
@@ -140,6 +152,18 @@ impl Platform for Recorder {
     }
     async fn health(&self) -> Result<ConnectionHealth> {
         Ok(ConnectionHealth::Ok)
+    }
+    async fn link_user(
+        &self,
+        user: UserId,
+        _: Credentials,
+        _: Arc<dyn CredentialsSink>,
+    ) -> Result<()> {
+        self.linked.lock().insert(user);
+        Ok(())
+    }
+    fn unlink_user(&self, user: &UserId) {
+        self.linked.lock().remove(user);
     }
 }
 

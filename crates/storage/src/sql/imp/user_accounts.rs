@@ -131,6 +131,21 @@ impl UserAccountStore for Backend {
         Ok(out)
     }
 
+    async fn has_linked_account(
+        &self,
+        org: &OrgId,
+        platform: PlatformKind,
+        user: &UserId,
+    ) -> Result<bool> {
+        let row = sqlx::query("SELECT 1 FROM user_accounts WHERE org_id = $1 AND account_key = $2")
+            .bind(org.as_str())
+            .bind(account_key(platform, user))
+            .fetch_optional(&self.read)
+            .await
+            .map_err(|e| db_err("reading the linked account", e))?;
+        Ok(row.is_some())
+    }
+
     async fn get_linked_account(
         &self,
         org: &OrgId,
