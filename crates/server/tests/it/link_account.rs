@@ -73,8 +73,16 @@ impl Authorizer for FakeUserSignIn {
 /// What the live Teams connection was told.
 type Told = Arc<Mutex<Vec<String>>>;
 
-#[derive(Debug)]
-struct FakeLive(Told);
+/// The sinks the live connection was given for linked users' rotated tokens.
+type Sinks = Arc<Mutex<Vec<Arc<dyn CredentialsSink>>>>;
+
+struct FakeLive(Told, Sinks);
+
+impl std::fmt::Debug for FakeLive {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FakeLive")
+    }
+}
 
 #[async_trait]
 impl Platform for FakeLive {
@@ -121,8 +129,9 @@ impl Platform for FakeLive {
         &self,
         user: UserId,
         credentials: Credentials,
-        _: Arc<dyn CredentialsSink>,
+        sink: Arc<dyn CredentialsSink>,
     ) -> Result<()> {
+        self.1.lock().push(sink);
         self.0.lock().push(format!(
             "link {user} {}",
             credentials.access_token.expose_secret()
@@ -183,8 +192,13 @@ impl History for FakeLive {
     }
 }
 
-#[derive(Debug)]
-struct FakeConnector(Told);
+struct FakeConnector(Told, Sinks);
+
+impl std::fmt::Debug for FakeConnector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FakeConnector")
+    }
+}
 
 #[async_trait]
 impl Connector for FakeConnector {
@@ -197,7 +211,7 @@ impl Connector for FakeConnector {
         _: Credentials,
         _: Arc<dyn CredentialsSink>,
     ) -> Result<Connected> {
-        let live = Arc::new(FakeLive(self.0.clone()));
+        let live = Arc::new(FakeLive(self.0.clone(), self.1.clone()));
         Ok(Connected {
             platform: live.clone(),
             account: live.clone(),
@@ -234,15 +248,16 @@ impl Authorizer for NoAdminSignIn {
     }
 }
 
-async fn world() -> (World, Told) {
+async fn world() -> (World, Told, Sinks) {
     let told = Told::default();
+    let sinks = Sinks::default();
     let mut w = World::new(Receivers::default()).await;
     w.state = w
         .state
         .clone()
         .with_platform(
             Arc::new(NoAdminSignIn),
-            Arc::new(FakeConnector(told.clone())),
+            Arc::new(FakeConnector(told.clone(), sinks.clone())),
         )
         .with_user_authorizer(Arc::new(FakeUserSignIn))
         .with_public_url("http://127.0.0.1:9999");
@@ -282,7 +297,7 @@ async fn world() -> (World, Told) {
         )
         .await
         .unwrap();
-    (w, told)
+    (w, told, sinks)
 }
 
 fn get(path: &str, cookie: Option<&str>) -> Request<Body> {
@@ -359,7 +374,7 @@ fn contains(haystack: &[u8], needle: &str) -> bool {
 
 #[tokio::test]
 async fn an_end_user_links_only_from_the_directory_sealed_and_can_unlink() {
-    let (w, told) = world().await;
+    let (w, told, _) = world().await;
     // The relay's connection to Teams is open before anyone links.
     w.state.pool().get(&w.org_a, &w.teams).await.unwrap();
 
@@ -533,7 +548,7 @@ async fn an_end_user_links_only_from_the_directory_sealed_and_can_unlink() {
 
 #[tokio::test]
 async fn a_connection_opened_later_loads_the_linked_tokens() {
-    let (w, told) = world().await;
+    let (w, told, sinks) = world().await;
     let (state, pre) = start(&w).await;
     let (s, _, _) = w
         .send(get(
@@ -545,4 +560,36 @@ async fn a_connection_opened_later_loads_the_linked_tokens() {
     assert!(told.lock().is_empty(), "no connection was open yet");
     w.state.pool().get(&w.org_a, &w.teams).await.unwrap();
     assert_eq!(*told.lock(), vec![format!("link {JANE} {JANE_TOKEN}")]);
+
+    // The token refreshes: the rotated grant is stored back, sealed, for the next start.
+    let sink = sinks.lock().last().cloned().unwrap();
+    let rotated = Credentials {
+        access_token: SecretString::from("jane-rotated-access".to_owned()),
+        refresh_token: Some(SecretString::from("jane-rotated-refresh".to_owned())),
+        expires_at: None,
+        scopes: vec!["ChannelMessage.Send".into()],
+    };
+    sink.persist(&rotated).await.unwrap();
+    let jane = UserId::new(JANE).unwrap();
+    let (_, stored) = w
+        .store
+        .get_linked_account(&w.org_a, PlatformKind::Msteams, &jane)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.access_token.expose_secret(), "jane-rotated-access");
+    // Once unlinked, a late refresh is not stored again.
+    w.store
+        .delete_linked_account(&w.org_a, PlatformKind::Msteams, &jane, Actor::System)
+        .await
+        .unwrap();
+    let e = sink.persist(&rotated).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound);
+    assert!(
+        w.store
+            .get_linked_account(&w.org_a, PlatformKind::Msteams, &jane)
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
