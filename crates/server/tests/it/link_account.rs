@@ -284,6 +284,29 @@ async fn world() -> (World, Told, Sinks) {
         .finish_user_import(&w.org_a, &w.teams, run)
         .await
         .unwrap();
+    // Her Slack account, matched by email.
+    let run = w.store.begin_import(&w.org_a, &w.slack).await.unwrap();
+    w.store
+        .upsert_users(
+            &w.org_a,
+            &w.slack,
+            run,
+            &[User {
+                id: UserId::new("U0JANE").unwrap(),
+                display_name: "Jane (Slack)".into(),
+                email: Some("jane@contoso.test".into()),
+                avatar_url: None,
+                is_guest: false,
+                is_bot: false,
+                is_deleted: false,
+            }],
+        )
+        .await
+        .unwrap();
+    w.store
+        .finish_user_import(&w.org_a, &w.slack, run)
+        .await
+        .unwrap();
     w.store
         .put_credentials(
             &w.org_a,
@@ -498,6 +521,25 @@ async fn an_end_user_links_only_from_the_directory_sealed_and_can_unlink() {
         .await;
     assert!(!text(&body).contains("Linked as"));
 
+    // The admin's Users page shows that she posts with her own account.
+    let (s, h, _) = w
+        .send(post(
+            "/signin",
+            None,
+            &format!("token={}", w.token_a.expose_secret()),
+        ))
+        .await;
+    assert_eq!(s, StatusCode::SEE_OTHER);
+    let admin = set_cookie(&h, "sb_session");
+    let (s, _, body) = w.send(get("/users", Some(&admin))).await;
+    assert_eq!(s, StatusCode::OK);
+    let users = text(&body);
+    let row = users
+        .split("<tr>")
+        .find(|r| r.contains("Jane Doe") && r.contains("Jane (Slack)"))
+        .unwrap_or_else(|| panic!("Jane's pair on the Users page: {users}"));
+    assert!(row.contains("own account"), "{row}");
+
     // Unlink refuses a forged request and keeps the link.
     let (s, _, _) = w
         .send(post("/link-account/unlink", Some(&linked), "csrf=forged"))
@@ -534,6 +576,8 @@ async fn an_end_user_links_only_from_the_directory_sealed_and_can_unlink() {
             .is_none()
     );
     assert_eq!(told.lock().last().unwrap(), &format!("unlink {JANE}"));
+    let (_, _, body) = w.send(get("/users", Some(&admin))).await;
+    assert!(!text(&body).contains("own account"), "the badge is gone");
     let actions: Vec<String> = w
         .store
         .list_audit(&w.org_a, 0, 100)
