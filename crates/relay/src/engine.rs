@@ -43,6 +43,9 @@ use crate::translate::MentionMap;
 pub const FILE_PART_BASE: u32 = 1_000;
 /// The part number of the note that says who reacted, a reply to the copy.
 pub const NOTE_PART: u32 = 1_000_000;
+/// The part number of the reply that shows, under an origin message Switchboard may not edit,
+/// the edit a linked user made to one of its copies.
+pub const EDIT_NOTE_PART: u32 = 1_000_001;
 /// Reactions placed as linked users themselves (not through the service account) are
 /// recorded in the ledger under this part number plus the copy's part, apart from the count
 /// the service account reacts with and from the note, so their echo is known.
@@ -516,6 +519,91 @@ impl Relay {
         Ok(written.as_deref() != Some(content_fingerprint(&content.text).as_str()))
     }
 
+    /// A linked user's edit, made on one of our copies, reaching the channel of the origin
+    /// message (a person's own message on its platform). It is edited as its author when
+    /// they linked their own account there (Teams lets the sender edit), else tried as the
+    /// service account. When the platform refuses (`Forbidden`: Slack lets only a message's
+    /// author edit it, `cant_update_message`; Teams only the sender), the origin keeps its
+    /// text and the edit is shown as a reply under it ("Edited in Microsoft Teams: …"),
+    /// rewritten by later edits (`EDIT_NOTE_PART`). Nothing here when the message has no
+    /// origin in this channel.
+    async fn edit_origin(
+        &self,
+        d: &Delivery,
+        live: &Connected,
+        universal: &UniversalMessageId,
+        content: &PortableMessage,
+    ) -> Result<()> {
+        let all = self.store.message_copies(&d.org, universal).await?;
+        let Some(origin) = all
+            .iter()
+            .find(|c| c.channel == d.target && c.posted_by.is_none())
+        else {
+            return Ok(());
+        };
+        let by = self
+            .posting_identity(
+                &d.org,
+                content.sender.platform,
+                &content.sender.user,
+                d.target.platform,
+            )
+            .await?;
+        let edit = OutgoingMessage::new(content.clone()).posted_as(by.clone());
+        match live.platform.edit(&reference(origin), &edit, &by).await {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == ErrorKind::Forbidden => {
+                tracing::info!(
+                    target = %d.target,
+                    message = %origin.message,
+                    error = %e,
+                    "the origin cannot be edited by Switchboard; the edit is shown as a reply under it"
+                );
+            }
+            Err(e) => return Err(e),
+        }
+        let mut note = content.clone();
+        note.thread_root = None;
+        note.text.blocks.insert(
+            0,
+            Block::Paragraph {
+                inlines: vec![Inline::Italic {
+                    inlines: vec![Inline::Text {
+                        text: format!("Edited in {}:", content.sender.platform.display_name()),
+                    }],
+                }],
+            },
+        );
+        let marker = Marker::new(universal.clone(), EDIT_NOTE_PART).to_string();
+        match all
+            .iter()
+            .find(|c| c.channel == d.target && c.part == EDIT_NOTE_PART)
+        {
+            Some(existing) => {
+                let by = existing
+                    .posted_by
+                    .clone()
+                    .unwrap_or(PostingIdentity::ServiceAccount);
+                let message = OutgoingMessage::new(note)
+                    .with_marker(marker)
+                    .posted_as(by.clone());
+                live.platform
+                    .edit(&reference(existing), &message, &by)
+                    .await
+            }
+            None => {
+                let root = origin.thread_root.clone().unwrap_or(origin.message.clone());
+                let message = OutgoingMessage::new(note)
+                    .with_marker(marker)
+                    .in_thread(root);
+                let posted = live.platform.post(&d.target, &message).await?;
+                self.record_parts(&d.org, &d.target, universal, EDIT_NOTE_PART, &posted)
+                    .await?;
+                self.count_daily(&d.org, &d.target, 1).await
+            }
+        }
+    }
+
     /// Remembers what we write to a copy posted as a linked user (see
     /// [`content_fingerprint`]), before the write, so its echo is known.
     async fn remember_written(
@@ -645,32 +733,19 @@ impl Relay {
                 let Some(copy) = self.known(org, &event.channel, message, b).await? else {
                     return Ok(Vec::new());
                 };
-                // The origin's own channels: a person's message there is theirs, never edited
-                // by Switchboard (only its author may change it).
-                let mut origin_channels: Vec<ChannelRef> = Vec::new();
                 if let Some(by) = &copy.posted_by {
                     // One of our copies changed: the echo of our own write, unless the linked
                     // user it was posted as edited it (with other content than we last wrote):
-                    // an edit of the universal message, relayed everywhere else.
+                    // an edit of the universal message, relayed everywhere else, the origin
+                    // included (see `edit_origin`).
                     if !self
                         .is_linked_users_edit(org, &event.channel, message, by, content)
                         .await?
                     {
                         return Ok(Vec::new());
                     }
-                    origin_channels = self
-                        .store
-                        .message_copies(org, &copy.universal)
-                        .await?
-                        .into_iter()
-                        .filter(|c| c.posted_by.is_none())
-                        .map(|c| c.channel)
-                        .collect();
                 }
-                for endpoint in universal_channel
-                    .targets_for(&event.channel)
-                    .filter(|e| !origin_channels.contains(&e.channel))
-                {
+                for endpoint in universal_channel.targets_for(&event.channel) {
                     out.push(NewDelivery {
                         org: org.clone(),
                         connection: endpoint.connection.clone(),
@@ -1368,8 +1443,9 @@ impl Relay {
             .filter(|c| c.part < FILE_PART_BASE)
             .collect();
         let Some(first) = copies.first().cloned() else {
-            // Not posted (yet, or ever): nothing to edit.
-            return Ok(());
+            // No copy of ours here: the origin's channel (a linked user's edit made on one
+            // of our copies), or not posted (yet, or ever): nothing to edit.
+            return self.edit_origin(d, live, universal, content).await;
         };
         let texts = split_text(&content.text, self.limits_for(&d.target));
         let n = texts.len() as u32;

@@ -782,13 +782,14 @@ async fn a_linked_users_message_appears_in_teams_as_them_and_nothing_echoes() {
     assert!(page.contains("Linked as"), "{page}");
 
     // Their Slack message appears in Teams as them, without the attribution line.
-    w.slack_post(
-        &slack_user,
-        &pair.slack,
-        "posted as myself from Slack",
-        None,
-    )
-    .await;
+    let s_ts = w
+        .slack_post(
+            &slack_user,
+            &pair.slack,
+            "posted as myself from Slack",
+            None,
+        )
+        .await;
     let copy = teams_find(&w, &pair, "the linked user's message in Teams", |m| {
         text_of_teams(m).contains("posted as myself")
     })
@@ -820,4 +821,43 @@ async fn a_linked_users_message_appears_in_teams_as_them_and_nothing_echoes() {
         .filter(|m| text_of_teams(m).contains("posted as myself"))
         .count();
     assert_eq!(in_teams, 1, "one copy in Teams");
+
+    // They edit that copy in Teams themselves: Slack does not let the bot edit their own
+    // Slack message, so the edit shows as a reply under it; the original keeps its text.
+    let copy_id = copy["id"].as_str().unwrap().to_owned();
+    w.ctl(
+        "PATCH",
+        &format!(
+            "/_sandbox/msteams/messages/{}/{}/{copy_id}",
+            pair.team,
+            pair.channel.replace(':', "%3A").replace('@', "%40")
+        ),
+        json!({ "html": "<p>posted as myself, fixed in Teams</p>" }),
+    )
+    .await;
+    let note = slack_find(&w, &pair.slack, "the Teams edit under the origin", |m| {
+        slack_text(m).contains("fixed in Teams")
+    })
+    .await;
+    assert_eq!(note["thread_ts"].as_str(), Some(s_ts.as_str()), "{note}");
+    assert!(
+        slack_text(&note).contains("Edited in Microsoft Teams"),
+        "{note}"
+    );
+    let origin = w
+        .slack_messages(&pair.slack)
+        .await
+        .into_iter()
+        .find(|m| m["ts"].as_str() == Some(s_ts.as_str()))
+        .unwrap();
+    assert_eq!(slack_text(&origin), "posted as myself from Slack");
+    // Our own note does not come back to Teams.
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    assert!(
+        w.teams_messages(&pair)
+            .await
+            .iter()
+            .all(|m| !text_of_teams(m).contains("Edited in")),
+        "nothing echoes"
+    );
 }

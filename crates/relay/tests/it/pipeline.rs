@@ -1125,27 +1125,31 @@ async fn a_linked_senders_copy_is_posted_as_them_and_their_own_edit_is_relayed()
     );
 
     // Jane edits the copy herself in Teams: an edit of the universal message, relayed to
-    // the other Slack channel; the origin (her own Slack message) is not Switchboard's to
-    // change and is left alone.
-    w.accept(
-        &teams,
+    // the other Slack channel; her own Slack message (the origin) cannot be edited by the
+    // bot, so the edit is shown as a reply under it.
+    let native_edit = |id: &str, text: &str| {
         event(
-            "g3",
+            id,
             &w.teams_ch,
             EventKind::Edited {
                 message: jane_copy.clone(),
                 content: PortableMessage {
                     sender: teams_sender(&jane),
-                    text: RichText::plain("fixed a typo in Teams"),
+                    text: RichText::plain(text),
                     attachments: vec![],
                     thread_root: None,
                 },
             },
-        ),
-    )
-    .await;
+        )
+    };
+    w.accept(&teams, native_edit("g3", "fixed a typo in Teams"))
+        .await;
     let outcomes = w.settle().await;
-    assert_eq!(outcomes, vec![DeliveryOutcome::Delivered]);
+    assert_eq!(
+        outcomes,
+        vec![DeliveryOutcome::Delivered, DeliveryOutcome::Delivered],
+        "to the other Slack channel and to the origin's"
+    );
     let slack_edits: Vec<Call> = w
         .slack_rec
         .calls()
@@ -1161,11 +1165,47 @@ async fn a_linked_senders_copy_is_posted_as_them_and_their_own_edit_is_relayed()
         }),
         "{slack_edits:#?}"
     );
+    let note = w
+        .slack_rec
+        .posts()
+        .into_iter()
+        .find_map(|c| match c {
+            Call::Post {
+                channel,
+                id,
+                reply_to,
+                text,
+                ..
+            } if channel == w.slack_ch => Some((id, reply_to, text)),
+            _ => None,
+        })
+        .expect("a reply under the origin");
+    assert_eq!(note.1.as_deref(), Some("1700000000.000100"));
+    assert_eq!(
+        note.2,
+        "Edited in Microsoft Teams:\n\nfixed a typo in Teams"
+    );
+    // A second edit of hers rewrites that reply rather than adding another.
+    w.accept(&teams, native_edit("g3b", "fixed two typos in Teams"))
+        .await;
+    w.settle().await;
+    assert_eq!(
+        w.slack_rec
+            .calls()
+            .into_iter()
+            .filter(|c| matches!(c, Call::Post { channel, .. } if *channel == w.slack_ch))
+            .count(),
+        1,
+        "still one reply under the origin"
+    );
     assert!(
-        slack_edits
-            .iter()
-            .all(|c| !matches!(c, Call::Edit { id, .. } if id == "1700000000.000100")),
-        "the origin message is never edited by Switchboard: {slack_edits:#?}"
+        w.slack_rec.calls().contains(&Call::Edit {
+            id: note.0.clone(),
+            text: "Edited in Microsoft Teams:\n\nfixed two typos in Teams".into(),
+            by: PostingIdentity::ServiceAccount,
+        }),
+        "{:#?}",
+        w.slack_rec.calls()
     );
     // An edit notification of a copy from someone else than the user it was posted as is
     // not taken for theirs.

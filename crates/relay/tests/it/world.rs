@@ -120,6 +120,14 @@ impl Platform for Recorder {
         })
     }
     async fn edit(&self, r: &MessageRef, m: &OutgoingMessage, by: &PostingIdentity) -> Result<()> {
+        // Like both platforms: only what we posted may be edited (a person's own message
+        // cannot be, by the bot or service account).
+        if !r.message.as_str().starts_with("copy-") {
+            return Err(Error::new(
+                ErrorKind::Forbidden,
+                "only the author may edit this message",
+            ));
+        }
         self.calls.lock().push(Call::Edit {
             id: r.message.to_string(),
             text: m.content.text.to_plain_text(),
