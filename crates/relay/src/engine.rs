@@ -1643,7 +1643,7 @@ impl Relay {
         {
             let linked_key = ReactionKey {
                 part: LINKED_REACTION_PART + target.part,
-                ..key
+                ..key.clone()
             };
             let me = Reactor {
                 platform: d.target.platform,
@@ -1660,7 +1660,7 @@ impl Relay {
                         .await?;
                 }
             }
-            return live
+            match live
                 .platform
                 .react(
                     &reference(&target),
@@ -1668,7 +1668,18 @@ impl Relay {
                     change,
                     &PostingIdentity::LinkedUser { user },
                 )
-                .await;
+                .await
+            {
+                // The live connection has no token for them after all (an unlink racing
+                // this delivery): the reaction goes through the service account instead.
+                Err(e) if e.kind() == ErrorKind::Forbidden => {
+                    tracing::info!(target = %d.target, error = %e, "reacting as the linked user failed; reacting through the service account");
+                    self.store
+                        .reaction_remove(&d.org, &linked_key, (me.platform, &me.user))
+                        .await?;
+                }
+                other => return other,
+            }
         }
         let tally = match change {
             ReactionChange::Add => self.store.reaction_add(&d.org, &key, &who).await?,

@@ -1345,6 +1345,31 @@ async fn a_linked_reactor_reacts_as_themselves_and_the_echo_goes_nowhere() {
     assert_eq!(removes.len(), 1, "{removes:#?}");
     assert_eq!(
         w.teams_rec.reacted_as.lock().last(),
-        Some(&PostingIdentity::LinkedUser { user: jane })
+        Some(&PostingIdentity::LinkedUser { user: jane.clone() })
+    );
+    // The live connection lost her token (an unlink racing the delivery): her next reaction
+    // goes through the service account rather than failing.
+    w.teams_rec.unlink_user(&jane);
+    w.accept(
+        &w.slack,
+        event(
+            "Ev5",
+            &w.slack_ch,
+            EventKind::ReactionAdded {
+                message: MessageId::new("1700000000.000100").unwrap(),
+                user: UserId::new("U1").unwrap(),
+                emoji: Emoji::Unicode {
+                    value: "🎉".into(),
+                    name: Some("tada".into()),
+                },
+            },
+        ),
+    )
+    .await;
+    let outcomes = w.settle().await;
+    assert_eq!(outcomes, vec![DeliveryOutcome::Delivered]);
+    assert_eq!(
+        w.teams_rec.reacted_as.lock().last(),
+        Some(&PostingIdentity::ServiceAccount)
     );
 }

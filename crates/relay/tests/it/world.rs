@@ -148,6 +148,12 @@ impl Platform for Recorder {
         change: ReactionChange,
         identity: &PostingIdentity,
     ) -> Result<()> {
+        // Like the Teams adapter: as a linked user only with their token.
+        if let PostingIdentity::LinkedUser { user } = identity
+            && !self.linked.lock().contains(user)
+        {
+            return Err(Error::new(ErrorKind::Forbidden, "no token for that user"));
+        }
         self.reacted_as.lock().push(identity.clone());
         self.calls.lock().push(Call::React {
             id: r.message.to_string(),
