@@ -453,6 +453,46 @@ async fn an_end_user_links_only_from_the_directory_sealed_and_can_unlink() {
             .unwrap()
             .is_empty()
     );
+    // The user declines at the provider: a clear page, nothing stored.
+    let (state, pre) = start(&w).await;
+    let (s, _, body) = w
+        .send(get(
+            &format!(
+                "/connect/msteams/callback?error=access_denied&error_description=The+user+declined&state={state}"
+            ),
+            Some(&pre),
+        ))
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let page = text(&body);
+    assert!(
+        page.contains("Linking was cancelled") && page.contains("The user declined"),
+        "{page}"
+    );
+    // A code the provider refuses: nothing stored either.
+    let (state, pre) = start(&w).await;
+    let (s, _, _) = w
+        .send(get(
+            &format!("/connect/msteams/callback?code=forged&state={state}"),
+            Some(&pre),
+        ))
+        .await;
+    assert_eq!(s, StatusCode::BAD_GATEWAY);
+    // Only platforms offering it can be linked.
+    let (s, _, _) = w
+        .send(get(
+            &format!("/link-account/slack/start?org={}", w.org_a),
+            None,
+        ))
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert!(
+        w.store
+            .list_linked_accounts(&w.org_a, None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert!(told.lock().is_empty(), "{:?}", told.lock());
 
     // Jane is in the directory: her token is stored, sealed, and the open connection uses it.
