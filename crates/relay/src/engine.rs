@@ -1929,10 +1929,11 @@ impl Relay {
 }
 
 /// A fingerprint of what a message says: its letters, digits and emoji, lowercased, without
-/// formatting, punctuation, symbols or spacing (FNV-1a 64, stable across versions and processes). What
-/// Switchboard wrote to a copy and what a later edit notification of it carries are compared
-/// through it, so a platform's reformatting of our own write is not taken for the user's edit
-/// (an edit that changes only formatting or punctuation is, in turn, not relayed).
+/// formatting, punctuation, symbols or spacing (FNV-1a 64, stable across versions and
+/// processes). What Switchboard wrote to a copy and what a later edit notification of it
+/// carries are compared through it, so a platform's reformatting of our own write is not taken
+/// for the user's edit (an edit that changes only formatting or punctuation is, in turn, not
+/// relayed).
 pub fn content_fingerprint(text: &RichText) -> String {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     let mut buf = [0u8; 4];

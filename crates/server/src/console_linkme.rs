@@ -409,7 +409,9 @@ async fn finish_link(
     };
     if let Err(e) = state
         .store
-        .put_linked_account(org, &account, &authorized.credentials, self_actor(&account))
+        // Core's `Actor` has no end-user variant: Switchboard acts on the user's behalf, and
+        // the entry's target and details name the user.
+        .put_linked_account(org, &account, &authorized.credentials, Actor::System)
         .await
     {
         return match e.kind() {
@@ -442,12 +444,6 @@ async fn finish_link(
         HeaderValue::from_static("sb_link=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0"),
     );
     r
-}
-
-/// Who the audit log names for an end user acting on their own account (core's `Actor` has
-/// no end-user variant: Switchboard acts on the user's behalf, the details name the user).
-fn self_actor(_: &LinkedAccount) -> Actor {
-    Actor::System
 }
 
 /// The Unlink form.
