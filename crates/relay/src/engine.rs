@@ -678,14 +678,36 @@ impl Relay {
                     None => None,
                 };
                 for endpoint in universal_channel.targets_for(&event.channel) {
-                    let post_as = self
-                        .posting_identity(
-                            org,
-                            content.sender.platform,
-                            &content.sender.user,
-                            endpoint.channel.platform,
-                        )
-                        .await?;
+                    let key = (
+                        org.clone(),
+                        content.sender.platform,
+                        content.sender.user.clone(),
+                        endpoint.channel.platform,
+                    );
+                    let memo = b
+                        .identities
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .get(&key)
+                        .cloned();
+                    let post_as = match memo {
+                        Some(p) => p,
+                        None => {
+                            let p = self
+                                .posting_identity(
+                                    org,
+                                    content.sender.platform,
+                                    &content.sender.user,
+                                    endpoint.channel.platform,
+                                )
+                                .await?;
+                            b.identities
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .insert(key, p.clone());
+                            p
+                        }
+                    };
                     let mut translated =
                         self.translated(org, content, &endpoint.channel, b).await?;
                     let reply_to = match &root_universal {
@@ -2074,7 +2096,12 @@ struct Batch {
     new: std::sync::Mutex<Vec<MessageCopy>>,
     channels: std::sync::Mutex<HashMap<ChannelRef, Option<UniversalChannel>>>,
     users: std::sync::Mutex<HashMap<(PlatformKind, UserId), Option<StoredUser>>>,
+    /// Who a sender's copies are posted as, per (org, sender platform, sender, target
+    /// platform).
+    identities: std::sync::Mutex<IdentityMemo>,
 }
+
+type IdentityMemo = HashMap<(OrgId, PlatformKind, UserId, PlatformKind), PostingIdentity>;
 
 impl Batch {
     fn copy(&self, channel: &ChannelRef, message: &MessageId) -> Option<MessageCopy> {
