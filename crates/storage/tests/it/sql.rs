@@ -252,9 +252,24 @@ async fn secrets_and_key_rotation(db: &TestDb) {
     .await
     .unwrap();
 
+    let jane = uid("teams-jane");
+    s.put_linked_account(
+        &f.org,
+        &LinkedAccount {
+            platform: PlatformKind::Msteams,
+            user: jane.clone(),
+            display_name: "Jane".into(),
+            linked_at: OffsetDateTime::now_utc(),
+        },
+        &creds("jane-rot"),
+        Actor::System,
+    )
+    .await
+    .unwrap();
+
     let old = db.key.clone();
     let usage = s.sealed_key_usage().await.unwrap();
-    assert_eq!(usage, BTreeMap::from([(old.id().clone(), 4)]));
+    assert_eq!(usage, BTreeMap::from([(old.id().clone(), 5)]));
 
     // Rotate: the new key seals, the old one still opens until everything is resealed.
     let new = MasterKey::generate();
@@ -271,14 +286,25 @@ async fn secrets_and_key_rotation(db: &TestDb) {
             .expose_secret(),
         "v2"
     );
-    assert_eq!(rotated.reseal_all().await.unwrap(), 4);
+    assert_eq!(rotated.reseal_all().await.unwrap(), 5);
     assert_eq!(rotated.reseal_all().await.unwrap(), 0);
     assert_eq!(
         rotated.sealed_key_usage().await.unwrap(),
-        BTreeMap::from([(new.id().clone(), 4)])
+        BTreeMap::from([(new.id().clone(), 5)])
     );
     // Only the new key is needed now.
     let only_new = db.reopen(new.clone()).await.unwrap();
+    assert_eq!(
+        only_new
+            .get_linked_account(&f.org, PlatformKind::Msteams, &jane)
+            .await
+            .unwrap()
+            .unwrap()
+            .1
+            .access_token
+            .expose_secret(),
+        "jane-rot"
+    );
     assert_eq!(
         only_new
             .get_credentials(&f.org, &f.slack.id)
