@@ -180,6 +180,11 @@ pub async fn launch(args: ServeArgs) -> Result<Launched, String> {
     for (a, c) in state_platforms {
         state = state.with_platform(a, c);
     }
+    // End users link their own Teams account at /link-account (posted as themselves).
+    if let Some(c) = &platforms.msteams {
+        let linking = switchboard_msteams::MsTeamsAuthorizer::for_end_users(c.clone());
+        state = state.with_user_authorizer(Arc::new(linking.map_err(err)?));
+    }
     let links_changed = state.links_changed.clone();
     let inbox_accepted = state.inbox_accepted.clone();
     let metrics = state.metrics.clone();

@@ -213,6 +213,28 @@ pub trait Platform: Send + Sync + std::fmt::Debug {
     ) -> Result<FileContent>;
     /// Checks that the credentials work (refreshing them if needed) and returns the health.
     async fn health(&self) -> Result<ConnectionHealth>;
+    /// Lets the end user `user` (an id on this platform) post as themselves: messages asked
+    /// to be posted as [`PostingIdentity::LinkedUser`] with this user use `credentials` (their
+    /// own delegated grant) from now on; every rotation of them is handed to `sink`.
+    /// `Unsupported` (the default) where a platform posts only as its bot; such a platform
+    /// posts a `LinkedUser` message as the service account and says so in `posted_by`.
+    async fn link_user(
+        &self,
+        user: UserId,
+        credentials: Credentials,
+        sink: std::sync::Arc<dyn crate::connector::CredentialsSink>,
+    ) -> Result<()> {
+        let _ = (user, credentials, sink);
+        Err(crate::error::Error::new(
+            crate::error::ErrorKind::Unsupported,
+            format!("{} does not post with end users' own accounts", self.kind()),
+        ))
+    }
+    /// Forgets the linked credentials of `user` (after an unlink). A no-op by default and
+    /// for a user who was not linked.
+    fn unlink_user(&self, user: &UserId) {
+        let _ = user;
+    }
 }
 
 /// What an [`AccessCheck`] is about.

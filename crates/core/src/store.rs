@@ -560,6 +560,25 @@ pub trait MessageMapStore: Send + Sync {
         message: &MessageId,
         edited_at: OffsetDateTime,
     ) -> Result<bool>;
+    /// Records a fingerprint of the content Switchboard last wrote to one of its copies (a
+    /// copy posted as a linked user, whose own later edits are relayed), so an edit
+    /// notification carrying that same content is known as the echo of our write.
+    /// `InvalidInput` for an empty or overlong fingerprint; `NotFound` when no copy of
+    /// (channel, message) is recorded.
+    async fn set_written_fingerprint(
+        &self,
+        org: &OrgId,
+        channel: &ChannelRef,
+        message: &MessageId,
+        fingerprint: &str,
+    ) -> Result<()>;
+    /// The fingerprint last recorded by [`MessageMapStore::set_written_fingerprint`].
+    async fn written_fingerprint(
+        &self,
+        org: &OrgId,
+        channel: &ChannelRef,
+        message: &MessageId,
+    ) -> Result<Option<String>>;
 }
 
 /// Per-connection sync state: delta links, cursors, subscriptions, and the last-seen
@@ -1049,6 +1068,76 @@ pub trait AuditStore: Send + Sync {
     async fn verify_audit(&self, org: &OrgId) -> Result<AuditVerification>;
 }
 
+/// An end user's own platform account, linked so copies of their messages are posted as
+/// them ("link my account"). As listed: never the credentials.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkedAccount {
+    /// The platform of the account.
+    pub platform: PlatformKind,
+    /// The user's id on that platform.
+    pub user: UserId,
+    /// The name shown for the user (the platform's display name or sign-in name).
+    pub display_name: String,
+    /// When the user (last) linked the account.
+    #[serde(with = "time::serde::rfc3339")]
+    pub linked_at: OffsetDateTime,
+}
+
+/// End users' linked accounts and their delegated credentials, sealed at rest like a
+/// connection's credentials; one per (organization, platform, user).
+#[async_trait]
+pub trait UserAccountStore: Send + Sync {
+    /// Seals and stores `credentials` for `account`, replacing a previous link of the same
+    /// user, and appends a `user_account.linked` audit entry by `actor`, in one transaction.
+    async fn put_linked_account(
+        &self,
+        org: &OrgId,
+        account: &LinkedAccount,
+        credentials: &Credentials,
+        actor: Actor,
+    ) -> Result<()>;
+    /// The linked accounts of `org` (of one platform when `platform` is given), by platform
+    /// and user id. Never the credentials.
+    async fn list_linked_accounts(
+        &self,
+        org: &OrgId,
+        platform: Option<PlatformKind>,
+    ) -> Result<Vec<LinkedAccount>>;
+    /// Whether `user` linked an account on `platform` (without reading the credentials).
+    async fn has_linked_account(
+        &self,
+        org: &OrgId,
+        platform: PlatformKind,
+        user: &UserId,
+    ) -> Result<bool>;
+    /// One linked account with its unsealed credentials (to post as the user).
+    async fn get_linked_account(
+        &self,
+        org: &OrgId,
+        platform: PlatformKind,
+        user: &UserId,
+    ) -> Result<Option<(LinkedAccount, Credentials)>>;
+    /// Replaces the credentials of a linked account after a refresh (refresh tokens rotate).
+    /// `NotFound` when the account was unlinked meanwhile (the refreshed token is not
+    /// stored again).
+    async fn update_linked_credentials(
+        &self,
+        org: &OrgId,
+        platform: PlatformKind,
+        user: &UserId,
+        credentials: &Credentials,
+    ) -> Result<()>;
+    /// Deletes a linked account and its credentials and appends a `user_account.unlinked`
+    /// audit entry by `actor`, in one transaction. `NotFound` when absent.
+    async fn delete_linked_account(
+        &self,
+        org: &OrgId,
+        platform: PlatformKind,
+        user: &UserId,
+        actor: Actor,
+    ) -> Result<()>;
+}
+
 /// Everything a Switchboard deployment stores.
 pub trait Store:
     OrgStore
@@ -1060,6 +1149,7 @@ pub trait Store:
     + SyncStateStore
     + QueueStore
     + RelayStateStore
+    + UserAccountStore
     + AuditStore
     + std::fmt::Debug
 {
@@ -1075,6 +1165,7 @@ impl<T> Store for T where
         + SyncStateStore
         + QueueStore
         + RelayStateStore
+        + UserAccountStore
         + AuditStore
         + std::fmt::Debug
 {

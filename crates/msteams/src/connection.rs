@@ -450,6 +450,24 @@ impl Platform for MsTeamsConnection {
         crate::files::fetch(self, attachment, max_bytes).await
     }
 
+    /// The user's own token provider (refreshing through the end-user scope set, every
+    /// rotation handed to `sink`) replaces any previous one of that user.
+    async fn link_user(
+        &self,
+        user: UserId,
+        credentials: Credentials,
+        sink: Arc<dyn switchboard_core::CredentialsSink>,
+    ) -> Result<()> {
+        let oauth = OAuthClient::new(&self.config)?.with_scopes(crate::oauth::end_user_scopes());
+        let tokens = TokenProvider::new(oauth, credentials, self.config.refresh_margin, Some(sink));
+        self.link_user_token(user, Arc::new(tokens));
+        Ok(())
+    }
+
+    fn unlink_user(&self, user: &UserId) {
+        self.unlink_user_token(user);
+    }
+
     async fn health(&self) -> Result<ConnectionHealth> {
         if let Err(e) = self.tokens().access_token().await {
             return match e.kind() {

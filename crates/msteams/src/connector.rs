@@ -90,6 +90,7 @@ impl Connector for MsTeamsConnector {
 pub struct MsTeamsAuthorizer {
     config: MsTeamsConfig,
     oauth: OAuthClient,
+    end_user: bool,
 }
 
 impl MsTeamsAuthorizer {
@@ -97,7 +98,24 @@ impl MsTeamsAuthorizer {
     /// verified domain): connections are stored under it.
     pub fn new(config: MsTeamsConfig) -> Result<Self> {
         let oauth = OAuthClient::new(&config)?;
-        Ok(MsTeamsAuthorizer { config, oauth })
+        Ok(MsTeamsAuthorizer {
+            config,
+            oauth,
+            end_user: false,
+        })
+    }
+
+    /// The flow an end user takes to link their own Teams account ("post as me"): the same
+    /// app registration and redirect URI, asking only the delegated scopes posting as the user
+    /// needs ([`end_user_scopes`](crate::oauth::end_user_scopes)); the account it reports is
+    /// not a service account.
+    pub fn for_end_users(config: MsTeamsConfig) -> Result<Self> {
+        let oauth = OAuthClient::new(&config)?.with_scopes(crate::oauth::end_user_scopes());
+        Ok(MsTeamsAuthorizer {
+            config,
+            oauth,
+            end_user: true,
+        })
     }
 
     fn check_redirect(&self, redirect_uri: &str) -> Result<()> {
@@ -164,7 +182,7 @@ impl Authorizer for MsTeamsAuthorizer {
                     Error::upstream(format!("Graph returned an unusable user id: {e}"))
                 })?,
                 display_name: upn,
-                is_service_account: true,
+                is_service_account: !self.end_user,
             },
             credentials,
         })

@@ -39,6 +39,30 @@ pub const GRAPH_PERMISSIONS: [&str; 8] = [
     "ChannelMessage.Read.All",
 ];
 
+/// The delegated Graph permissions an end user grants when linking their own account
+/// ("post as me"): `User.Read` to learn who signed in (`/me`), `ChannelMessage.Send` to post
+/// and react (`setReaction`/`unsetReaction`), `ChannelMessage.ReadWrite` to edit and delete
+/// the messages they posted. Nothing an administrator must consent to.
+pub const END_USER_PERMISSIONS: [&str; 3] = [
+    "User.Read",
+    "ChannelMessage.Send",
+    "ChannelMessage.ReadWrite",
+];
+
+/// The scope set an end user's "link my account" grant requests: the OpenID scopes (with
+/// `offline_access`, so the grant refreshes) plus [`END_USER_PERMISSIONS`] in full form.
+pub fn end_user_scopes() -> Vec<String> {
+    OIDC_SCOPES
+        .iter()
+        .map(|s| (*s).to_owned())
+        .chain(
+            END_USER_PERMISSIONS
+                .iter()
+                .map(|p| format!("{GRAPH_RESOURCE}{p}")),
+        )
+        .collect()
+}
+
 /// Requested so files are uploaded into channels' SharePoint folders; not required (without it
 /// files are posted as links).
 pub const FILES_PERMISSION: &str = "Files.ReadWrite.All";
@@ -285,6 +309,13 @@ impl OAuthClient {
             redirect_uri: config.redirect_uri.clone(),
             scopes: scopes(config.guest_sync),
         })
+    }
+
+    /// The same client requesting (and refreshing with) `scopes` instead (an end user's
+    /// grant: [`end_user_scopes`]).
+    pub fn with_scopes(mut self, scopes: Vec<String>) -> Self {
+        self.scopes = scopes;
+        self
     }
 
     /// The redirect URI of the app registration.

@@ -43,6 +43,13 @@ use crate::translate::MentionMap;
 pub const FILE_PART_BASE: u32 = 1_000;
 /// The part number of the note that says who reacted, a reply to the copy.
 pub const NOTE_PART: u32 = 1_000_000;
+/// The part number of the reply that shows, under an origin message Switchboard may not edit,
+/// the edit a linked user made to one of its copies.
+pub const EDIT_NOTE_PART: u32 = 1_000_001;
+/// Reactions placed as linked users themselves (not through the service account) are
+/// recorded in the ledger under this part number plus the copy's part, apart from the count
+/// the service account reacts with and from the note, so their echo is known.
+pub const LINKED_REACTION_PART: u32 = 2_000_000;
 /// Universal ids of Switchboard's own notices start with this (a notice that fails is never
 /// reported in turn).
 pub const NOTICE_PREFIX: &str = "notice-";
@@ -463,6 +470,165 @@ impl Relay {
         Ok(out)
     }
 
+    /// Who a copy of `sender`'s message is posted as on a `target` platform channel: the
+    /// sender's matched user there (the identity map; the same user on the same platform)
+    /// when that user linked their own account on the target platform, so it appears as
+    /// them; else the service account (with the sender's name; such posts may be combined
+    /// under backlog). Should the live connection lack the token after all (an unlink
+    /// racing the post), the adapter falls back to the service account and says so in
+    /// `posted_by`.
+    async fn posting_identity(
+        &self,
+        org: &OrgId,
+        platform: PlatformKind,
+        user: &UserId,
+        target: PlatformKind,
+    ) -> Result<PostingIdentity> {
+        let user = if platform == target {
+            Some(user.clone())
+        } else {
+            self.store.counterpart(org, platform, user, target).await?
+        };
+        Ok(match user {
+            Some(user) if self.store.has_linked_account(org, target, &user).await? => {
+                PostingIdentity::LinkedUser { user }
+            }
+            _ => PostingIdentity::ServiceAccount,
+        })
+    }
+
+    /// Whether an edit notification of our copy `message` (posted as `by`) is the linked
+    /// user's own edit: the copy was posted as that user, the edit is theirs, and it says
+    /// something other than what Switchboard last wrote to it (our own writes come back as
+    /// notifications too).
+    async fn is_linked_users_edit(
+        &self,
+        org: &OrgId,
+        channel: &ChannelRef,
+        message: &MessageId,
+        by: &PostingIdentity,
+        content: &PortableMessage,
+    ) -> Result<bool> {
+        let PostingIdentity::LinkedUser { user } = by else {
+            return Ok(false);
+        };
+        if content.sender.platform != channel.platform || &content.sender.user != user {
+            return Ok(false);
+        }
+        let written = self
+            .store
+            .written_fingerprint(org, channel, message)
+            .await?;
+        Ok(written.as_deref() != Some(content_fingerprint(&content.text).as_str()))
+    }
+
+    /// A linked user's edit, made on one of our copies, reaching the channel of the origin
+    /// message (a person's own message on its platform). It is edited as its author when
+    /// they linked their own account there (Teams lets the sender edit), else tried as the
+    /// service account. When the platform refuses (`Forbidden`: Slack lets only a message's
+    /// author edit it, `cant_update_message`; Teams only the sender), the origin keeps its
+    /// text and the edit is shown as a reply under it ("Edited in Microsoft Teams: …"),
+    /// rewritten by later edits (`EDIT_NOTE_PART`). Nothing here when the message has no
+    /// origin in this channel.
+    async fn edit_origin(
+        &self,
+        d: &Delivery,
+        live: &Connected,
+        universal: &UniversalMessageId,
+        content: &PortableMessage,
+    ) -> Result<()> {
+        let all = self.store.message_copies(&d.org, universal).await?;
+        let Some(origin) = all
+            .iter()
+            .find(|c| c.channel == d.target && c.posted_by.is_none())
+        else {
+            return Ok(());
+        };
+        let by = self
+            .posting_identity(
+                &d.org,
+                content.sender.platform,
+                &content.sender.user,
+                d.target.platform,
+            )
+            .await?;
+        let edit = OutgoingMessage::new(content.clone()).posted_as(by.clone());
+        match live.platform.edit(&reference(origin), &edit, &by).await {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == ErrorKind::Forbidden => {
+                tracing::info!(
+                    target = %d.target,
+                    message = %origin.message,
+                    error = %e,
+                    "the origin cannot be edited by Switchboard; the edit is shown as a reply under it"
+                );
+            }
+            Err(e) => return Err(e),
+        }
+        let mut note = content.clone();
+        note.thread_root = None;
+        note.text.blocks.insert(
+            0,
+            Block::Paragraph {
+                inlines: vec![Inline::Italic {
+                    inlines: vec![Inline::Text {
+                        text: format!("Edited in {}:", content.sender.platform.display_name()),
+                    }],
+                }],
+            },
+        );
+        let marker = Marker::new(universal.clone(), EDIT_NOTE_PART).to_string();
+        match all
+            .iter()
+            .find(|c| c.channel == d.target && c.part == EDIT_NOTE_PART)
+        {
+            Some(existing) => {
+                let by = existing
+                    .posted_by
+                    .clone()
+                    .unwrap_or(PostingIdentity::ServiceAccount);
+                let message = OutgoingMessage::new(note)
+                    .with_marker(marker)
+                    .posted_as(by.clone());
+                live.platform
+                    .edit(&reference(existing), &message, &by)
+                    .await
+            }
+            None => {
+                let root = origin.thread_root.clone().unwrap_or(origin.message.clone());
+                let message = OutgoingMessage::new(note)
+                    .with_marker(marker)
+                    .in_thread(root);
+                let posted = live.platform.post(&d.target, &message).await?;
+                self.record_parts(live, &d.org, &d.target, universal, EDIT_NOTE_PART, &posted)
+                    .await?;
+                self.count_daily(&d.org, &d.target, 1).await
+            }
+        }
+    }
+
+    /// Remembers what we write to a copy posted as a linked user (see
+    /// [`content_fingerprint`]), before the write, so its echo is known.
+    async fn remember_written(
+        &self,
+        org: &OrgId,
+        copy: &MessageRef,
+        by: &PostingIdentity,
+        text: &RichText,
+    ) -> Result<()> {
+        if !matches!(by, PostingIdentity::LinkedUser { .. }) {
+            return Ok(());
+        }
+        self.store
+            .set_written_fingerprint(
+                org,
+                &copy.channel,
+                &copy.message,
+                &content_fingerprint(text),
+            )
+            .await
+    }
+
     async fn target_copy(
         &self,
         org: &OrgId,
@@ -516,6 +682,36 @@ impl Relay {
                     None => None,
                 };
                 for endpoint in universal_channel.targets_for(&event.channel) {
+                    let key = (
+                        org.clone(),
+                        content.sender.platform,
+                        content.sender.user.clone(),
+                        endpoint.channel.platform,
+                    );
+                    let memo = b
+                        .identities
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .get(&key)
+                        .cloned();
+                    let post_as = match memo {
+                        Some(p) => p,
+                        None => {
+                            let p = self
+                                .posting_identity(
+                                    org,
+                                    content.sender.platform,
+                                    &content.sender.user,
+                                    endpoint.channel.platform,
+                                )
+                                .await?;
+                            b.identities
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .insert(key, p.clone());
+                            p
+                        }
+                    };
                     let mut translated =
                         self.translated(org, content, &endpoint.channel, b).await?;
                     let reply_to = match &root_universal {
@@ -554,7 +750,7 @@ impl Relay {
                             content: translated,
                             reply_to,
                             broadcast: false,
-                            post_as: PostingIdentity::ServiceAccount,
+                            post_as,
                         },
                     });
                 }
@@ -563,8 +759,17 @@ impl Relay {
                 let Some(copy) = self.known(org, &event.channel, message, b).await? else {
                     return Ok(Vec::new());
                 };
-                if copy.posted_by.is_some() {
-                    return Ok(Vec::new());
+                if let Some(by) = &copy.posted_by {
+                    // One of our copies changed: the echo of our own write, unless the linked
+                    // user it was posted as edited it (with other content than we last wrote):
+                    // an edit of the universal message, relayed everywhere else, the origin
+                    // included (see `edit_origin`).
+                    if !self
+                        .is_linked_users_edit(org, &event.channel, message, by, content)
+                        .await?
+                    {
+                        return Ok(Vec::new());
+                    }
                 }
                 for endpoint in universal_channel.targets_for(&event.channel) {
                     out.push(NewDelivery {
@@ -616,6 +821,28 @@ impl Relay {
                 let Some(copy) = self.known(org, &event.channel, message, b).await? else {
                     return Ok(Vec::new());
                 };
+                // A reaction we placed on our copy as the linked user themselves, coming back.
+                if change == ReactionChange::Add
+                    && copy.posted_by.is_some()
+                    && self
+                        .store
+                        .reactions_on(
+                            org,
+                            &copy.universal,
+                            &event.channel,
+                            LINKED_REACTION_PART + copy.part,
+                        )
+                        .await?
+                        .iter()
+                        .any(|(e, who)| {
+                            e == emoji
+                                && who.iter().any(|r| {
+                                    r.platform == event.channel.platform && &r.user == user
+                                })
+                        })
+                {
+                    return Ok(Vec::new());
+                }
                 for endpoint in universal_channel.targets_for(&event.channel) {
                     out.push(NewDelivery {
                         org: org.clone(),
@@ -1266,6 +1493,13 @@ impl Relay {
             };
             self.record_parts(live, &d.org, &d.target, universal, k, &posted)
                 .await?;
+            self.remember_written(
+                &d.org,
+                &posted.reference,
+                &posted.posted_by,
+                &message.content.text,
+            )
+            .await?;
             posted_count += 1 + posted.extra_parts.len() as u64;
         }
         self.count_daily(&d.org, &d.target, posted_count).await
@@ -1297,8 +1531,9 @@ impl Relay {
             .filter(|c| c.part < FILE_PART_BASE)
             .collect();
         let Some(first) = copies.first().cloned() else {
-            // Not posted (yet, or ever): nothing to edit.
-            return Ok(());
+            // No copy of ours here: the origin's channel (a linked user's edit made on one
+            // of our copies), or not posted (yet, or ever): nothing to edit.
+            return self.edit_origin(d, live, universal, content).await;
         };
         let texts = split_text(&content.text, self.limits_for(&d.target));
         let n = texts.len() as u32;
@@ -1315,6 +1550,8 @@ impl Relay {
                     let message = OutgoingMessage::new(part)
                         .with_marker(Marker::new(universal.clone(), k).to_string())
                         .posted_as(by.clone());
+                    self.remember_written(&d.org, &reference(c), &by, &message.content.text)
+                        .await?;
                     live.platform.edit(&reference(c), &message, &by).await?;
                 }
                 None => {
@@ -1331,6 +1568,13 @@ impl Relay {
                     let posted = live.platform.post(&d.target, &message).await?;
                     self.record_parts(live, &d.org, &d.target, universal, k, &posted)
                         .await?;
+                    self.remember_written(
+                        &d.org,
+                        &posted.reference,
+                        &posted.posted_by,
+                        &message.content.text,
+                    )
+                    .await?;
                     posted_count += 1;
                 }
             }
@@ -1478,6 +1722,53 @@ impl Relay {
             emoji: emoji.clone(),
         };
         let who = self.reactor(&d.org, &d.target, reactor).await?;
+        // A reactor who linked their own account on the target reacts as themselves (Teams
+        // keeps one reaction per identity, so theirs needs no count), recorded apart so the
+        // platform's notification of it is known as our echo.
+        if let PostingIdentity::LinkedUser { user } = self
+            .posting_identity(&d.org, who.platform, &who.user, d.target.platform)
+            .await?
+        {
+            let linked_key = ReactionKey {
+                part: LINKED_REACTION_PART + target.part,
+                ..key.clone()
+            };
+            let me = Reactor {
+                platform: d.target.platform,
+                user: user.clone(),
+                name: who.name.clone(),
+            };
+            match change {
+                ReactionChange::Add => {
+                    self.store.reaction_add(&d.org, &linked_key, &me).await?;
+                }
+                ReactionChange::Remove => {
+                    self.store
+                        .reaction_remove(&d.org, &linked_key, (me.platform, &me.user))
+                        .await?;
+                }
+            }
+            match live
+                .platform
+                .react(
+                    &reference(&target),
+                    emoji,
+                    change,
+                    &PostingIdentity::LinkedUser { user },
+                )
+                .await
+            {
+                // The live connection has no token for them after all (an unlink racing
+                // this delivery): the reaction goes through the service account instead.
+                Err(e) if e.kind() == ErrorKind::Forbidden => {
+                    tracing::info!(target = %d.target, error = %e, "reacting as the linked user failed; reacting through the service account");
+                    self.store
+                        .reaction_remove(&d.org, &linked_key, (me.platform, &me.user))
+                        .await?;
+                }
+                other => return other,
+            }
+        }
         let tally = match change {
             ReactionChange::Add => self.store.reaction_add(&d.org, &key, &who).await?,
             ReactionChange::Remove => {
@@ -1728,6 +2019,34 @@ impl Relay {
     }
 }
 
+/// A fingerprint of what a message says: its letters, digits and emoji, lowercased, without
+/// formatting, punctuation, symbols or spacing (FNV-1a 64, stable across versions and
+/// processes). What Switchboard wrote to a copy and what a later edit notification of it
+/// carries are compared through it, so a platform's reformatting of our own write is not taken
+/// for the user's edit (an edit that changes only formatting or punctuation is, in turn, not
+/// relayed).
+pub fn content_fingerprint(text: &RichText) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut buf = [0u8; 4];
+    for c in text
+        .to_plain_text()
+        .chars()
+        .filter(|&c| {
+            c.is_alphanumeric()
+                || ('\u{1F000}'..='\u{1FAFF}').contains(&c)
+                || ('\u{2600}'..='\u{27BF}').contains(&c)
+                || ('\u{2B00}'..='\u{2BFF}').contains(&c)
+        })
+        .flat_map(char::to_lowercase)
+    {
+        for b in c.encode_utf8(&mut buf).bytes() {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    format!("fnv1a64:{h:016x}")
+}
+
 /// The marker of a combined post: every message's marker, joined by `:`, so a retry after a
 /// crash finds any of them among the target's recent messages and does not post it again.
 fn combined_marker(group: &[&Delivery]) -> String {
@@ -1862,7 +2181,12 @@ struct Batch {
     new: std::sync::Mutex<Vec<MessageCopy>>,
     channels: std::sync::Mutex<HashMap<ChannelRef, Option<UniversalChannel>>>,
     users: std::sync::Mutex<HashMap<(PlatformKind, UserId), Option<StoredUser>>>,
+    /// Who a sender's copies are posted as, per (org, sender platform, sender, target
+    /// platform).
+    identities: std::sync::Mutex<IdentityMemo>,
 }
+
+type IdentityMemo = HashMap<(OrgId, PlatformKind, UserId, PlatformKind), PostingIdentity>;
 
 impl Batch {
     fn copy(&self, channel: &ChannelRef, message: &MessageId) -> Option<MessageCopy> {
@@ -1942,5 +2266,23 @@ impl Batch {
             .unwrap_or_else(|p| p.into_inner())
             .insert(key, u.clone());
         Ok(u)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprints_see_words_and_emoji_not_formatting() {
+        let fp = |s: &str| content_fingerprint(&RichText::plain(s));
+        assert_eq!(fp("Hello, world"), fp("hello world!"));
+        assert_eq!(fp("edited — ok"), fp("edited ok"));
+        assert_ne!(fp("hello world"), fp("hello there"));
+        assert_ne!(fp("ship it 👍"), fp("ship it 👎"));
+        assert_ne!(fp("1.5"), fp("15.0"));
+        assert!(fp("").starts_with("fnv1a64:"));
+        // stable across versions and processes (FNV-1a 64 of "ab")
+        assert_eq!(fp("A b"), "fnv1a64:089c4407b545986a");
     }
 }

@@ -36,7 +36,12 @@ pub fn templates() -> Environment<'static> {
     env
 }
 
-fn render(state: &AppState, status: StatusCode, name: &str, ctx: minijinja::Value) -> Response {
+pub(crate) fn render(
+    state: &AppState,
+    status: StatusCode,
+    name: &str,
+    ctx: minijinja::Value,
+) -> Response {
     match state
         .templates
         .get_template(name)
@@ -54,7 +59,7 @@ fn render(state: &AppState, status: StatusCode, name: &str, ctx: minijinja::Valu
     }
 }
 
-fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+pub(crate) fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -229,7 +234,7 @@ struct ConnectionRow {
     health_class: &'static str,
 }
 
-fn platform_name(p: PlatformKind) -> &'static str {
+pub(crate) fn platform_name(p: PlatformKind) -> &'static str {
     match p {
         PlatformKind::Msteams => "Microsoft Teams",
         PlatformKind::Slack => "Slack",
@@ -302,7 +307,7 @@ fn parse_platform(s: &str) -> Option<PlatformKind> {
     s.parse().ok()
 }
 
-fn redirect_uri(state: &AppState, platform: PlatformKind) -> String {
+pub(crate) fn redirect_uri(state: &AppState, platform: PlatformKind) -> String {
     format!(
         "{}/connect/{platform}/callback",
         state.public_url.trim_end_matches('/')
@@ -656,6 +661,19 @@ pub async fn connect_callback(
             vec![],
         );
     };
+    // An end user's "link my account" (no session): its states are the link page's own.
+    if let Some(r) = crate::console_linkme::callback(
+        &state,
+        &headers,
+        kind,
+        cb.state.as_deref(),
+        cb.code.as_deref(),
+        cb.error_description.as_deref().or(cb.error.as_deref()),
+    )
+    .await
+    {
+        return r;
+    }
     // A platform sign-in has no session yet: its state is bound to the pre-sign-in cookie.
     if session.is_none()
         && let (Some(st), Some(browser)) = (cb.state.as_deref(), cookie_value(&headers, PRE_COOKIE))

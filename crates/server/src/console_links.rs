@@ -581,6 +581,15 @@ async fn users_page(
         .iter()
         .filter(|p| p.matched_by == identities::MatchedBy::Email)
         .collect();
+    // Teams users who linked their own account ("link my account"): a badge in the pairs.
+    let linked: Vec<String> = state
+        .store
+        .list_linked_accounts(&s.principal.org, Some(PlatformKind::Msteams))
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|a| a.user.as_str().to_owned())
+        .collect();
     let (email_page, email_pages) = users_ctx_page(&emails, q.page);
     let (unmatched_page, unmatched_pages) = users_ctx_page(&map.unmatched, q.unmatched_page);
     let notice = match (q.linked, q.unlinked, q.separated) {
@@ -606,7 +615,7 @@ async fn users_page(
             page => q.page.min(email_pages - 1), pages => email_pages,
             unmatched => unmatched_page, unmatched_total => map.unmatched.len(),
             unmatched_page => q.unmatched_page.min(unmatched_pages - 1), unmatched_pages,
-            error, notice,
+            error, notice, linked,
         },
     )
 }

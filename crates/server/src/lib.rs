@@ -27,6 +27,7 @@ pub mod config;
 pub mod console;
 pub mod console_deliveries;
 pub mod console_import;
+pub mod console_linkme;
 pub mod console_links;
 pub mod error;
 pub mod feeds;
@@ -86,6 +87,11 @@ pub struct AppState {
     pub authorizers: Vec<Arc<dyn Authorizer>>,
     /// The connectors of the configured platforms.
     pub connectors: Vec<Arc<dyn Connector>>,
+    /// The OAuth flows end users take to link their own accounts ("link my account"), with
+    /// only the delegated scopes posting as the user needs; empty: nothing to link.
+    pub user_authorizers: Vec<Arc<dyn Authorizer>>,
+    /// Pending end-user links and the short sessions after linking.
+    pub links: Arc<console_linkme::LinkSessions>,
     /// The public base URL (OAuth redirects, webhook URLs); `http://` for loopback.
     pub public_url: String,
     /// The console's templates.
@@ -135,10 +141,13 @@ impl AppState {
             sessions: Arc::new(session::Sessions::default()),
             authorizers: Vec::new(),
             connectors: Vec::new(),
+            user_authorizers: Vec::new(),
+            links: Arc::default(),
             public_url: "http://127.0.0.1".into(),
             templates: Arc::new({
                 let mut env = console::templates();
                 console_import::add_templates(&mut env);
+                console_linkme::add_templates(&mut env);
                 env
             }),
             links_changed: Arc::default(),
@@ -183,6 +192,13 @@ impl AppState {
             // A pool made on first use must see this connector too.
             self.pool = Arc::default();
         }
+        self
+    }
+
+    /// Offers end users to link their own account of the authorizer's platform
+    /// (`/link-account`).
+    pub fn with_user_authorizer(mut self, authorizer: Arc<dyn Authorizer>) -> Self {
+        self.user_authorizers.push(authorizer);
         self
     }
 
@@ -340,6 +356,12 @@ pub fn router(state: AppState) -> Router {
         .route("/settings/tokens/revoke", post(console_links::revoke_token))
         .route("/deliveries", get(console_deliveries::page))
         .route("/deliveries/{id}/retry", post(console_deliveries::retry))
+        .route("/link-account", get(console_linkme::link_page))
+        .route(
+            "/link-account/{platform}/start",
+            get(console_linkme::link_start),
+        )
+        .route("/link-account/unlink", post(console_linkme::unlink))
         .route("/connect/{platform}/start", get(console::connect_start))
         .route(
             "/connect/{platform}/callback",

@@ -64,6 +64,72 @@ impl ConnectionPool {
             })
     }
 
+    /// Hands every linked end-user account of `org` on `platform` to the freshly opened
+    /// `live` connection (their refreshed tokens go back to the store). A platform that posts
+    /// only as its bot (`Unsupported`) takes none; a user whose credentials cannot be read is
+    /// skipped with a warning (their copies fall back to the service account).
+    async fn load_linked_users(&self, org: &OrgId, platform: PlatformKind, live: &Connected) {
+        let accounts = match self.store.list_linked_accounts(org, Some(platform)).await {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(%org, %platform, error = %e, "could not list linked user accounts; posting as the service account");
+                return;
+            }
+        };
+        for account in accounts {
+            if let Err(e) = self
+                .link_into(org, platform, &account.user, &live.platform)
+                .await
+            {
+                if e.kind() == ErrorKind::Unsupported {
+                    return;
+                }
+                tracing::warn!(%org, user = %account.user, error = %e, "could not load a linked user's account");
+            }
+        }
+    }
+
+    async fn link_into(
+        &self,
+        org: &OrgId,
+        platform: PlatformKind,
+        user: &UserId,
+        live: &Arc<dyn switchboard_core::Platform>,
+    ) -> Result<()> {
+        let Some((_, credentials)) = self.store.get_linked_account(org, platform, user).await?
+        else {
+            live.unlink_user(user);
+            return Ok(());
+        };
+        let sink = Arc::new(StoreUserCredentials {
+            store: self.store.clone(),
+            org: org.clone(),
+            platform,
+            user: user.clone(),
+        });
+        live.link_user(user.clone(), credentials, sink).await
+    }
+
+    /// Brings the open connections of `org` on `platform` up to date with the stored link of
+    /// `user`: after a link they post as the user with the stored token, after an unlink they
+    /// forget it. Connections opened later load the stored links themselves.
+    pub async fn refresh_linked_user(&self, org: &OrgId, platform: PlatformKind, user: &UserId) {
+        let open: Vec<Connected> = self
+            .open
+            .lock()
+            .iter()
+            .filter(|((o, _), c)| o == org && c.platform.kind() == platform)
+            .map(|(_, c)| c.clone())
+            .collect();
+        for live in open {
+            if let Err(e) = self.link_into(org, platform, user, &live.platform).await
+                && e.kind() != ErrorKind::Unsupported
+            {
+                tracing::warn!(%org, %user, error = %e, "could not update a linked user's account on an open connection");
+            }
+        }
+    }
+
     /// The stored connection.
     pub async fn connection(&self, org: &OrgId, id: &ConnectionId) -> Result<Connection> {
         self.store
@@ -99,10 +165,29 @@ impl Connections for ConnectionPool {
             .connector(stored.platform)?
             .open(&stored, credentials, sink)
             .await?;
+        self.load_linked_users(org, stored.platform, &live).await;
         self.open
             .lock()
             .insert((org.clone(), connection.clone()), live.clone());
         Ok(live)
+    }
+}
+
+/// Stores the rotated credentials of one end user's linked account, sealed. Once the user
+/// unlinked, a late refresh is not stored again (`NotFound`, logged by the adapter).
+struct StoreUserCredentials {
+    store: Arc<dyn Store>,
+    org: OrgId,
+    platform: PlatformKind,
+    user: UserId,
+}
+
+#[async_trait]
+impl switchboard_core::CredentialsSink for StoreUserCredentials {
+    async fn persist(&self, credentials: &switchboard_core::Credentials) -> Result<()> {
+        self.store
+            .update_linked_credentials(&self.org, self.platform, &self.user, credentials)
+            .await
     }
 }
 

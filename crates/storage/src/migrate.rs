@@ -39,6 +39,11 @@ pub(crate) const SQLITE: Embedded = &[
         "copy accounts",
         include_str!("../migrations/sqlite/0005_copy_accounts.sql"),
     ),
+    (
+        6,
+        "user accounts",
+        include_str!("../migrations/sqlite/0006_user_accounts.sql"),
+    ),
 ];
 
 /// PostgreSQL migrations.
@@ -67,6 +72,11 @@ pub(crate) const POSTGRES: Embedded = &[
         5,
         "copy accounts",
         include_str!("../migrations/postgres/0005_copy_accounts.sql"),
+    ),
+    (
+        6,
+        "user accounts",
+        include_str!("../migrations/postgres/0006_user_accounts.sql"),
     ),
 ];
 

@@ -24,6 +24,8 @@ pub(crate) enum Purpose {
     Secret,
     /// A subscription's `clientState` (row key: the subscription id).
     ClientState,
+    /// An end user's linked-account credentials (row key: `<platform>/<user id>`).
+    UserCredentials,
 }
 
 impl Purpose {
@@ -32,6 +34,7 @@ impl Purpose {
             Purpose::Credentials => "credentials",
             Purpose::Secret => "secret",
             Purpose::ClientState => "client_state",
+            Purpose::UserCredentials => "user_credentials",
         }
     }
 }

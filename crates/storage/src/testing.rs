@@ -75,6 +75,8 @@ macro_rules! store_conformance {
             concurrent_audit_appends_keep_one_chain,
             org_isolation,
             bad_input_changes_nothing,
+            linked_user_accounts,
+            written_fingerprints_of_copies,
         );
     };
     (@tests $setup:path; $($name:ident),* $(,)?) => {
@@ -3749,4 +3751,348 @@ pub async fn delivery_jobs_round_trip(h: &dyn Harness) {
     let mut empty = deliveries[4].clone();
     empty.job = DeliveryJob::Notice { text: " ".into() };
     assert_kind(s.outbox_enqueue(&[empty]).await, ErrorKind::InvalidInput);
+}
+
+// ----- linked user accounts ---------------------------------------------------------------
+
+/// End users' linked accounts: put (replace), list without secrets, get with them, refreshed
+/// credentials persisted, delete; audited; scoped by organization; bad input changes nothing.
+pub async fn linked_user_accounts(h: &dyn Harness) {
+    let s = h.store();
+    let f = fixture(s, "org").await;
+    let other = fixture(s, "other").await;
+    let jane = uid("teams-jane");
+    let account = |user: &UserId, name: &str| LinkedAccount {
+        platform: PlatformKind::Msteams,
+        user: user.clone(),
+        display_name: name.into(),
+        linked_at: OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap(),
+    };
+    let token = |c: &Credentials| c.access_token.expose_secret().to_owned();
+    let refresh = |c: &Credentials| {
+        c.refresh_token
+            .as_ref()
+            .map(|r| r.expose_secret().to_owned())
+    };
+    assert!(
+        s.list_linked_accounts(&f.org, None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        s.get_linked_account(&f.org, PlatformKind::Msteams, &jane)
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    s.put_linked_account(
+        &f.org,
+        &account(&jane, "Jane"),
+        &creds("jane-1"),
+        Actor::System,
+    )
+    .await
+    .unwrap();
+    let (got, c) = s
+        .get_linked_account(&f.org, PlatformKind::Msteams, &jane)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got, account(&jane, "Jane"));
+    assert_eq!(token(&c), "jane-1");
+    assert!(
+        s.has_linked_account(&f.org, PlatformKind::Msteams, &jane)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.has_linked_account(&f.org, PlatformKind::Slack, &jane)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.has_linked_account(&other.org, PlatformKind::Msteams, &jane)
+            .await
+            .unwrap()
+    );
+    assert_eq!(refresh(&c).as_deref(), Some("jane-1-refresh"));
+    assert_eq!(c.scopes, creds("jane-1").scopes);
+    // Another platform's user of the same id is another account.
+    assert!(
+        s.get_linked_account(&f.org, PlatformKind::Slack, &jane)
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // Linking again replaces the credentials and the name (one row per user).
+    s.put_linked_account(
+        &f.org,
+        &account(&jane, "Jane Doe"),
+        &creds("jane-2"),
+        Actor::System,
+    )
+    .await
+    .unwrap();
+    let bob = uid("teams-bob");
+    s.put_linked_account(
+        &f.org,
+        &account(&bob, "Bob"),
+        &creds("bob-1"),
+        Actor::System,
+    )
+    .await
+    .unwrap();
+    let listed = s.list_linked_accounts(&f.org, None).await.unwrap();
+    assert_eq!(
+        listed,
+        vec![account(&bob, "Bob"), account(&jane, "Jane Doe")]
+    );
+    assert_eq!(
+        s.list_linked_accounts(&f.org, Some(PlatformKind::Msteams))
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    assert!(
+        s.list_linked_accounts(&f.org, Some(PlatformKind::Slack))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let (_, c) = s
+        .get_linked_account(&f.org, PlatformKind::Msteams, &jane)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(token(&c), "jane-2");
+
+    // A refresh rotates the stored token; the link itself is unchanged.
+    s.update_linked_credentials(&f.org, PlatformKind::Msteams, &jane, &creds("jane-3"))
+        .await
+        .unwrap();
+    let (got, c) = s
+        .get_linked_account(&f.org, PlatformKind::Msteams, &jane)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got, account(&jane, "Jane Doe"));
+    assert_eq!(token(&c), "jane-3");
+    assert_eq!(refresh(&c).as_deref(), Some("jane-3-refresh"));
+    assert_kind(
+        s.update_linked_credentials(&f.org, PlatformKind::Msteams, &uid("nobody"), &creds("x"))
+            .await,
+        ErrorKind::NotFound,
+    );
+
+    // Scoped by organization: the other org sees nothing and cannot change or delete it.
+    assert!(
+        s.list_linked_accounts(&other.org, None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        s.get_linked_account(&other.org, PlatformKind::Msteams, &jane)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_kind(
+        s.update_linked_credentials(&other.org, PlatformKind::Msteams, &jane, &creds("evil"))
+            .await,
+        ErrorKind::NotFound,
+    );
+    assert_kind(
+        s.delete_linked_account(&other.org, PlatformKind::Msteams, &jane, Actor::System)
+            .await,
+        ErrorKind::NotFound,
+    );
+
+    // Bad input changes nothing.
+    let mut nameless = account(&jane, "");
+    nameless.display_name.clear();
+    assert_kind(
+        s.put_linked_account(&f.org, &nameless, &creds("jane-bad"), Actor::System)
+            .await,
+        ErrorKind::InvalidInput,
+    );
+    let mut empty = creds("x");
+    empty.access_token = SecretString::from(String::new());
+    assert_kind(
+        s.put_linked_account(&f.org, &account(&jane, "Jane"), &empty, Actor::System)
+            .await,
+        ErrorKind::InvalidInput,
+    );
+    assert_kind(
+        s.put_linked_account(
+            &OrgId::generate(),
+            &account(&jane, "Jane"),
+            &creds("stray"),
+            Actor::System,
+        )
+        .await,
+        ErrorKind::NotFound,
+    );
+    let (got, c) = s
+        .get_linked_account(&f.org, PlatformKind::Msteams, &jane)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.display_name, "Jane Doe");
+    assert_eq!(token(&c), "jane-3");
+
+    // Unlinking deletes the credentials; a second unlink is NotFound.
+    s.delete_linked_account(
+        &f.org,
+        PlatformKind::Msteams,
+        &jane,
+        Actor::Admin {
+            name: "alice".into(),
+        },
+    )
+    .await
+    .unwrap();
+    assert!(
+        s.get_linked_account(&f.org, PlatformKind::Msteams, &jane)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        s.list_linked_accounts(&f.org, None).await.unwrap(),
+        vec![account(&bob, "Bob")]
+    );
+    assert!(
+        !s.has_linked_account(&f.org, PlatformKind::Msteams, &jane)
+            .await
+            .unwrap()
+    );
+    assert_kind(
+        s.delete_linked_account(&f.org, PlatformKind::Msteams, &jane, Actor::System)
+            .await,
+        ErrorKind::NotFound,
+    );
+
+    // Every link and unlink is in the audit log, without the credentials.
+    let log = s.list_audit(&f.org, 0, 100).await.unwrap();
+    let actions: Vec<(&str, &str)> = log
+        .iter()
+        .filter(|e| e.action.starts_with("user_account."))
+        .map(|e| (e.action.as_str(), e.target.as_str()))
+        .collect();
+    assert_eq!(
+        actions,
+        vec![
+            ("user_account.linked", "msteams/teams-jane"),
+            ("user_account.linked", "msteams/teams-jane"),
+            ("user_account.linked", "msteams/teams-bob"),
+            ("user_account.unlinked", "msteams/teams-jane"),
+        ]
+    );
+    let unlinked = log
+        .iter()
+        .find(|e| e.action == "user_account.unlinked")
+        .unwrap();
+    assert_eq!(
+        unlinked.actor,
+        Actor::Admin {
+            name: "alice".into()
+        }
+    );
+    assert_eq!(unlinked.details["display_name"], "Jane Doe");
+    for e in &log {
+        let text = e.details.to_string();
+        assert!(
+            !text.contains("jane-"),
+            "a token reached the audit log: {text}"
+        );
+    }
+    assert!(s.verify_audit(&f.org).await.unwrap().is_ok());
+}
+
+/// The fingerprint of what Switchboard last wrote to a copy: replaced on every write, read
+/// back per copy, scoped by organization; unknown copies and bad fingerprints are refused.
+pub async fn written_fingerprints_of_copies(h: &dyn Harness) {
+    let s = h.store();
+    let f = fixture(s, "org").await;
+    let other = fixture(s, "other").await;
+    let teams = ch(TEAMS_C1);
+    let copy = MessageCopy {
+        universal: UniversalMessageId::generate(),
+        channel: teams.clone(),
+        message: MessageId::new("1700000001000").unwrap(),
+        thread_root: None,
+        posted_by: Some(PostingIdentity::LinkedUser {
+            user: uid("jane-guid"),
+        }),
+        posted_by_account: Some(uid("jane-guid")),
+        part: 0,
+    };
+    s.put_message_copy(&f.org, &copy).await.unwrap();
+    assert_eq!(
+        s.written_fingerprint(&f.org, &teams, &copy.message)
+            .await
+            .unwrap(),
+        None
+    );
+    s.set_written_fingerprint(&f.org, &teams, &copy.message, "fp-1")
+        .await
+        .unwrap();
+    s.set_written_fingerprint(&f.org, &teams, &copy.message, "fp-2")
+        .await
+        .unwrap();
+    assert_eq!(
+        s.written_fingerprint(&f.org, &teams, &copy.message)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("fp-2")
+    );
+    // The copy itself is unchanged.
+    assert_eq!(
+        s.find_message_copy(&f.org, &teams, &copy.message)
+            .await
+            .unwrap(),
+        Some(copy.clone())
+    );
+    let unknown = MessageId::new("999").unwrap();
+    assert_kind(
+        s.set_written_fingerprint(&f.org, &teams, &unknown, "fp")
+            .await,
+        ErrorKind::NotFound,
+    );
+    assert_eq!(
+        s.written_fingerprint(&f.org, &teams, &unknown)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_kind(
+        s.set_written_fingerprint(&f.org, &teams, &copy.message, "")
+            .await,
+        ErrorKind::InvalidInput,
+    );
+    // Another organization neither sees nor changes it.
+    assert_kind(
+        s.set_written_fingerprint(&other.org, &teams, &copy.message, "evil")
+            .await,
+        ErrorKind::NotFound,
+    );
+    assert_eq!(
+        s.written_fingerprint(&other.org, &teams, &copy.message)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        s.written_fingerprint(&f.org, &teams, &copy.message)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("fp-2")
+    );
 }

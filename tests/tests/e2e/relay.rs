@@ -644,3 +644,220 @@ async fn a_removed_service_account_is_added_back_and_the_message_delivered() {
         "audited: {audit}"
     );
 }
+
+/// The `name=value` of the cookie `name` a response sets.
+fn set_cookie(r: &reqwest::Response, name: &str) -> String {
+    r.headers()
+        .get_all(reqwest::header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with(&format!("{name}=")))
+        .unwrap_or_else(|| panic!("no {name} cookie: {:?}", r.headers()))
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+fn location(r: &reqwest::Response) -> String {
+    r.headers()[reqwest::header::LOCATION]
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn a_linked_users_message_appears_in_teams_as_them_and_nothing_echoes() {
+    let w = World::start("0").await;
+    let pair = w.link_pair(0).await;
+    let (slack_user, slack_name, _) = w.slack_user(0);
+    // The Teams user who links: one who can sign in at the sandbox's consent page.
+    let upn = w.sandbox["msteams"]["underprivileged_upn"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let password = w.sandbox["msteams"]["underprivileged_password"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let teams_user = w.seed["msteams"]["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["userPrincipalName"].as_str() == Some(upn.as_str()))
+        .unwrap_or_else(|| panic!("{upn} in the seed"))["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    w.ctl(
+        "POST",
+        &format!("/_sandbox/msteams/teams/{}/members/add", pair.team),
+        json!({ "user": upn }),
+    )
+    .await;
+    // The admin says the Slack user and this Teams user are one person.
+    let r = w
+        .http
+        .post(format!("{}/api/v1/identities", w.url))
+        .bearer_auth(&w.token)
+        .json(&json!({
+            "a": {"platform": "slack", "user": slack_user},
+            "b": {"platform": "msteams", "user": teams_user},
+            "relation": "same",
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+
+    // The user links their Teams account from the end-user page, through the sandbox's real
+    // sign-in and consent.
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let page = browser
+        .get(format!("{}/link-account", w.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(
+        page.text()
+            .await
+            .unwrap()
+            .contains("Link my Microsoft Teams account")
+    );
+    let start = browser
+        .get(format!("{}/link-account/msteams/start", w.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(start.status(), 302);
+    let pre = set_cookie(&start, "sb_link");
+    let authorize = location(&start);
+    assert!(
+        authorize.contains("ChannelMessage.Send") && !authorize.contains("User.Read.All"),
+        "only the end-user scopes are asked: {authorize}"
+    );
+    let consent = browser
+        .post(&authorize)
+        .form(&[
+            ("username", upn.as_str()),
+            ("password", password.as_str()),
+            ("decision", "accept"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        consent.status(),
+        302,
+        "{}",
+        consent.text().await.unwrap_or_default()
+    );
+    let callback = location(&consent);
+    let done = browser
+        .get(&callback)
+        .header(reqwest::header::COOKIE, &pre)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        done.status(),
+        303,
+        "{}",
+        done.text().await.unwrap_or_default()
+    );
+    let linked = set_cookie(&done, "sb_linked");
+    let page = browser
+        .get(format!("{}{}", w.url, location(&done)))
+        .header(reqwest::header::COOKIE, &linked)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("Linked as"), "{page}");
+
+    // Their Slack message appears in Teams as them, without the attribution line.
+    let s_ts = w
+        .slack_post(
+            &slack_user,
+            &pair.slack,
+            "posted as myself from Slack",
+            None,
+        )
+        .await;
+    let copy = teams_find(&w, &pair, "the linked user's message in Teams", |m| {
+        text_of_teams(m).contains("posted as myself")
+    })
+    .await;
+    assert_eq!(
+        copy["from"]["user"]["id"].as_str(),
+        Some(teams_user.as_str()),
+        "posted with the user's own token: {copy}"
+    );
+    let html = text_of_teams(&copy);
+    let first = slack_name.split(' ').next().unwrap();
+    assert!(
+        !html.contains(first),
+        "no attribution line naming the sender: {html}"
+    );
+    // Nothing echoes: the copy does not come back to Slack.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let in_slack = w
+        .slack_messages(&pair.slack)
+        .await
+        .into_iter()
+        .filter(|m| slack_text(m).contains("posted as myself"))
+        .count();
+    assert_eq!(in_slack, 1, "only the original in Slack");
+    let in_teams = w
+        .teams_messages(&pair)
+        .await
+        .into_iter()
+        .filter(|m| text_of_teams(m).contains("posted as myself"))
+        .count();
+    assert_eq!(in_teams, 1, "one copy in Teams");
+
+    // They edit that copy in Teams themselves: Slack does not let the bot edit their own
+    // Slack message, so the edit shows as a reply under it; the original keeps its text.
+    let copy_id = copy["id"].as_str().unwrap().to_owned();
+    w.ctl(
+        "PATCH",
+        &format!(
+            "/_sandbox/msteams/messages/{}/{}/{copy_id}",
+            pair.team,
+            pair.channel.replace(':', "%3A").replace('@', "%40")
+        ),
+        json!({ "html": "<p>posted as myself, fixed in Teams</p>" }),
+    )
+    .await;
+    let note = slack_find(&w, &pair.slack, "the Teams edit under the origin", |m| {
+        slack_text(m).contains("fixed in Teams")
+    })
+    .await;
+    assert_eq!(note["thread_ts"].as_str(), Some(s_ts.as_str()), "{note}");
+    assert!(
+        slack_text(&note).contains("Edited in Microsoft Teams"),
+        "{note}"
+    );
+    let origin = w
+        .slack_messages(&pair.slack)
+        .await
+        .into_iter()
+        .find(|m| m["ts"].as_str() == Some(s_ts.as_str()))
+        .unwrap();
+    assert_eq!(slack_text(&origin), "posted as myself from Slack");
+    // Our own note does not come back to Teams.
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    assert!(
+        w.teams_messages(&pair)
+            .await
+            .iter()
+            .all(|m| !text_of_teams(m).contains("Edited in")),
+        "nothing echoes"
+    );
+}

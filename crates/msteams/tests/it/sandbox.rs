@@ -954,3 +954,112 @@ async fn files_are_uploaded_into_the_channel_folder_and_attached() {
         "the file that was not fetched is linked: {html}"
     );
 }
+
+/// An end user links their own account: the end-user flow asks only the delegated scopes
+/// posting needs, reports a non-service account, and once `Platform::link_user` has the
+/// grant, a `LinkedUser` post goes out as them; their expired token refreshes (the end-user
+/// scope set) and the rotation reaches the sink; after `unlink_user` posts fall back.
+#[tokio::test]
+async fn an_end_users_own_grant_posts_as_them_and_refreshes() {
+    use switchboard_core::{Authorizer, PostingIdentity};
+    let env = Env::start(Seed::Small, SCALE).await;
+    let config = env.config(SCALE);
+    let conn = env.service_connection(SCALE).await;
+    let (team, channel) = seeded_channel(&env).await;
+    let upn = env.ms("underprivileged_upn");
+    env.control_post(
+        &format!(
+            "/msteams/teams/{}/members/add",
+            team["id"].as_str().unwrap()
+        ),
+        json!({"user": upn}),
+    )
+    .await;
+
+    let linking = switchboard_msteams::MsTeamsAuthorizer::for_end_users(config.clone()).unwrap();
+    let verifier = SecretString::from("v".repeat(64));
+    let challenge = switchboard_msteams::Pkce::challenge_for(verifier.expose_secret());
+    let url = linking
+        .authorize_url(REDIRECT, "state-1", Some(&challenge))
+        .unwrap();
+    for asked in [
+        "offline_access",
+        "User.Read",
+        "ChannelMessage.Send",
+        "ChannelMessage.ReadWrite",
+    ] {
+        assert!(url.contains(asked), "{asked} asked: {url}");
+    }
+    for not_asked in [
+        "User.Read.All",
+        "RoleManagement",
+        "TeamMember",
+        "Files.ReadWrite.All",
+    ] {
+        assert!(!url.contains(not_asked), "{not_asked} not asked: {url}");
+    }
+    let query = env
+        .consent(&url, &upn, &env.ms("underprivileged_password"))
+        .await;
+    let cb = switchboard_msteams::oauth::parse_callback(&query, "state-1").unwrap();
+    let authorized = linking
+        .complete(&cb.code, REDIRECT, Some(&verifier))
+        .await
+        .unwrap();
+    assert!(!authorized.account.is_service_account);
+    let user = authorized.account.user_id.clone();
+
+    let sink = Arc::new(Persisted(parking_lot::Mutex::new(0)));
+    let access = authorized.credentials.access_token.clone();
+    conn.link_user(user.clone(), authorized.credentials, sink.clone())
+        .await
+        .unwrap();
+    assert!(conn.is_linked(&user));
+    let as_user = PostingIdentity::LinkedUser { user: user.clone() };
+    let posted = conn
+        .post(
+            &channel,
+            &slack_message("in my own words", None).posted_as(as_user.clone()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(posted.posted_by, as_user);
+    let m = conn
+        .fetch_message(&channel, &posted.reference.message, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        m.from
+            .as_ref()
+            .and_then(|f| f.user.as_ref())
+            .and_then(|u| u.id.as_deref()),
+        Some(user.as_str()),
+        "posted as the user"
+    );
+
+    // Their token expires: the next call refreshes it, and the rotation is handed over.
+    env.control_post(
+        "/msteams/tokens/expire",
+        json!({"token": access.expose_secret()}),
+    )
+    .await;
+    conn.edit(
+        &posted.reference,
+        &slack_message("in my own words, edited", None),
+        &as_user,
+    )
+    .await
+    .unwrap();
+    assert_eq!(*sink.0.lock(), 1, "the refreshed grant went to the sink");
+
+    conn.unlink_user(&user);
+    assert!(!conn.is_linked(&user));
+    let fallback = conn
+        .post(
+            &channel,
+            &slack_message("after unlinking", None).posted_as(as_user),
+        )
+        .await
+        .unwrap();
+    assert_eq!(fallback.posted_by, PostingIdentity::ServiceAccount);
+}

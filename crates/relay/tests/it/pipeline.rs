@@ -992,3 +992,532 @@ async fn copies_posted_by_the_previous_account_are_reported_not_edited_or_retrie
     assert!(w.settle().await.is_empty());
     assert_eq!(w.store.outbox_pending(&w.org).await.unwrap(), 0);
 }
+
+/// Links Jane's own Teams account: stored (as the link page does) and handed to the live
+/// Teams connection (as the server's pool does).
+async fn link_jane(w: &World) -> UserId {
+    let aad = UserId::new("0b9e3b7f-0000-4000-8000-0000000000a1").unwrap();
+    w.store
+        .put_linked_account(
+            &w.org,
+            &LinkedAccount {
+                platform: PlatformKind::Msteams,
+                user: aad.clone(),
+                display_name: "Jane Doe".into(),
+                linked_at: OffsetDateTime::now_utc(),
+            },
+            &Credentials {
+                access_token: secrecy::SecretString::from("jane-token".to_owned()),
+                refresh_token: None,
+                expires_at: None,
+                scopes: vec![],
+            },
+            Actor::System,
+        )
+        .await
+        .unwrap();
+    w.teams_rec
+        .link_user(
+            aad.clone(),
+            Credentials {
+                access_token: secrecy::SecretString::from("jane-token".to_owned()),
+                refresh_token: None,
+                expires_at: None,
+                scopes: vec![],
+            },
+            Arc::new(NoSink),
+        )
+        .await
+        .unwrap();
+    aad
+}
+
+struct NoSink;
+
+#[async_trait]
+impl CredentialsSink for NoSink {
+    async fn persist(&self, _: &Credentials) -> Result<()> {
+        Ok(())
+    }
+}
+
+fn teams_sender(id: &UserId) -> Sender {
+    Sender {
+        platform: PlatformKind::Msteams,
+        user: id.clone(),
+        display_name: "Jane Doe".into(),
+        avatar_url: None,
+        email: None,
+    }
+}
+
+async fn teams_connection(w: &World) -> ConnectionId {
+    w.store
+        .list_connections(&w.org)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|c| c.platform == PlatformKind::Msteams)
+        .unwrap()
+        .id
+}
+
+#[tokio::test]
+async fn a_linked_senders_copy_is_posted_as_them_and_their_own_edit_is_relayed() {
+    let w = world().await;
+    // A second Slack channel in the universal channel, so an edit made in Teams has somewhere
+    // to go besides the origin.
+    let slack_conn = w
+        .store
+        .get_connection(&w.org, &w.slack)
+        .await
+        .unwrap()
+        .unwrap();
+    let run = w.store.begin_import(&w.org, &w.slack).await.unwrap();
+    w.store
+        .upsert_channels(
+            &w.org,
+            &w.slack,
+            run,
+            &[Channel {
+                id: ChannelId::new("C2").unwrap(),
+                team: TeamId::new("T1").unwrap(),
+                name: "general-2".into(),
+                kind: ChannelKind::Standard,
+                description: None,
+            }],
+        )
+        .await
+        .unwrap();
+    let slack_c2: ChannelRef = "slack:T1/C2".parse().unwrap();
+    let teams = teams_connection(&w).await;
+    let old = w
+        .store
+        .find_universal_channel(&w.org, &w.slack_ch)
+        .await
+        .unwrap()
+        .unwrap();
+    w.store
+        .delete_universal_channel(&w.org, old.id())
+        .await
+        .unwrap();
+    let uc = UniversalChannel::new(
+        UniversalChannelId::generate(),
+        w.org.clone(),
+        "general",
+        vec![
+            Endpoint {
+                connection: w.slack.clone(),
+                channel: w.slack_ch.clone(),
+            },
+            Endpoint {
+                connection: teams.clone(),
+                channel: w.teams_ch.clone(),
+            },
+            Endpoint {
+                connection: slack_conn.id.clone(),
+                channel: slack_c2.clone(),
+            },
+        ],
+    )
+    .unwrap();
+    w.store.create_universal_channel(&uc).await.unwrap();
+    let jane = link_jane(&w).await;
+
+    // Jane (U1, matched by email, linked in Teams) and Ravi (unmatched) post in Slack.
+    w.accept(
+        &w.slack,
+        event(
+            "Ev1",
+            &w.slack_ch,
+            posted(
+                "1700000000.000100",
+                None,
+                RichText::plain("hello from slack"),
+            ),
+        ),
+    )
+    .await;
+    let mut ravi = posted("1700000000.000200", None, RichText::plain("hi, Ravi here"));
+    if let EventKind::Posted { content, .. } = &mut ravi {
+        content.sender = by("U2");
+    }
+    w.accept(&w.slack, event("Ev2", &w.slack_ch, ravi)).await;
+    let outcomes = w.settle().await;
+    assert!(
+        outcomes.iter().all(|o| *o == DeliveryOutcome::Delivered),
+        "{outcomes:?}"
+    );
+    let copy_of = |posts: &[Call], text: &str| -> MessageId {
+        posts
+            .iter()
+            .find_map(|c| match c {
+                Call::Post { id, text: t, .. } if t == text => {
+                    Some(MessageId::new(id.clone()).unwrap())
+                }
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("{text:?} was not posted: {posts:#?}"))
+    };
+    let teams_posts = w.teams_rec.posts();
+    assert_eq!(teams_posts.len(), 2, "{teams_posts:#?}");
+    let jane_copy = copy_of(&teams_posts, "hello from slack");
+    let ravi_copy = copy_of(&teams_posts, "hi, Ravi here");
+    let posted_by = |ch: &ChannelRef, m: &MessageId| {
+        let store = w.store.clone();
+        let (org, ch, m) = (w.org.clone(), ch.clone(), m.clone());
+        async move {
+            store
+                .find_message_copy(&org, &ch, &m)
+                .await
+                .unwrap()
+                .unwrap()
+                .posted_by
+        }
+    };
+    assert_eq!(
+        posted_by(&w.teams_ch, &jane_copy).await,
+        Some(PostingIdentity::LinkedUser { user: jane.clone() }),
+        "the linked sender's copy is posted as her"
+    );
+    assert_eq!(
+        posted_by(&w.teams_ch, &ravi_copy).await,
+        Some(PostingIdentity::ServiceAccount),
+        "an unmatched sender's copy is the service account's"
+    );
+    // In the other Slack channel the bot posts (Slack has no linked accounts).
+    let slack_posts = w.slack_rec.posts();
+    assert_eq!(slack_posts.len(), 2, "{slack_posts:#?}");
+    let c2_copy = copy_of(&slack_posts, "hello from slack");
+    assert_eq!(
+        posted_by(&slack_c2, &c2_copy).await,
+        Some(PostingIdentity::ServiceAccount)
+    );
+
+    // Our copy coming back from Teams, and the echo of an edit we make as Jane, are not relayed.
+    w.accept(
+        &teams,
+        event(
+            "g1",
+            &w.teams_ch,
+            EventKind::Posted {
+                message: jane_copy.clone(),
+                content: PortableMessage {
+                    sender: teams_sender(&jane),
+                    text: RichText::plain("hello from slack"),
+                    attachments: vec![],
+                    thread_root: None,
+                },
+            },
+        ),
+    )
+    .await;
+    w.accept(
+        &w.slack,
+        event(
+            "Ev3",
+            &w.slack_ch,
+            EventKind::Edited {
+                message: MessageId::new("1700000000.000100").unwrap(),
+                content: PortableMessage {
+                    sender: sender(),
+                    text: RichText::plain("hello from slack, edited"),
+                    attachments: vec![],
+                    thread_root: None,
+                },
+            },
+        ),
+    )
+    .await;
+    w.settle().await;
+    let edits: Vec<Call> = w
+        .teams_rec
+        .calls()
+        .into_iter()
+        .filter(|c| matches!(c, Call::Edit { .. }))
+        .collect();
+    assert_eq!(
+        edits,
+        vec![Call::Edit {
+            id: jane_copy.to_string(),
+            text: "hello from slack, edited".into(),
+            by: PostingIdentity::LinkedUser { user: jane.clone() },
+        }],
+        "the copy posted as Jane is edited as Jane"
+    );
+    let slack_calls_before = w.slack_rec.calls().len();
+    // Teams reports our edit (reformatted: Teams adds its own spacing and punctuation).
+    w.accept(
+        &teams,
+        event(
+            "g2",
+            &w.teams_ch,
+            EventKind::Edited {
+                message: jane_copy.clone(),
+                content: PortableMessage {
+                    sender: teams_sender(&jane),
+                    text: RichText::plain("Hello from Slack — edited"),
+                    attachments: vec![],
+                    thread_root: None,
+                },
+            },
+        ),
+    )
+    .await;
+    w.settle().await;
+    assert_eq!(
+        w.slack_rec.calls().len(),
+        slack_calls_before,
+        "the echo of our own edit went nowhere: {:#?}",
+        w.slack_rec.calls()
+    );
+
+    // Jane edits the copy herself in Teams: an edit of the universal message, relayed to
+    // the other Slack channel; her own Slack message (the origin) cannot be edited by the
+    // bot, so the edit is shown as a reply under it.
+    let native_edit = |id: &str, text: &str| {
+        event(
+            id,
+            &w.teams_ch,
+            EventKind::Edited {
+                message: jane_copy.clone(),
+                content: PortableMessage {
+                    sender: teams_sender(&jane),
+                    text: RichText::plain(text),
+                    attachments: vec![],
+                    thread_root: None,
+                },
+            },
+        )
+    };
+    w.accept(&teams, native_edit("g3", "fixed a typo in Teams"))
+        .await;
+    let outcomes = w.settle().await;
+    assert_eq!(
+        outcomes,
+        vec![DeliveryOutcome::Delivered, DeliveryOutcome::Delivered],
+        "to the other Slack channel and to the origin's"
+    );
+    let slack_edits: Vec<Call> = w
+        .slack_rec
+        .calls()
+        .into_iter()
+        .filter(|c| matches!(c, Call::Edit { .. }))
+        .collect();
+    assert_eq!(
+        slack_edits.last(),
+        Some(&Call::Edit {
+            id: c2_copy.to_string(),
+            text: "fixed a typo in Teams".into(),
+            by: PostingIdentity::ServiceAccount,
+        }),
+        "{slack_edits:#?}"
+    );
+    let note = w
+        .slack_rec
+        .posts()
+        .into_iter()
+        .find_map(|c| match c {
+            Call::Post {
+                channel,
+                id,
+                reply_to,
+                text,
+                ..
+            } if channel == w.slack_ch => Some((id, reply_to, text)),
+            _ => None,
+        })
+        .expect("a reply under the origin");
+    assert_eq!(note.1.as_deref(), Some("1700000000.000100"));
+    assert_eq!(
+        note.2,
+        "Edited in Microsoft Teams:\n\nfixed a typo in Teams"
+    );
+    // A second edit of hers rewrites that reply rather than adding another.
+    w.accept(&teams, native_edit("g3b", "fixed two typos in Teams"))
+        .await;
+    w.settle().await;
+    assert_eq!(
+        w.slack_rec
+            .calls()
+            .into_iter()
+            .filter(|c| matches!(c, Call::Post { channel, .. } if *channel == w.slack_ch))
+            .count(),
+        1,
+        "still one reply under the origin"
+    );
+    assert!(
+        w.slack_rec.calls().contains(&Call::Edit {
+            id: note.0.clone(),
+            text: "Edited in Microsoft Teams:\n\nfixed two typos in Teams".into(),
+            by: PostingIdentity::ServiceAccount,
+        }),
+        "{:#?}",
+        w.slack_rec.calls()
+    );
+    // An edit notification of a copy from someone else than the user it was posted as is
+    // not taken for theirs.
+    let n = w.slack_rec.calls().len();
+    w.accept(
+        &teams,
+        event(
+            "g4",
+            &w.teams_ch,
+            EventKind::Edited {
+                message: ravi_copy.clone(),
+                content: PortableMessage {
+                    sender: teams_sender(&jane),
+                    text: RichText::plain("not my message"),
+                    attachments: vec![],
+                    thread_root: None,
+                },
+            },
+        ),
+    )
+    .await;
+    w.settle().await;
+    assert_eq!(w.slack_rec.calls().len(), n);
+}
+
+#[tokio::test]
+async fn a_linked_reactor_reacts_as_themselves_and_the_echo_goes_nowhere() {
+    let w = world().await;
+    let jane = link_jane(&w).await;
+    let teams = teams_connection(&w).await;
+    w.accept(
+        &w.slack,
+        event(
+            "Ev1",
+            &w.slack_ch,
+            posted("1700000000.000100", None, RichText::plain("react to me")),
+        ),
+    )
+    .await;
+    w.settle().await;
+    let copy = match &w.teams_rec.posts()[0] {
+        Call::Post { id, .. } => MessageId::new(id.clone()).unwrap(),
+        other => panic!("{other:?}"),
+    };
+    let thumbs = Emoji::Unicode {
+        value: "👍".into(),
+        name: Some("+1".into()),
+    };
+    // Jane (U1, linked in Teams) reacts in Slack: the reaction appears in Teams as hers.
+    w.accept(
+        &w.slack,
+        event(
+            "Ev2",
+            &w.slack_ch,
+            EventKind::ReactionAdded {
+                message: MessageId::new("1700000000.000100").unwrap(),
+                user: UserId::new("U1").unwrap(),
+                emoji: thumbs.clone(),
+            },
+        ),
+    )
+    .await;
+    w.settle().await;
+    assert_eq!(
+        *w.teams_rec.reacted_as.lock(),
+        vec![PostingIdentity::LinkedUser { user: jane.clone() }]
+    );
+    // Teams reports that reaction back: it is ours, not relayed to Slack.
+    w.accept(
+        &teams,
+        event(
+            "g1",
+            &w.teams_ch,
+            EventKind::ReactionAdded {
+                message: copy.clone(),
+                user: jane.clone(),
+                emoji: thumbs.clone(),
+            },
+        ),
+    )
+    .await;
+    w.settle().await;
+    assert!(
+        w.slack_rec.calls().is_empty(),
+        "the echo went nowhere: {:#?}",
+        w.slack_rec.calls()
+    );
+    // Ravi (unmatched) reacts too: through the service account, with the note.
+    w.accept(
+        &w.slack,
+        event(
+            "Ev3",
+            &w.slack_ch,
+            EventKind::ReactionAdded {
+                message: MessageId::new("1700000000.000100").unwrap(),
+                user: UserId::new("U2").unwrap(),
+                emoji: thumbs.clone(),
+            },
+        ),
+    )
+    .await;
+    w.settle().await;
+    assert_eq!(
+        w.teams_rec.reacted_as.lock().last(),
+        Some(&PostingIdentity::ServiceAccount),
+        "Jane's own reaction does not stand for Ravi's"
+    );
+    // Jane takes hers back in Slack: removed in Teams as her.
+    w.accept(
+        &w.slack,
+        event(
+            "Ev4",
+            &w.slack_ch,
+            EventKind::ReactionRemoved {
+                message: MessageId::new("1700000000.000100").unwrap(),
+                user: UserId::new("U1").unwrap(),
+                emoji: thumbs.clone(),
+            },
+        ),
+    )
+    .await;
+    w.settle().await;
+    let removes: Vec<Call> = w
+        .teams_rec
+        .calls()
+        .into_iter()
+        .filter(|c| {
+            matches!(
+                c,
+                Call::React {
+                    change: ReactionChange::Remove,
+                    ..
+                }
+            )
+        })
+        .collect();
+    assert_eq!(removes.len(), 1, "{removes:#?}");
+    assert_eq!(
+        w.teams_rec.reacted_as.lock().last(),
+        Some(&PostingIdentity::LinkedUser { user: jane.clone() })
+    );
+    // The live connection lost her token (an unlink racing the delivery): her next reaction
+    // goes through the service account rather than failing.
+    w.teams_rec.unlink_user(&jane);
+    w.accept(
+        &w.slack,
+        event(
+            "Ev5",
+            &w.slack_ch,
+            EventKind::ReactionAdded {
+                message: MessageId::new("1700000000.000100").unwrap(),
+                user: UserId::new("U1").unwrap(),
+                emoji: Emoji::Unicode {
+                    value: "🎉".into(),
+                    name: Some("tada".into()),
+                },
+            },
+        ),
+    )
+    .await;
+    let outcomes = w.settle().await;
+    assert_eq!(outcomes, vec![DeliveryOutcome::Delivered]);
+    assert_eq!(
+        w.teams_rec.reacted_as.lock().last(),
+        Some(&PostingIdentity::ServiceAccount)
+    );
+}

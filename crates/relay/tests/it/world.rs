@@ -38,6 +38,10 @@ struct Recorder {
     /// Which account posted each message when not `svc`: only that one may edit or delete
     /// it, as on Teams.
     authors: Mutex<HashMap<String, String>>,
+    /// Users whose own token was handed over (`link_user`): asked to, posts go out as them.
+    linked: Mutex<std::collections::HashSet<UserId>>,
+    /// The identity of every reaction call, in order.
+    reacted_as: Mutex<Vec<PostingIdentity>>,
 }
 
 impl Recorder {
@@ -129,10 +133,25 @@ impl Platform for Recorder {
                 thread_root: m.reply_to.clone(),
             },
             extra_parts: vec![],
-            posted_by: m.post_as.clone(),
+            // Like the Teams adapter: as the linked user only with their token, else the
+            // service account (and it says so).
+            posted_by: match &m.post_as {
+                PostingIdentity::LinkedUser { user } if self.linked.lock().contains(user) => {
+                    m.post_as.clone()
+                }
+                _ => PostingIdentity::ServiceAccount,
+            },
         })
     }
     async fn edit(&self, r: &MessageRef, m: &OutgoingMessage, by: &PostingIdentity) -> Result<()> {
+        // Like both platforms: only what we posted may be edited (a person's own message
+        // cannot be, by the bot or service account).
+        if !r.message.as_str().starts_with("copy-") {
+            return Err(Error::new(
+                ErrorKind::Forbidden,
+                "only the author may edit this message",
+            ));
+        }
         self.calls.lock().push(Call::Edit {
             id: r.message.to_string(),
             text: m.content.text.to_plain_text(),
@@ -151,8 +170,15 @@ impl Platform for Recorder {
         r: &MessageRef,
         _: &Emoji,
         change: ReactionChange,
-        _: &PostingIdentity,
+        identity: &PostingIdentity,
     ) -> Result<()> {
+        // Like the Teams adapter: as a linked user only with their token.
+        if let PostingIdentity::LinkedUser { user } = identity
+            && !self.linked.lock().contains(user)
+        {
+            return Err(Error::new(ErrorKind::Forbidden, "no token for that user"));
+        }
+        self.reacted_as.lock().push(identity.clone());
         self.calls.lock().push(Call::React {
             id: r.message.to_string(),
             change,
@@ -164,6 +190,18 @@ impl Platform for Recorder {
     }
     async fn health(&self) -> Result<ConnectionHealth> {
         Ok(ConnectionHealth::Ok)
+    }
+    async fn link_user(
+        &self,
+        user: UserId,
+        _: Credentials,
+        _: Arc<dyn CredentialsSink>,
+    ) -> Result<()> {
+        self.linked.lock().insert(user);
+        Ok(())
+    }
+    fn unlink_user(&self, user: &UserId) {
+        self.linked.lock().remove(user);
     }
 }
 

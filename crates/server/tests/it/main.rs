@@ -5,6 +5,7 @@ mod api;
 mod console;
 mod deliveries;
 mod imports;
+mod link_account;
 mod links;
 mod migrate;
 mod support;

@@ -252,9 +252,24 @@ async fn secrets_and_key_rotation(db: &TestDb) {
     .await
     .unwrap();
 
+    let jane = uid("teams-jane");
+    s.put_linked_account(
+        &f.org,
+        &LinkedAccount {
+            platform: PlatformKind::Msteams,
+            user: jane.clone(),
+            display_name: "Jane".into(),
+            linked_at: OffsetDateTime::now_utc(),
+        },
+        &creds("jane-rot"),
+        Actor::System,
+    )
+    .await
+    .unwrap();
+
     let old = db.key.clone();
     let usage = s.sealed_key_usage().await.unwrap();
-    assert_eq!(usage, BTreeMap::from([(old.id().clone(), 4)]));
+    assert_eq!(usage, BTreeMap::from([(old.id().clone(), 5)]));
 
     // Rotate: the new key seals, the old one still opens until everything is resealed.
     let new = MasterKey::generate();
@@ -271,14 +286,25 @@ async fn secrets_and_key_rotation(db: &TestDb) {
             .expose_secret(),
         "v2"
     );
-    assert_eq!(rotated.reseal_all().await.unwrap(), 4);
+    assert_eq!(rotated.reseal_all().await.unwrap(), 5);
     assert_eq!(rotated.reseal_all().await.unwrap(), 0);
     assert_eq!(
         rotated.sealed_key_usage().await.unwrap(),
-        BTreeMap::from([(new.id().clone(), 4)])
+        BTreeMap::from([(new.id().clone(), 5)])
     );
     // Only the new key is needed now.
     let only_new = db.reopen(new.clone()).await.unwrap();
+    assert_eq!(
+        only_new
+            .get_linked_account(&f.org, PlatformKind::Msteams, &jane)
+            .await
+            .unwrap()
+            .unwrap()
+            .1
+            .access_token
+            .expose_secret(),
+        "jane-rot"
+    );
     assert_eq!(
         only_new
             .get_credentials(&f.org, &f.slack.id)
@@ -372,6 +398,26 @@ async fn database_holds_no_plaintext_secret(db: &TestDb) {
     )
     .await
     .unwrap();
+    let user_access = format!("PLANTED-USER-ACCESS-{tag}");
+    let user_refresh = format!("PLANTED-USER-REFRESH-{tag}");
+    s.put_linked_account(
+        &org,
+        &LinkedAccount {
+            platform: PlatformKind::Msteams,
+            user: uid("teams-user-1"),
+            display_name: "Jane".into(),
+            linked_at: OffsetDateTime::now_utc(),
+        },
+        &Credentials {
+            access_token: SecretString::from(user_access.clone()),
+            refresh_token: Some(SecretString::from(user_refresh.clone())),
+            expires_at: None,
+            scopes: vec![],
+        },
+        Actor::System,
+    )
+    .await
+    .unwrap();
     let admin = s.create_admin_token(&org, "ci").await.unwrap();
     // A careless audit entry: its secret-looking details are redacted before storage.
     s.append_audit(
@@ -401,6 +447,8 @@ async fn database_holds_no_plaintext_secret(db: &TestDb) {
         signing.as_str(),
         client_secret.as_str(),
         client_state.as_str(),
+        user_access.as_str(),
+        user_refresh.as_str(),
         admin.expose_secret(),
     ] {
         assert!(!contains(planted), "plaintext secret found in the database");

@@ -241,4 +241,57 @@ impl MessageMapStore for Backend {
             ))),
         }
     }
+
+    async fn set_written_fingerprint(
+        &self,
+        org: &OrgId,
+        channel: &ChannelRef,
+        message: &MessageId,
+        fingerprint: &str,
+    ) -> Result<()> {
+        limits::nonempty("content fingerprint", fingerprint, limits::MAX_KEY_BYTES)?;
+        let r = sqlx::query(
+            "UPDATE message_copies SET written_fingerprint = $6 WHERE org_id = $1 \
+             AND platform = $2 AND team_id = $3 AND channel_id = $4 AND message_id = $5",
+        )
+        .bind(org.as_str())
+        .bind(channel.platform.as_str())
+        .bind(channel.team.as_str())
+        .bind(channel.channel.as_str())
+        .bind(message.as_str())
+        .bind(fingerprint)
+        .execute(&self.write)
+        .await
+        .map_err(|e| db_err("recording the written fingerprint", e))?;
+        if r.rows_affected() == 0 {
+            return Err(Error::not_found(format!(
+                "no copy of message {message} in {channel} is recorded"
+            )));
+        }
+        Ok(())
+    }
+
+    async fn written_fingerprint(
+        &self,
+        org: &OrgId,
+        channel: &ChannelRef,
+        message: &MessageId,
+    ) -> Result<Option<String>> {
+        let row = sqlx::query(
+            "SELECT written_fingerprint FROM message_copies WHERE org_id = $1 AND platform = $2 \
+             AND team_id = $3 AND channel_id = $4 AND message_id = $5",
+        )
+        .bind(org.as_str())
+        .bind(channel.platform.as_str())
+        .bind(channel.team.as_str())
+        .bind(channel.channel.as_str())
+        .bind(message.as_str())
+        .fetch_optional(&self.read)
+        .await
+        .map_err(|e| db_err("reading the written fingerprint", e))?;
+        match row {
+            Some(row) => col::<Option<String>>(&row, "written_fingerprint"),
+            None => Ok(None),
+        }
+    }
 }

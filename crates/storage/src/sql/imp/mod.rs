@@ -13,6 +13,7 @@ mod relay_state;
 mod secrets;
 mod sync;
 mod universal;
+mod user_accounts;
 
 use super::{DB, PG};
 

@@ -7,7 +7,8 @@ impl Backend {
         let rows = sqlx::query(
             "SELECT key_id, COUNT(*) AS n FROM (\
                SELECT key_id FROM credentials UNION ALL SELECT key_id FROM secrets \
-               UNION ALL SELECT key_id FROM subscriptions) k GROUP BY key_id",
+               UNION ALL SELECT key_id FROM subscriptions \
+               UNION ALL SELECT key_id FROM user_accounts) k GROUP BY key_id",
         )
         .fetch_all(&self.read)
         .await
@@ -86,7 +87,7 @@ impl SecretStore for Backend {
         let mut tx = self.begin().await?;
         let mut n = 0u64;
         // (table, purpose, row-key column, sealed column)
-        let tables: [(&str, Purpose, &str, &str); 3] = [
+        let tables: [(&str, Purpose, &str, &str); 4] = [
             (
                 "credentials",
                 Purpose::Credentials,
@@ -94,6 +95,12 @@ impl SecretStore for Backend {
                 "sealed",
             ),
             ("secrets", Purpose::Secret, "name", "sealed"),
+            (
+                "user_accounts",
+                Purpose::UserCredentials,
+                "account_key",
+                "sealed",
+            ),
             (
                 "subscriptions",
                 Purpose::ClientState,
