@@ -312,6 +312,18 @@ impl Relay {
         match &item.item {
             Inbound::Event(event) => self.deliveries_for(&item.org, event, b).await,
             Inbound::Changed(hint) => {
+                // The creation of one of our own copies: nothing to relay, and fetching it
+                // would spend a request of the channel's 4 per second (Teams counts every
+                // call on a channel). Later changes of a copy (a reaction, a linked user's
+                // own edit) are fetched as usual.
+                if hint.change == switchboard_core::ChangeType::Created
+                    && let Some(copy) = self
+                        .known(&item.org, &hint.channel, &hint.message, b)
+                        .await?
+                    && copy.posted_by.is_some()
+                {
+                    return Ok(Vec::new());
+                }
                 let live = self.connections.get(&item.org, &item.connection).await?;
                 let Some(resolver) = live.resolver else {
                     return Err(Error::new(

@@ -1521,3 +1521,60 @@ async fn a_linked_reactor_reacts_as_themselves_and_the_echo_goes_nowhere() {
         Some(&PostingIdentity::ServiceAccount)
     );
 }
+
+#[tokio::test]
+async fn the_creation_of_our_own_copy_is_not_fetched_but_its_later_changes_are() {
+    let w = world().await;
+    w.accept(
+        &w.slack,
+        event(
+            "Ev1",
+            &w.slack_ch,
+            posted("1700000000.000100", None, RichText::plain("hello")),
+        ),
+    )
+    .await;
+    assert_eq!(w.settle().await, vec![DeliveryOutcome::Delivered]);
+    let Call::Post { id: copy, .. } = &w.teams_rec.posts()[0] else {
+        unreachable!()
+    };
+    let teams = w.teams_ch.clone();
+    let hint = |id: &str, change: ChangeType| {
+        Inbound::Changed(ChangeHint {
+            event_id: id.into(),
+            channel: teams.clone(),
+            message: MessageId::new(copy.clone()).unwrap(),
+            thread_root: None,
+            change,
+            received_at: OffsetDateTime::now_utc(),
+        })
+    };
+    let teams_conn = w
+        .store
+        .find_universal_channel(&w.org, &w.teams_ch)
+        .await
+        .unwrap()
+        .unwrap()
+        .endpoints()
+        .iter()
+        .find(|e| e.channel == w.teams_ch)
+        .unwrap()
+        .connection
+        .clone();
+    // Graph's "created" notification of the copy we just posted: known as ours, not fetched
+    // (a fetch spends one of the channel's 4 requests a second).
+    w.store
+        .inbox_accept(&w.org, &teams_conn, &hint("n1", ChangeType::Created))
+        .await
+        .unwrap();
+    w.settle().await;
+    assert!(w.teams_rec.resolved.lock().is_empty());
+    // A later change of the copy (a reaction, a linked user's edit) is fetched.
+    w.store
+        .inbox_accept(&w.org, &teams_conn, &hint("n2", ChangeType::Updated))
+        .await
+        .unwrap();
+    w.settle().await;
+    assert_eq!(*w.teams_rec.resolved.lock(), vec![copy.clone()]);
+    assert_eq!(w.slack_rec.posts().len(), 0, "nothing echoes back");
+}

@@ -42,6 +42,8 @@ struct Recorder {
     linked: Mutex<std::collections::HashSet<UserId>>,
     /// The identity of every reaction call, in order.
     reacted_as: Mutex<Vec<PostingIdentity>>,
+    /// The messages change hints were resolved for (each a fetch from the platform).
+    resolved: Mutex<Vec<String>>,
 }
 
 impl Recorder {
@@ -251,6 +253,22 @@ impl History for Recorder {
     }
 }
 
+/// Resolves a change hint as a fetch that finds nothing to relay, and records it.
+#[async_trait]
+impl Resolver for Recorder {
+    async fn resolve(
+        &self,
+        hint: &ChangeHint,
+        _last_seen: Option<&MessageSnapshot>,
+    ) -> Result<Resolved> {
+        self.resolved.lock().push(hint.message.as_str().to_owned());
+        Ok(Resolved {
+            events: Vec::new(),
+            snapshot: None,
+        })
+    }
+}
+
 struct Fakes(HashMap<ConnectionId, Arc<Recorder>>);
 
 #[async_trait]
@@ -265,8 +283,8 @@ impl Connections for Fakes {
             platform: r.clone(),
             account: r.clone(),
             import: r.clone(),
-            history: r,
-            resolver: None,
+            history: r.clone(),
+            resolver: Some(r),
             feeds: None,
         })
     }
