@@ -464,7 +464,6 @@ async fn teams_backlog() {
     }
     while set.join_next().await.is_some() {}
     let arrived = env.wait_all("bl-", n, Duration::from_secs(900)).await;
-    if std::env::var("SB_TRACE_ROUTES").is_ok() {
         eprintln!("{}", env.stats().await);
     }
     let posts = env.graph_posts().await - posts_before;
