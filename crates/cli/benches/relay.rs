@@ -464,8 +464,6 @@ async fn teams_backlog() {
     }
     while set.join_next().await.is_some() {}
     let arrived = env.wait_all("bl-", n, Duration::from_secs(900)).await;
-        eprintln!("{}", env.stats().await);
-    }
     let posts = env.graph_posts().await - posts_before;
     let msgs = env.teams_messages().await;
     let mut created: Vec<f64> = msgs
