@@ -67,9 +67,13 @@ pub(crate) async fn connect(
         .foreign_keys(true)
         .pragma("temp_store", "memory");
     let opening = format!("opening SQLite database {}", path.display());
+    // No ping before handing out a connection (sqlx's default): a SQLite connection is a
+    // local file that cannot drop, and the ping is one more round trip to the connection's
+    // worker thread before every statement.
     let write = SqlitePoolOptions::new()
         .max_connections(1)
         .min_connections(1)
+        .test_before_acquire(false)
         .acquire_timeout(o.acquire_timeout)
         .connect_with(base.clone())
         .await
@@ -77,6 +81,7 @@ pub(crate) async fn connect(
     crate::migrate::run(&write, crate::migrate::SQLITE).await?;
     let read = SqlitePoolOptions::new()
         .max_connections(o.max_connections.max(1))
+        .test_before_acquire(false)
         .acquire_timeout(o.acquire_timeout)
         .connect_with(base)
         .await
