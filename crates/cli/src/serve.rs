@@ -266,11 +266,27 @@ pub async fn launch(args: ServeArgs) -> Result<Launched, String> {
     let worker = tokio::spawn(async move {
         tokio::join!(translate_loop, deliver_loop);
     });
-    let feeds = tokio::spawn(keeper.run(
+    // A connection migrated by another process (the CLI, another replica) is reopened with
+    // its new account's credentials; the migration moved its subscriptions itself.
+    let moved_loop = {
+        let pool = pool.clone();
+        async move {
+            loop {
+                tokio::time::sleep(KEEPER_INTERVAL).await;
+                if let Err(e) = pool.forget_moved().await {
+                    tracing::warn!(error = %e, "could not compare open connections with the store");
+                }
+            }
+        }
+    };
+    let keeper_loop = keeper.run(
         links_changed,
         KEEPER_INTERVAL,
         Duration::from_secs(config.relay.lease_seconds.max(1)),
-    ));
+    );
+    let feeds = tokio::spawn(async move {
+        tokio::join!(keeper_loop, moved_loop);
+    });
 
     if args.autoconnect
         && let Some(r) = &ready

@@ -21,7 +21,8 @@ use crate::console::StoreCredentials;
 pub struct ConnectionPool {
     store: Arc<dyn Store>,
     connectors: Vec<Arc<dyn Connector>>,
-    open: Mutex<HashMap<(OrgId, ConnectionId), Connected>>,
+    /// Each open connection, with the account it was opened as.
+    open: Mutex<HashMap<(OrgId, ConnectionId), (Connected, UserId)>>,
 }
 
 impl std::fmt::Debug for ConnectionPool {
@@ -45,6 +46,29 @@ impl ConnectionPool {
     /// Forgets an open connection (after a migration or reconnect, new credentials are read).
     pub fn forget(&self, org: &OrgId, connection: &ConnectionId) {
         self.open.lock().remove(&(org.clone(), connection.clone()));
+    }
+
+    /// Forgets every open connection whose stored account is no longer the one it was opened
+    /// as (migrated by another process: `switchboard connections migrate` next to a running
+    /// server, or another replica), or which is gone; the next use opens the stored
+    /// credentials. Returns the connections forgotten.
+    pub async fn forget_moved(&self) -> Result<Vec<(OrgId, ConnectionId)>> {
+        let open: Vec<((OrgId, ConnectionId), UserId)> = self
+            .open
+            .lock()
+            .iter()
+            .map(|(k, (_, account))| (k.clone(), account.clone()))
+            .collect();
+        let mut moved = Vec::new();
+        for ((org, id), account) in open {
+            let now = self.store.get_connection(&org, &id).await?;
+            if now.as_ref().map(|c| &c.account.user_id) != Some(&account) {
+                tracing::info!(%org, connection = %id, "the connection's account changed in the store; reopening it");
+                self.forget(&org, &id);
+                moved.push((org, id));
+            }
+        }
+        Ok(moved)
     }
 
     /// Whether this pool can open connections of `platform`.
@@ -118,8 +142,8 @@ impl ConnectionPool {
             .open
             .lock()
             .iter()
-            .filter(|((o, _), c)| o == org && c.platform.kind() == platform)
-            .map(|(_, c)| c.clone())
+            .filter(|((o, _), (c, _))| o == org && c.platform.kind() == platform)
+            .map(|(_, (c, _))| c.clone())
             .collect();
         for live in open {
             if let Err(e) = self.link_into(org, platform, user, &live.platform).await
@@ -142,7 +166,7 @@ impl ConnectionPool {
 #[async_trait]
 impl Connections for ConnectionPool {
     async fn get(&self, org: &OrgId, connection: &ConnectionId) -> Result<Connected> {
-        if let Some(c) = self.open.lock().get(&(org.clone(), connection.clone())) {
+        if let Some((c, _)) = self.open.lock().get(&(org.clone(), connection.clone())) {
             return Ok(c.clone());
         }
         let stored = self.connection(org, connection).await?;
@@ -166,9 +190,10 @@ impl Connections for ConnectionPool {
             .open(&stored, credentials, sink)
             .await?;
         self.load_linked_users(org, stored.platform, &live).await;
-        self.open
-            .lock()
-            .insert((org.clone(), connection.clone()), live.clone());
+        self.open.lock().insert(
+            (org.clone(), connection.clone()),
+            (live.clone(), stored.account.user_id.clone()),
+        );
         Ok(live)
     }
 }

@@ -1004,3 +1004,37 @@ async fn after_a_migration_old_copies_are_counted_and_reported_and_the_feed_move
     w.server.shutdown();
     w.sandbox.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_running_server_reopens_a_connection_migrated_by_another_process() {
+    let w = World::new().await;
+    let svc_id = user_id(&w.seed, "switchboard-svc@");
+    w.post_in_slack("before the switch").await;
+    w.translate_one().await;
+    w.deliver_all().await;
+    assert_eq!(w.poster_of("before the switch").await, w.bob_id);
+    assert!(w.pool.forget_moved().await.unwrap().is_empty());
+
+    // `switchboard connections migrate` in another process: this server's pool is not told.
+    let svc = w
+        .sign_in(
+            &w.ready.msteams.service_account_upn,
+            &w.ready.msteams.service_account_password,
+        )
+        .await;
+    migrate(&w.store, w.teams_connector.as_ref(), None, w.request(&svc))
+        .await
+        .unwrap();
+    assert_eq!(
+        w.pool.forget_moved().await.unwrap(),
+        vec![(w.org.clone(), w.teams.clone())]
+    );
+    assert!(w.pool.forget_moved().await.unwrap().is_empty());
+
+    w.post_in_slack("after the switch").await;
+    w.translate_one().await;
+    w.deliver_all().await;
+    assert_eq!(w.poster_of("after the switch").await, svc_id);
+    w.server.shutdown();
+    w.sandbox.shutdown().await;
+}
