@@ -10,6 +10,19 @@ impl Backend {
         c: &Credentials,
         expires_at: Option<i64>,
     ) -> Result<seal::Sealed> {
+        self.seal_credentials_as(Purpose::Credentials, org, id.as_str(), c, expires_at)
+    }
+
+    /// Seals a credentials set for `purpose`, bound to `org` and the row `key` (a
+    /// connection's id, or a linked user's platform and id).
+    pub(super) fn seal_credentials_as(
+        &self,
+        purpose: Purpose,
+        org: &OrgId,
+        key: &str,
+        c: &Credentials,
+        expires_at: Option<i64>,
+    ) -> Result<seal::Sealed> {
         let plain = CredentialsPlain {
             access_token: c.access_token.expose_secret().to_owned(),
             refresh_token: c
@@ -23,13 +36,7 @@ impl Backend {
             serde_json::to_vec(&plain)
                 .map_err(|e| storage(format!("serializing credentials: {e}")))?,
         );
-        seal::seal(
-            &self.keyring,
-            Purpose::Credentials,
-            org.as_str(),
-            id.as_str(),
-            &bytes,
-        )
+        seal::seal(&self.keyring, purpose, org.as_str(), key, &bytes)
     }
 
     pub(super) async fn store_credentials(

@@ -28,26 +28,7 @@ impl Backend {
         c: &Credentials,
         expires_at: Option<i64>,
     ) -> Result<seal::Sealed> {
-        let plain = CredentialsPlain {
-            access_token: c.access_token.expose_secret().to_owned(),
-            refresh_token: c
-                .refresh_token
-                .as_ref()
-                .map(|r| r.expose_secret().to_owned()),
-            expires_at,
-            scopes: c.scopes.clone(),
-        };
-        let bytes = Zeroizing::new(
-            serde_json::to_vec(&plain)
-                .map_err(|e| storage(format!("serializing credentials: {e}")))?,
-        );
-        seal::seal(
-            &self.keyring,
-            Purpose::UserCredentials,
-            org.as_str(),
-            key,
-            &bytes,
-        )
+        self.seal_credentials_as(Purpose::UserCredentials, org, key, c, expires_at)
     }
 
     fn audit_details(account: &LinkedAccount) -> serde_json::Value {
