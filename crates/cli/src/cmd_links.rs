@@ -181,6 +181,7 @@ fn actor_text(a: &Actor) -> String {
     match a {
         Actor::Admin { name } => format!("admin:{name}"),
         Actor::ServiceAccount { connection } => format!("service_account:{connection}"),
+        Actor::User { platform, user, .. } => format!("user:{platform}:{user}"),
         Actor::System => "system".into(),
     }
 }

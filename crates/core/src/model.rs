@@ -318,6 +318,15 @@ pub enum Actor {
         /// Who.
         name: String,
     },
+    /// An end user acting for themselves (linking or unlinking their own account).
+    User {
+        /// Their platform.
+        platform: PlatformKind,
+        /// Their id there.
+        user: UserId,
+        /// Their display name when they acted.
+        name: String,
+    },
     /// Switchboard itself (workers, schedulers).
     System,
 }

@@ -360,6 +360,7 @@ pub async fn list_audit(
                     Actor::ServiceAccount { connection } => {
                         format!("service_account:{connection}")
                     }
+                    Actor::User { platform, user, .. } => format!("user:{platform}:{user}"),
                     Actor::System => "system".into(),
                 },
                 action: e.action,

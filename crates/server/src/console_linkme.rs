@@ -409,9 +409,16 @@ async fn finish_link(
     };
     if let Err(e) = state
         .store
-        // Core's `Actor` has no end-user variant: Switchboard acts on the user's behalf, and
-        // the entry's target and details name the user.
-        .put_linked_account(org, &account, &authorized.credentials, Actor::System)
+        .put_linked_account(
+            org,
+            &account,
+            &authorized.credentials,
+            Actor::User {
+                platform: kind,
+                user: user.clone(),
+                name: account.display_name.clone(),
+            },
+        )
         .await
     {
         return match e.kind() {
@@ -472,7 +479,16 @@ pub async fn unlink(
     };
     let result: CoreResult<()> = state
         .store
-        .delete_linked_account(&session.org, session.platform, &session.user, Actor::System)
+        .delete_linked_account(
+            &session.org,
+            session.platform,
+            &session.user,
+            Actor::User {
+                platform: session.platform,
+                user: session.user.clone(),
+                name: session.display_name.clone(),
+            },
+        )
         .await;
     // Already gone (unlinked from another page) is what the user asked for.
     if let Err(e) = result

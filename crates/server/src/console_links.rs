@@ -932,6 +932,7 @@ fn actor_text(a: &Actor) -> String {
     match a {
         Actor::Admin { name } => format!("admin {name}"),
         Actor::ServiceAccount { connection } => format!("service account of {connection}"),
+        Actor::User { platform, name, .. } => format!("{name} ({})", platform.display_name()),
         Actor::System => "Switchboard".into(),
     }
 }

@@ -625,7 +625,15 @@ async fn an_end_user_links_only_from_the_directory_sealed_and_can_unlink() {
         .unwrap()
         .into_iter()
         .filter(|e| e.action.starts_with("user_account."))
-        .map(|e| e.action)
+        .map(|e| {
+            // Recorded as the end user's own act, not an admin's or Switchboard's.
+            assert!(
+                matches!(&e.actor, Actor::User { platform: PlatformKind::Msteams, user, .. } if user.as_str() == JANE),
+                "{:?}",
+                e.actor
+            );
+            e.action
+        })
         .collect();
     assert_eq!(actions, ["user_account.linked", "user_account.unlinked"]);
 }
