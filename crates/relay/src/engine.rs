@@ -812,6 +812,26 @@ impl Relay {
                         },
                     });
                 }
+                // What we posted next to the origin itself (the "Edited in …" reply under
+                // it, when its platform refused a linked user's edit) goes with it.
+                if !self
+                    .copies_in(org, &copy.universal, &event.channel)
+                    .await?
+                    .is_empty()
+                    && let Some(origin) = universal_channel
+                        .endpoints()
+                        .iter()
+                        .find(|e| e.channel == event.channel)
+                {
+                    out.push(NewDelivery {
+                        org: org.clone(),
+                        connection: origin.connection.clone(),
+                        target: origin.channel.clone(),
+                        job: DeliveryJob::Delete {
+                            universal: copy.universal.clone(),
+                        },
+                    });
+                }
             }
             EventKind::ReactionAdded {
                 message,

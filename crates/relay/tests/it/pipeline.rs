@@ -1377,6 +1377,33 @@ async fn a_linked_senders_copy_is_posted_as_them_and_their_own_edit_is_relayed()
     .await;
     w.settle().await;
     assert_eq!(w.slack_rec.calls().len(), n);
+
+    // The origin deleted in Slack: its copies go, and so does the reply we left under it.
+    w.accept(
+        &w.slack,
+        event(
+            "Ev-del",
+            &w.slack_ch,
+            EventKind::Deleted {
+                message: MessageId::new("1700000000.000100").unwrap(),
+            },
+        ),
+    )
+    .await;
+    w.settle().await;
+    assert!(
+        w.slack_rec
+            .calls()
+            .contains(&Call::Delete { id: note.0.clone() }),
+        "{:#?}",
+        w.slack_rec.calls()
+    );
+    assert!(
+        w.slack_rec.calls().contains(&Call::Delete {
+            id: c2_copy.to_string()
+        }),
+        "the other Slack channel's copy"
+    );
 }
 
 #[tokio::test]
