@@ -13,7 +13,7 @@
 //!
 //! Loop prevention in layers: adapters drop events of our own identities; an event about a
 //! message the map records as posted by us is dropped here; every copy carries our
-//! [`Marker`](crate::marker::Marker).
+//! [`Marker`].
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;

@@ -1,6 +1,6 @@
 //! # switchboard-storage
 //!
-//! The [`Store`](switchboard_core::Store) of Switchboard on sqlx, with two backends sharing
+//! The [`Store`] of Switchboard on sqlx, with two backends sharing
 //! one implementation and one conformance suite:
 //!
 //! - **SQLite**, the embedded default: one file in the data directory ([`DB_FILE_NAME`]),
@@ -32,11 +32,11 @@
 //! log**.
 //!
 //! With the `testing` feature, the `testing` module exports the conformance suite every
-//! [`Store`](switchboard_core::Store) backend runs (`store_conformance!`).
+//! [`Store`] backend runs (`store_conformance!`).
 //!
 //! Secrets are sealed with XChaCha20-Poly1305 under a [`MasterKey`]; each sealed value
 //! records its key id so a [`Keyring`] can rotate keys (see [`keys`]). The database alone
-//! reveals no secret. Errors are the core [`Error`](switchboard_core::Error): bad input is
+//! reveals no secret. Errors are the core [`Error`]: bad input is
 //! `InvalidInput` (naming the field and the limit, see [`limits`]) and changes nothing;
 //! values this version cannot read (an unknown enum from a newer version, invalid UTF-8) are
 //! `Storage` errors naming the column, never panics.
@@ -294,7 +294,7 @@ impl SqlStore {
     }
 
     /// How many sealed values each master key holds (credentials, secrets and subscription
-    /// states). After [`SecretStore::reseal_all`] only the current key should appear; a
+    /// states). After [`SecretStore::reseal_all`](switchboard_core::SecretStore::reseal_all) only the current key should appear; a
     /// retired key absent here can be deleted.
     pub async fn sealed_key_usage(&self) -> Result<BTreeMap<KeyId, u64>> {
         self.inner.sql.sealed_key_usage().await

@@ -2,7 +2,7 @@
 //!
 //! **Reading** ([`from_html`]) tokenizes with html5ever's HTML5 tokenizer, so entities,
 //! attributes, comments and raw text are recognized exactly as a browser would, and builds a
-//! bounded tree of its own ([`tree`]): whatever the input, the work and memory are linear in
+//! bounded tree of its own (`tree`): whatever the input, the work and memory are linear in
 //! its length, the nesting depth is capped ([`MAX_DEPTH`]; deeper content is flattened to its
 //! text), and outside HTML longer than [`MAX_HTML_BYTES`] is cut with a visible
 //! [`TRUNCATION_MARKER`]. Only what the model can express is kept. `<script>`, `<style>`,
