@@ -525,6 +525,12 @@ pub trait MessageMapStore: Send + Sync {
     /// message and part; `Conflict` when (channel, message) is recorded differently, or when
     /// another message is already that part of the universal message in that channel.
     async fn put_message_copy(&self, org: &OrgId, copy: &MessageCopy) -> Result<()>;
+
+    /// Records `copy` as its part of the universal message in its channel, replacing the
+    /// message that held that part before, which the map then forgets (a note the previous
+    /// account of a migrated connection posted, and can no longer edit, followed by a new one).
+    /// `Conflict` when `copy`'s (channel, message) is already recorded as something else.
+    async fn replace_message_copy(&self, org: &OrgId, copy: &MessageCopy) -> Result<()>;
     /// The copy of a platform message.
     async fn find_message_copy(
         &self,

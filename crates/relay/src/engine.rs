@@ -1842,13 +1842,22 @@ impl Relay {
             .reactions_on(&d.org, &target.universal, &d.target, target.part)
             .await?;
         let text = crate::reactions::note(&reactions);
+        let identity = live.platform.identity().await?;
+        // The note this account may edit. One posted by the connection's previous account
+        // (before a migration) cannot be changed any more: a new note follows it and takes
+        // its place in the map.
         let existing = self
             .store
             .message_copies(&d.org, &target.universal)
             .await?
             .into_iter()
-            .find(|c| c.channel == d.target && c.part == NOTE_PART);
-        let identity = live.platform.identity().await?;
+            .filter(|c| c.channel == d.target && c.part == NOTE_PART)
+            .find(|c| {
+                c.posted_by != Some(PostingIdentity::ServiceAccount)
+                    || c.posted_by_account
+                        .as_ref()
+                        .is_none_or(|a| *a == identity.user_id)
+            });
         let content = PortableMessage {
             sender: Sender {
                 platform: d.target.platform,
@@ -1874,14 +1883,17 @@ impl Relay {
                 live.platform.edit(&reference(&note), &message, &by).await
             }
             None if reactions.is_empty() => Ok(()),
+            // (`None` also when the only note is the previous account's.)
             None => {
                 let root = target.thread_root.clone().unwrap_or(target.message.clone());
                 let message = OutgoingMessage::new(content)
                     .with_marker(marker)
                     .in_thread(root);
                 let posted = live.platform.post(&d.target, &message).await?;
+                // Replaces the record of a note the previous account left (forgotten by the
+                // map: it is never changed again); the first note simply is recorded.
                 self.store
-                    .put_message_copy(
+                    .replace_message_copy(
                         &d.org,
                         &MessageCopy {
                             universal: target.universal.clone(),

@@ -60,6 +60,7 @@ macro_rules! store_conformance {
             message_map,
             message_copies_keep_parts_and_posting_identity,
             message_copies_record_the_posting_account,
+            a_message_copy_part_can_be_replaced,
             sync_state,
             message_snapshots,
             inbox_dedupes_and_leases_per_channel,
@@ -4094,5 +4095,71 @@ pub async fn written_fingerprints_of_copies(h: &dyn Harness) {
             .unwrap()
             .as_deref(),
         Some("fp-2")
+    );
+}
+
+/// Check: a part of a universal message in a channel can be recorded anew (a note the
+/// previous account posted, followed by a new one): the old message is forgotten, the other
+/// parts and channels are untouched, and a message recorded as something else is refused.
+pub async fn a_message_copy_part_can_be_replaced(h: &dyn Harness) {
+    let s = h.store();
+    let f = fixture(s, "org").await;
+    let u = UniversalMessageId::generate();
+    let copy = |c: &str, m: &str, part: u32| MessageCopy {
+        universal: u.clone(),
+        channel: ch(c),
+        message: MessageId::new(m).unwrap(),
+        thread_root: None,
+        posted_by: Some(PostingIdentity::ServiceAccount),
+        posted_by_account: Some(uid("svc-guid")),
+        part,
+    };
+    let (body, old_note) = (
+        copy(TEAMS_C1, "1700000001000", 0),
+        copy(TEAMS_C1, "1700000001001", 7),
+    );
+    let slack_note = copy(SLACK_C1, "1700000000.000200", 7);
+    for c in [&body, &old_note, &slack_note] {
+        s.put_message_copy(&f.org, c).await.unwrap();
+    }
+    let new_note = MessageCopy {
+        posted_by_account: Some(uid("svc2-guid")),
+        ..copy(TEAMS_C1, "1700000009000", 7)
+    };
+    assert_kind(
+        s.put_message_copy(&f.org, &new_note).await,
+        ErrorKind::Conflict,
+    );
+    s.replace_message_copy(&f.org, &new_note).await.unwrap();
+    // Idempotent.
+    s.replace_message_copy(&f.org, &new_note).await.unwrap();
+    let mut all = s.message_copies(&f.org, &u).await.unwrap();
+    all.sort_by(|a, b| a.message.as_str().cmp(b.message.as_str()));
+    assert_eq!(
+        all,
+        vec![slack_note.clone(), body.clone(), new_note.clone()]
+    );
+    assert!(
+        s.find_message_copy(&f.org, &old_note.channel, &old_note.message)
+            .await
+            .unwrap()
+            .is_none(),
+        "the old note is forgotten"
+    );
+    // A message already recorded as another part is not taken over.
+    let clash = copy(TEAMS_C1, "1700000001000", 7);
+    assert_kind(
+        s.replace_message_copy(&f.org, &clash).await,
+        ErrorKind::Conflict,
+    );
+    assert_eq!(
+        s.message_copies(&f.org, &u).await.unwrap().len(),
+        3,
+        "unchanged"
+    );
+    assert_kind(
+        s.replace_message_copy(&OrgId::new("nope").unwrap(), &new_note)
+            .await,
+        ErrorKind::NotFound,
     );
 }

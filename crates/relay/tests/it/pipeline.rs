@@ -1605,3 +1605,74 @@ async fn the_creation_of_our_own_copy_is_not_fetched_but_its_later_changes_are()
     assert_eq!(*w.teams_rec.resolved.lock(), vec![copy.clone()]);
     assert_eq!(w.slack_rec.posts().len(), 0, "nothing echoes back");
 }
+
+#[tokio::test]
+async fn after_a_migration_the_reaction_note_of_the_previous_account_is_followed_by_a_new_one() {
+    let w = world().await;
+    w.accept(
+        &w.slack,
+        event(
+            "Ev1",
+            &w.slack_ch,
+            posted("6.000100", None, RichText::plain("lunch?")),
+        ),
+    )
+    .await;
+    w.settle().await;
+    let thumbs = Emoji::Unicode {
+        value: "👍".into(),
+        name: Some("+1".into()),
+    };
+    w.accept(&w.slack, reaction("R1", "6.000100", "U1", &thumbs, true))
+        .await;
+    assert!(
+        w.settle()
+            .await
+            .iter()
+            .all(|o| *o == DeliveryOutcome::Delivered)
+    );
+    let notes = |w: &World| -> Vec<String> {
+        w.teams_rec
+            .calls()
+            .iter()
+            .filter(|c| matches!(c, Call::Post { .. }) && post_text(c).starts_with("Reactions:"))
+            .map(|c| post_text(c).to_owned())
+            .collect()
+    };
+    assert_eq!(notes(&w), vec!["Reactions: 👍 Jane Doe".to_owned()]);
+    // The Teams connection is migrated; the old note was posted by the previous account.
+    *w.teams_rec.account.lock() = Some("svc2".into());
+    w.accept(&w.slack, reaction("R2", "6.000100", "U2", &thumbs, true))
+        .await;
+    let outcomes = w.settle().await;
+    assert!(
+        outcomes.iter().all(|o| *o == DeliveryOutcome::Delivered),
+        "not dead-lettered: {outcomes:?}"
+    );
+    assert_eq!(
+        notes(&w),
+        vec![
+            "Reactions: 👍 Jane Doe".to_owned(),
+            "Reactions: 👍 Jane Doe, Ravi Rao".to_owned()
+        ],
+        "a new note by the new account"
+    );
+    // Later changes edit the new note, not the old one.
+    w.accept(&w.slack, reaction("R3", "6.000100", "U1", &thumbs, false))
+        .await;
+    assert!(
+        w.settle()
+            .await
+            .iter()
+            .all(|o| *o == DeliveryOutcome::Delivered)
+    );
+    assert_eq!(notes(&w).len(), 2);
+    let last_edit = w
+        .teams_rec
+        .calls()
+        .into_iter()
+        .rev()
+        .find(|c| matches!(c, Call::Edit { .. }))
+        .unwrap();
+    assert_eq!(post_text(&last_edit), "Reactions: 👍 Ravi Rao");
+}

@@ -134,6 +134,28 @@ impl MessageMapStore for Backend {
         Self::commit(tx).await
     }
 
+    async fn replace_message_copy(&self, org: &OrgId, copy: &MessageCopy) -> Result<()> {
+        let mut tx = self.begin().await?;
+        Self::require_org(&mut tx, org).await?;
+        sqlx::query(
+            "DELETE FROM message_copies WHERE org_id = $1 AND universal_id = $2 \
+             AND platform = $3 AND team_id = $4 AND channel_id = $5 AND part = $6 \
+             AND message_id <> $7",
+        )
+        .bind(org.as_str())
+        .bind(copy.universal.as_str())
+        .bind(copy.channel.platform.as_str())
+        .bind(copy.channel.team.as_str())
+        .bind(copy.channel.channel.as_str())
+        .bind(i64::from(copy.part))
+        .bind(copy.message.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| db_err("replacing the message copy", e))?;
+        Self::put_copy_tx(&mut tx, org, copy).await?;
+        Self::commit(tx).await
+    }
+
     async fn find_message_copy(
         &self,
         org: &OrgId,
