@@ -201,6 +201,7 @@ pub async fn launch(args: ServeArgs) -> Result<Launched, String> {
         RelayConfig {
             batch: config.relay.batch.clamp(1, 1000),
             lease: Duration::from_secs(config.relay.lease_seconds.max(1)),
+            reorder_max: Duration::from_millis(config.relay.reorder_max_ms.min(60_000)),
             ..RelayConfig::default()
         },
     )
@@ -234,8 +235,16 @@ pub async fn launch(args: ServeArgs) -> Result<Launched, String> {
                     Ok(_) => {}
                     Err(e) => tracing::warn!(error = %e, "translating failed"),
                 }
+                // Events held back for late ones (see switchboard_relay::order) are due
+                // possibly sooner than the next poll.
+                let wake = relay
+                    .next_held()
+                    .map_or(POLL, |due| {
+                        due.saturating_duration_since(std::time::Instant::now())
+                    })
+                    .min(POLL);
                 tokio::select! {
-                    _ = tokio::time::sleep(POLL) => {}
+                    _ = tokio::time::sleep(wake) => {}
                     _ = inbox_accepted.notified() => {}
                 }
             }

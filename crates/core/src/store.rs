@@ -679,6 +679,8 @@ pub struct InboxItem {
     pub connection: ConnectionId,
     /// What was received.
     pub item: Inbound,
+    /// When the inbox stored it (the receiving server's clock).
+    pub received_at: OffsetDateTime,
 }
 
 /// What a delivery does on its target channel. Stored as JSON tagged by `job` under
@@ -825,6 +827,12 @@ pub trait QueueStore: Send + Sync {
         max: usize,
         lease: Duration,
     ) -> Result<Vec<InboxItem>>;
+    /// Gives back items `worker` holds, not to be leased again for `delay` and without
+    /// counting an attempt (the relay holds an event back so that an earlier one the platform
+    /// delivers late can still go first). While a deferred item waits, later items of its
+    /// channel are not handed out either, as if it were leased. Items `worker` no longer
+    /// holds are left alone.
+    async fn inbox_defer(&self, worker: &WorkerId, ids: &[InboxId], delay: Duration) -> Result<()>;
     /// Marks an item processed and enqueues its deliveries in one transaction.
     async fn inbox_complete(
         &self,

@@ -261,7 +261,10 @@ async fn put(
 /// pipeline after a batch is translated), so a restart replays only what came after. One
 /// write per channel and batch; a resume point that is a platform cursor newer than the
 /// events is kept.
-pub async fn note_seen(store: &dyn Store, items: &[InboxItem]) -> Result<()> {
+pub async fn note_seen<'a>(
+    store: &dyn Store,
+    items: impl IntoIterator<Item = &'a InboxItem>,
+) -> Result<()> {
     let mut newest: HashMap<(OrgId, ConnectionId, ChannelRef), OffsetDateTime> = HashMap::new();
     for item in items {
         let (channel, t) = match &item.item {

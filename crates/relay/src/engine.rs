@@ -34,6 +34,7 @@ use time::OffsetDateTime;
 
 use crate::limits::{DAILY_CAP_WARN_PERCENT, TargetLimits, rendered_size};
 use crate::marker::Marker;
+use crate::order::Reorder;
 use crate::reactions::ReactionAction;
 use crate::split;
 use crate::translate::MentionMap;
@@ -144,6 +145,9 @@ pub struct RelayConfig {
     /// Keep a note under each copy saying who reacted (reactions are relayed through one
     /// identity, which alone cannot say who).
     pub reaction_notes: bool,
+    /// The longest a connection's events are held back once they were seen arriving out of
+    /// order (see [`crate::order`]); zero never holds back.
+    pub reorder_max: Duration,
 }
 
 impl Default for RelayConfig {
@@ -160,6 +164,7 @@ impl Default for RelayConfig {
             notify_dead_letters: true,
             run_budget: Duration::from_millis(250),
             reaction_notes: true,
+            reorder_max: Duration::from_secs(1),
         }
     }
 }
@@ -172,6 +177,7 @@ pub struct Relay {
     config: RelayConfig,
     observer: Option<Arc<dyn SignalObserver>>,
     errors: Arc<PlatformErrors>,
+    reorder: Reorder,
 }
 
 impl std::fmt::Debug for Relay {
@@ -212,6 +218,7 @@ impl Relay {
             store,
             connections,
             worker,
+            reorder: Reorder::new(config.reorder_max),
             config,
             observer: None,
             errors: Arc::default(),
@@ -230,21 +237,31 @@ impl Relay {
         self
     }
 
-    /// Translates one batch of inbox items; returns how many were processed. The batch is
-    /// completed in one transaction (origin copies, processed marks, deliveries); if that
-    /// fails, item by item.
+    /// Translates one batch of inbox items; returns how many were processed. Each channel's
+    /// events go oldest first by the platform's time, and on a connection seen delivering
+    /// out of order new events are given back to wait for late ones ([`crate::order`]; not
+    /// counted). The batch is completed in one transaction (origin copies, processed marks,
+    /// deliveries); if that fails, item by item.
     pub async fn translate_batch(&self) -> Result<usize> {
-        let items = self
+        let leased = self
             .store
             .inbox_lease(&self.worker, self.config.batch, self.config.lease)
             .await?;
+        let plan = self.reorder.plan(&leased);
+        for (delay, ids) in &plan.defer {
+            self.store.inbox_defer(&self.worker, ids, *delay).await?;
+            self.reorder
+                .deferred_until(std::time::Instant::now() + *delay);
+        }
+        let items: Vec<&InboxItem> = plan.translate.iter().map(|&i| &leased[i]).collect();
         let n = items.len();
         let b = Batch::default();
         let mut done: Vec<CompletedItem> = Vec::with_capacity(n);
         let mut orgs: Vec<&OrgId> = Vec::with_capacity(n);
-        for item in &items {
+        for &item in &items {
             match self.translate(item, &b).await {
                 Ok(deliveries) => {
+                    self.reorder.translated(item, !deliveries.is_empty());
                     orgs.push(&item.org);
                     done.push(CompletedItem {
                         id: item.id,
@@ -260,6 +277,7 @@ impl Relay {
                 Err(e) => {
                     b.forget_new();
                     tracing::error!(item = %item.id, error = %e, "translation refused; item dropped");
+                    self.reorder.translated(item, false);
                     orgs.push(&item.org);
                     done.push(CompletedItem {
                         id: item.id,
@@ -286,10 +304,17 @@ impl Relay {
                 }
             }
         }
-        if let Err(e) = crate::catchup::note_seen(self.store.as_ref(), &items).await {
+        if let Err(e) = crate::catchup::note_seen(self.store.as_ref(), items.iter().copied()).await
+        {
             tracing::warn!(error = %e, "could not move the channels' resume points");
         }
         Ok(n)
+    }
+
+    /// When an event this worker held back becomes due (its translating loop should wake
+    /// then rather than sleep longer).
+    pub fn next_held(&self) -> Option<std::time::Instant> {
+        self.reorder.next_due()
     }
 
     /// Runs one batch of due deliveries; returns their outcomes.

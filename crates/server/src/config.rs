@@ -119,6 +119,10 @@ pub struct RelayTuning {
     /// items arrive before it leases again (0: at once). Fewer, larger transactions under a
     /// steady stream; an isolated message is never delayed.
     pub linger_ms: u64,
+    /// The longest (milliseconds) a connection's new events are held back for late ones
+    /// once its platform was seen delivering out of order (0: never held; events leased
+    /// together are still ordered).
+    pub reorder_max_ms: u64,
 }
 
 impl Default for RelayTuning {
@@ -127,6 +131,7 @@ impl Default for RelayTuning {
             lease_seconds: 60,
             batch: 64,
             linger_ms: 2,
+            reorder_max_ms: 1000,
         }
     }
 }

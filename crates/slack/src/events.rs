@@ -405,6 +405,9 @@ pub struct MembershipEvent {
     /// Who invited them, when someone did.
     #[serde(default)]
     pub inviter: Option<String>,
+    /// When.
+    #[serde(default)]
+    pub event_ts: Option<String>,
 }
 
 /// An event of an `event_callback`.
@@ -641,9 +644,27 @@ pub enum Disposition {
     Signal(ConnectionSignal),
 }
 
-fn ts_time(ts: &str) -> Option<OffsetDateTime> {
-    let secs: i64 = ts.split('.').next()?.parse().ok()?;
-    OffsetDateTime::from_unix_timestamp(secs).ok()
+/// The time a Slack `ts` (`"1700000000.000100"`: seconds, then microseconds) stands for, to
+/// the microsecond; `None` when it is not one.
+pub(crate) fn ts_time(ts: &str) -> Option<OffsetDateTime> {
+    let (secs, frac) = ts.split_once('.').unwrap_or((ts, ""));
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if secs.is_empty() || secs.len() > 12 || frac.len() > 9 || !digits(secs) || !digits(frac) {
+        return None;
+    }
+    let mut nanos: i64 = if frac.is_empty() {
+        0
+    } else {
+        frac.parse().ok()?
+    };
+    for _ in frac.len()..9 {
+        nanos *= 10;
+    }
+    // Slack's ts carry microseconds: finer digits are not part of the order.
+    let micros = nanos / 1_000;
+    OffsetDateTime::from_unix_timestamp(secs.parse().ok()?)
+        .ok()
+        .map(|t| t + time::Duration::microseconds(micros))
 }
 
 fn message_id(ts: Option<&str>, what: &str) -> Result<MessageId> {
@@ -743,11 +764,16 @@ pub fn to_platform_event(callback: &EventCallback, own: &OwnIdentity) -> Result<
             ChannelId::new(channel).map_err(|e| bad(format!("bad channel id: {e}")))?,
         ))
     };
-    let occurred = |fallback_ts: Option<&str>| {
-        OffsetDateTime::from_unix_timestamp(callback.event_time)
-            .ok()
-            .filter(|_| callback.event_time > 0)
-            .or_else(|| fallback_ts.and_then(ts_time))
+    // The event's own `ts` (microseconds) first: the relay orders a channel's events by it,
+    // and `event_time` has whole seconds only.
+    let occurred = |precise_ts: Option<&str>| {
+        precise_ts
+            .and_then(ts_time)
+            .or_else(|| {
+                OffsetDateTime::from_unix_timestamp(callback.event_time)
+                    .ok()
+                    .filter(|_| callback.event_time > 0)
+            })
             .unwrap_or(OffsetDateTime::UNIX_EPOCH)
     };
     let event = |channel: ChannelRef, at: OffsetDateTime, kind: EventKind| {
@@ -770,7 +796,7 @@ pub fn to_platform_event(callback: &EventCallback, own: &OwnIdentity) -> Result<
                     let ts = m.message.ts.as_deref();
                     Ok(event(
                         channel,
-                        occurred(ts),
+                        occurred(m.event_ts.as_deref().or(ts)),
                         EventKind::Posted {
                             message: message_id(ts, "message")?,
                             content: portable_message(&m.message)?,
@@ -792,7 +818,7 @@ pub fn to_platform_event(callback: &EventCallback, own: &OwnIdentity) -> Result<
                     }
                     Ok(event(
                         channel,
-                        occurred(new.ts.as_deref()),
+                        occurred(m.event_ts.as_deref().or(m.message.ts.as_deref())),
                         EventKind::Edited {
                             message: message_id(new.ts.as_deref(), "edited message")?,
                             content: portable_message(new)?,
@@ -805,7 +831,7 @@ pub fn to_platform_event(callback: &EventCallback, own: &OwnIdentity) -> Result<
                     }
                     Ok(event(
                         channel,
-                        occurred(Some(ts)),
+                        occurred(m.event_ts.as_deref().or(m.message.ts.as_deref())),
                         EventKind::Deleted {
                             message: message_id(Some(ts), "deleted message")?,
                         },
@@ -856,7 +882,7 @@ pub fn to_platform_event(callback: &EventCallback, own: &OwnIdentity) -> Result<
             } else {
                 EventKind::MemberLeft { user }
             };
-            Ok(event(channel, occurred(None), kind))
+            Ok(event(channel, occurred(j.event_ts.as_deref()), kind))
         }
         SlackEvent::AppUninstalled => Ok(Disposition::Signal(ConnectionSignal::GrantRevoked {
             reason: "Slack: app_uninstalled (the app was removed from the workspace)".into(),
@@ -1472,6 +1498,27 @@ mod tests {
     }
 
     #[test]
+    fn ts_times_are_exact_to_the_microsecond_and_total() {
+        let t = ts_time("1700000000.000100").unwrap();
+        assert_eq!((t.unix_timestamp(), t.microsecond()), (1_700_000_000, 100));
+        assert_eq!(ts_time("1.1").unwrap().microsecond(), 100_000);
+        assert_eq!(ts_time("5").unwrap().unix_timestamp(), 5);
+        assert!(ts_time("999.1").unwrap() < ts_time("1000.0").unwrap());
+        for bad in [
+            "",
+            ".1",
+            "1.x",
+            "a€€.1",
+            "1.€€",
+            "1.1234567890",
+            "-1.0",
+            "99999999999999.0",
+        ] {
+            assert_eq!(ts_time(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
     fn a_user_message_becomes_posted() {
         let cb = callback(serde_json::json!({
             "type": "message", "channel": "C1", "user": "U7", "text": "hi *there* <@U8>",
@@ -1483,6 +1530,8 @@ mod tests {
         assert_eq!(ev.event_id, "Ev1");
         assert_eq!(ev.channel.to_string(), "slack:T1/C1");
         assert_eq!(ev.occurred_at.unix_timestamp(), 1_700_000_000);
+        // To the microsecond of the ts (event_time has whole seconds): the relay orders by it.
+        assert_eq!(ev.occurred_at.microsecond(), 100);
         let EventKind::Posted { message, content } = ev.kind else {
             panic!()
         };
@@ -1574,6 +1623,12 @@ mod tests {
             "previous_message":{"type":"message","user":"U7","text":"old text","ts":"1700000000.000100"}
         }));
         let ev = relay(to_platform_event(&changed, &own()).unwrap());
+        // When the edit happened (the event's ts), not when the message was first posted.
+        assert_eq!(
+            ev.occurred_at,
+            OffsetDateTime::from_unix_timestamp(1_700_000_005).unwrap()
+                + time::Duration::microseconds(1)
+        );
         let EventKind::Edited { message, content } = ev.kind else {
             panic!()
         };

@@ -32,12 +32,7 @@ use crate::types::MessagesPage;
 
 /// `ts` → time.
 fn ts_time(ts: &str) -> OffsetDateTime {
-    let (secs, frac) = ts.split_once('.').unwrap_or((ts, "0"));
-    let secs: i64 = secs.parse().unwrap_or(0);
-    let micros: i64 = format!("{frac:0<6}")[..6].parse().unwrap_or(0);
-    OffsetDateTime::from_unix_timestamp(secs)
-        .map(|t| t + time::Duration::microseconds(micros))
-        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+    crate::events::ts_time(ts).unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
 /// Time → the `ts` form Slack's `oldest` takes.

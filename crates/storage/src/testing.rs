@@ -65,6 +65,7 @@ macro_rules! store_conformance {
             message_snapshots,
             inbox_dedupes_and_leases_per_channel,
             inbox_takes_hints_signals_and_batches,
+            inbox_defers_items_and_holds_their_channel,
             delivery_jobs_round_trip,
             outbox_order_retry_and_fail,
             outbox_concurrent_workers_deliver_each_row_once,
@@ -1769,6 +1770,69 @@ pub async fn sync_state(h: &dyn Harness) {
 }
 
 // ----- queues ---------------------------------------------------------------------------------
+
+/// Check: a deferred item comes back after its delay and, while it waits, later items of its
+/// channel are not handed out; only the holder can defer.
+pub async fn inbox_defers_items_and_holds_their_channel(h: &dyn Harness) {
+    let s = h.store();
+    let f = fixture(s, "org").await;
+    let c2 = "slack:T1/C2";
+    let before = OffsetDateTime::now_utc();
+    for (id, chan) in [("Ev1", SLACK_C1), ("Ev2", SLACK_C1), ("Ev3", c2)] {
+        s.inbox_accept(&f.org, &f.slack.id, &event(id, chan, id))
+            .await
+            .unwrap();
+    }
+    let leased = s.inbox_lease(&w("w1"), 10, LEASE).await.unwrap();
+    assert_eq!(leased.len(), 3);
+    // When each was stored, by the receiving side's clock.
+    let after = OffsetDateTime::now_utc();
+    assert!(
+        leased
+            .iter()
+            .all(|i| i.received_at >= before && i.received_at <= after)
+    );
+    assert!(leased[0].received_at <= leased[1].received_at);
+    let delay = Duration::from_millis(400);
+    // Someone else's defer changes nothing: w1 still holds them.
+    s.inbox_defer(&w("w2"), &[leased[0].id], Duration::ZERO)
+        .await
+        .unwrap();
+    assert!(s.inbox_lease(&w("w2"), 10, LEASE).await.unwrap().is_empty());
+    s.inbox_defer(&w("w1"), &[leased[0].id, leased[1].id], delay)
+        .await
+        .unwrap();
+    s.inbox_complete(&w("w1"), leased[2].id, &[]).await.unwrap();
+    // A deferred item can no longer be completed by its former holder.
+    assert_kind(
+        s.inbox_complete(&w("w1"), leased[0].id, &[]).await,
+        ErrorKind::Conflict,
+    );
+    // Waiting: neither they nor a later item of their channel are handed out; other
+    // channels are.
+    s.inbox_accept(&f.org, &f.slack.id, &event("Ev4", SLACK_C1, "later"))
+        .await
+        .unwrap();
+    s.inbox_accept(&f.org, &f.slack.id, &event("Ev5", c2, "other"))
+        .await
+        .unwrap();
+    let now = s.inbox_lease(&w("w2"), 10, LEASE).await.unwrap();
+    assert_eq!(now.len(), 1, "only the other channel's item: {now:?}");
+    assert_eq!(now[0].item.dedupe_key(), Some("Ev5"));
+    assert_eq!(s.inbox_pending(&f.org).await.unwrap(), 4);
+    tokio::time::sleep(delay + Duration::from_millis(50)).await;
+    let back = s.inbox_lease(&w("w2"), 10, LEASE).await.unwrap();
+    let keys: Vec<_> = back.iter().filter_map(|i| i.item.dedupe_key()).collect();
+    assert_eq!(
+        keys,
+        ["Ev1", "Ev2", "Ev4"],
+        "back in order with the later one"
+    );
+    for item in back.iter().chain(&now) {
+        s.inbox_complete(&w("w2"), item.id, &[]).await.unwrap();
+    }
+    assert_eq!(s.inbox_pending(&f.org).await.unwrap(), 0);
+}
 
 /// Check: inbox dedupes and leases per channel.
 pub async fn inbox_dedupes_and_leases_per_channel(h: &dyn Harness) {

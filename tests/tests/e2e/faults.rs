@@ -246,3 +246,31 @@ async fn two_replicas_on_postgresql_one_killed_lose_and_duplicate_nothing() {
     let (order, counts) = teams_numbers(&w, &pair, "twin").await;
     assert_once_in_order(&order, &counts, total);
 }
+
+#[tokio::test]
+async fn slack_delivering_out_of_order_is_relayed_in_slacks_order() {
+    let w = World::start("0").await;
+    let pair = w.link_pair(0).await;
+    let (user, _, _) = w.slack_user(3);
+    // As Slack may: every event on its own, after a random delay of up to 200 ms.
+    w.ctl("PUT", "/_sandbox/slack/modes", json!({ "shuffle": true }))
+        .await;
+    // The first messages show the relay that this workspace delivers out of order (those
+    // that arrived after a newer one was relayed cannot be put back)…
+    for n in 0..20u32 {
+        w.slack_post(&user, &pair.slack, &format!("warm{n:04}"), None)
+            .await;
+    }
+    wait_for_all(&w, &pair, "warm", 20).await;
+    let (warm, _) = teams_numbers(&w, &pair, "warm").await;
+    // …from then on new messages wait for late ones, and go out in Slack's order.
+    let total = 40u32;
+    for n in 0..total {
+        w.slack_post(&user, &pair.slack, &format!("shuf{n:04}"), None)
+            .await;
+    }
+    wait_for_all(&w, &pair, "shuf", total).await;
+    let (order, counts) = teams_numbers(&w, &pair, "shuf").await;
+    assert_once_in_order(&order, &counts, total);
+    eprintln!("warm-up as it reached Teams: {warm:?}");
+}

@@ -1676,3 +1676,71 @@ async fn after_a_migration_the_reaction_note_of_the_previous_account_is_followed
         .unwrap();
     assert_eq!(post_text(&last_edit), "Reactions: 👍 Ravi Rao");
 }
+
+/// A Slack post stamped `ms` milliseconds after a fixed time (the order the platform gives).
+fn post_at(n: u32, ms: i64) -> Inbound {
+    let base = OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
+    Inbound::Event(PlatformEvent {
+        event_id: format!("EvOrder{n}"),
+        channel: ChannelRef::new(
+            PlatformKind::Slack,
+            TeamId::new("T1").unwrap(),
+            ChannelId::new("C1").unwrap(),
+        ),
+        occurred_at: base + time::Duration::milliseconds(ms),
+        kind: posted(
+            &format!("1700000000.{:06}", ms * 1000),
+            None,
+            RichText::plain(format!("message {n}")),
+        ),
+    })
+}
+
+#[tokio::test]
+async fn a_channels_posts_reach_the_target_in_the_platforms_order_though_they_arrive_out_of_it() {
+    let w = world().await;
+    let texts = |w: &World| -> Vec<String> {
+        w.teams_rec
+            .posts()
+            .iter()
+            .map(|c| {
+                post_text(c)
+                    .rsplit('\n')
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned()
+            })
+            .collect()
+    };
+    // Two posts leased together, arrived the other way round: the older goes first.
+    w.accept(&w.slack, post_at(2, 200)).await;
+    w.accept(&w.slack, post_at(1, 100)).await;
+    w.settle().await;
+    assert_eq!(texts(&w), ["message 1", "message 2"]);
+    assert_eq!(w.relay.next_held(), None, "in order so far: nothing held");
+
+    // One that arrives 150 ms late, after a newer one was relayed, cannot go before it; the
+    // connection is now known to deliver out of order.
+    w.accept(&w.slack, post_at(4, 400)).await;
+    w.settle().await;
+    w.accept(&w.slack, post_at(3, 250)).await;
+    w.settle().await;
+    assert_eq!(texts(&w)[2..], ["message 4", "message 3"]);
+
+    // From then on a new post waits in the inbox for late ones (the window, from its
+    // arrival): the sixth is held back, the fifth arrives after it and waits behind it, and
+    // both go out in the platform's order.
+    w.accept(&w.slack, post_at(6, 600)).await;
+    assert_eq!(w.relay.translate_batch().await.unwrap(), 0, "held back");
+    assert!(w.relay.next_held().is_some());
+    w.accept(&w.slack, post_at(5, 550)).await;
+    assert_eq!(
+        w.relay.translate_batch().await.unwrap(),
+        0,
+        "behind the held one"
+    );
+    let outcomes = w.settle().await;
+    assert_eq!(outcomes.len(), 2, "{outcomes:?}");
+    assert_eq!(texts(&w)[4..], ["message 5", "message 6"]);
+    assert_eq!(w.store.inbox_pending(&w.org).await.unwrap(), 0);
+}

@@ -510,7 +510,12 @@ impl World {
             let idle = t == 0 && d.is_empty();
             all.extend(d);
             if idle {
-                break;
+                // Events held back for late ones are due soon: wait for them as the
+                // server's worker does.
+                match self.relay.next_held() {
+                    Some(due) => tokio::time::sleep_until(due.into()).await,
+                    None => break,
+                }
             }
         }
         all

@@ -238,7 +238,7 @@ impl QueueStore for Backend {
                  AND e.channel = i.channel AND e.processed_at IS NULL AND e.id < i.id \
                  AND e.lease_until > $3) \
                ORDER BY i.id LIMIT $4) \
-             RETURNING id, org_id, connection_id, item",
+             RETURNING id, org_id, connection_id, item, received_at",
         )
         .bind(worker.as_str())
         .bind(add_ns(now, lease))
@@ -259,6 +259,7 @@ impl QueueStore for Backend {
                     org: parse_col(row, "inbox", "org_id")?,
                     connection: parse_col(row, "inbox", "connection_id")?,
                     item: parse_json::<Inbound>("inbox.item", &col_str(row, "item")?)?,
+                    received_at: from_ts("inbox.received_at", col(row, "received_at")?)?,
                 })
             })();
             match decoded {
@@ -286,6 +287,33 @@ impl QueueStore for Backend {
         }
         items.sort_by_key(|i| i.id);
         Ok(items)
+    }
+
+    async fn inbox_defer(&self, worker: &WorkerId, ids: &[InboxId], delay: Duration) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let until = add_ns(now_ns(), delay);
+        let mut tx = self.begin().await?;
+        for chunk in ids.chunks(CHUNK) {
+            let mut qb =
+                QueryBuilder::<DB>::new("UPDATE inbox SET lease_owner = NULL, lease_until = ");
+            qb.push_bind(until).push(
+                ", attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END \
+                 WHERE processed_at IS NULL AND lease_owner = ",
+            );
+            qb.push_bind(worker.as_str()).push(" AND id IN (");
+            let mut sep = qb.separated(", ");
+            for id in chunk {
+                sep.push_bind(id.0);
+            }
+            qb.push(")");
+            qb.build()
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| db_err("deferring inbox events", e))?;
+        }
+        Self::commit(tx).await
     }
 
     async fn inbox_complete(
