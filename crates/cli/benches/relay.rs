@@ -10,6 +10,9 @@
 //!    several senders; the share of the channel's allowance used while the backlog lasts, and
 //!    messages/s against requests/s.
 //!
+//! 4. **Slack out of order** (the sandbox's shuffle mode): throughput, latency and order
+//!    once the relay has learned to hold events back.
+//!
 //! `cargo bench -p switchboard-cli --bench relay` (env `SB_BENCH_MESSAGES`, default 2000;
 //! `SB_BENCH_BACKLOG`, default 2000). Prints one JSON line per scenario.
 
@@ -529,6 +532,78 @@ mod parking_lot_free {
     }
 }
 
+/// Every `prefix-i` in the Teams channel, in the channel's order (creation time, then place
+/// in a combined post).
+async fn teams_order(env: &Env, prefix: &str) -> Vec<usize> {
+    let mut msgs = env.teams_messages().await;
+    msgs.sort_by(|a, b| a.1.partial_cmp(&b.1).unwrap());
+    let mut order = Vec::new();
+    for (body, _) in &msgs {
+        for piece in body.split(prefix).skip(1) {
+            let digits: String = piece.chars().take_while(char::is_ascii_digit).collect();
+            if let Ok(i) = digits.parse::<usize>() {
+                order.push(i);
+            }
+        }
+    }
+    order
+}
+
+/// 4. **Slack out of order** (the sandbox's shuffle mode: each event delivered on its own
+///    after a random 0–200 ms): after a warm-up that shows the relay the disorder, a burst
+///    of N messages and then 100 msg/s for 5 s; throughput, added latency (the learned
+///    hold-back window is in it) and how many copies are out of Slack's order.
+async fn slack_disorder() {
+    let env = Env::start(0.0, None).await;
+    let r = env
+        .http
+        .put(format!("{}/_sandbox/slack/modes", env.sandbox))
+        .json(&json!({"shuffle": true}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "shuffle mode: {}", r.status());
+    for i in 0..20 {
+        env.post_slack(&env.users[0], &format!("warm-{i} ")).await;
+    }
+    env.wait_all("warm-", 20, Duration::from_secs(60)).await;
+    let out_of_order = |order: &[usize]| order.windows(2).filter(|w| w[0] > w[1]).count();
+    let n = env_usize("SB_BENCH_MESSAGES", 2000).min(2000);
+    let mut line = throughput_run(&env, n).await;
+    line["scenario"] = json!("slack_out_of_order_burst");
+    line["out_of_order_pairs"] = json!(out_of_order(&teams_order(&env, "tput-").await));
+    println!("{line}");
+    let m = 500usize;
+    let mut sent = Vec::with_capacity(m);
+    let start = Instant::now();
+    for i in 0..m {
+        let due = Duration::from_millis(10 * i as u64);
+        if let Some(wait) = due.checked_sub(start.elapsed()) {
+            tokio::time::sleep(wait).await;
+        }
+        let user = env.users[i % env.users.len()].clone();
+        sent.push(env.post_slack(&user, &format!("dis-{i} ")).await);
+    }
+    let arrived = env.wait_all("dis-", m, Duration::from_secs(120)).await;
+    let mut lat: Vec<f64> = (0..m)
+        .filter_map(|i| arrived.get(&i).map(|t| (t - sent[i]) * 1000.0))
+        .collect();
+    lat.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    println!(
+        "{}",
+        json!({
+            "scenario": "slack_out_of_order_100_per_s",
+            "messages": m,
+            "delivered": lat.len(),
+            "p50_ms": percentile(&lat, 0.50),
+            "p99_ms": percentile(&lat, 0.99),
+            "max_ms": lat.last().copied().unwrap_or(f64::NAN),
+            "out_of_order_pairs": out_of_order(&teams_order(&env, "dis-").await),
+        })
+    );
+    env.launched.shutdown().await.unwrap();
+}
+
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -541,11 +616,15 @@ fn main() {
             None => {
                 throughput_and_latency(true).await;
                 teams_backlog().await;
+                slack_disorder().await;
             }
             Some("throughput") => throughput_and_latency(true).await,
             Some("latency") => throughput_and_latency(false).await,
             Some("backlog") => teams_backlog().await,
-            Some(other) => panic!("unknown scenario {other:?} (throughput, latency, backlog)"),
+            Some("disorder") => slack_disorder().await,
+            Some(other) => {
+                panic!("unknown scenario {other:?} (throughput, latency, backlog, disorder)")
+            }
         }
     });
 }
