@@ -258,7 +258,14 @@ impl Relay {
         let b = Batch::default();
         let mut done: Vec<CompletedItem> = Vec::with_capacity(n);
         let mut orgs: Vec<&OrgId> = Vec::with_capacity(n);
+        // Channels where an item failed and stays leased: their later items stay leased
+        // with it (unprocessed) and come back after it, in order.
+        let mut stopped: Vec<(&OrgId, &ChannelRef)> = Vec::new();
         for &item in &items {
+            let channel = item.item.channel().map(|c| (&item.org, c));
+            if channel.is_some_and(|c| stopped.contains(&c)) {
+                continue;
+            }
             match self.translate(item, &b).await {
                 Ok(deliveries) => {
                     self.reorder.translated(item, !deliveries.is_empty());
@@ -273,6 +280,7 @@ impl Relay {
                     b.forget_new();
                     // Leave it leased: it comes back when the lease expires.
                     tracing::warn!(item = %item.id, error = %e, "translation failed; will retry");
+                    stopped.extend(channel);
                 }
                 Err(e) => {
                     b.forget_new();

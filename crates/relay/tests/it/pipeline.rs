@@ -1744,3 +1744,72 @@ async fn a_channels_posts_reach_the_target_in_the_platforms_order_though_they_ar
     assert_eq!(texts(&w)[4..], ["message 5", "message 6"]);
     assert_eq!(w.store.inbox_pending(&w.org).await.unwrap(), 0);
 }
+
+#[tokio::test]
+async fn after_a_failed_translation_the_rest_of_its_channel_waits_and_keeps_its_order() {
+    let w = world_with(|c| c.lease = Duration::from_millis(300)).await;
+    let teams_conn = teams_connection(&w).await;
+    // A Graph hint whose fetch fails once (a 503), then a post behind it in the same
+    // channel, and a Slack post in another channel.
+    w.accept(
+        &teams_conn,
+        Inbound::Changed(ChangeHint {
+            event_id: "hint-flaky".into(),
+            channel: w.teams_ch.clone(),
+            message: MessageId::new("flaky-first").unwrap(),
+            thread_root: None,
+            change: ChangeType::Created,
+            received_at: OffsetDateTime::now_utc(),
+        }),
+    )
+    .await;
+    w.accept(
+        &teams_conn,
+        event(
+            "g-second",
+            &w.teams_ch,
+            posted("m-second", None, RichText::plain("second")),
+        ),
+    )
+    .await;
+    w.accept(
+        &w.slack,
+        event(
+            "Ev-other",
+            &w.slack_ch,
+            posted("1700000000.000900", None, RichText::plain("other")),
+        ),
+    )
+    .await;
+    w.relay.translate_batch().await.unwrap();
+    w.relay.deliver_batch().await.unwrap();
+    assert!(
+        w.slack_rec.posts().is_empty(),
+        "nothing of the failed item's channel went ahead of it"
+    );
+    assert_eq!(
+        w.teams_rec.posts().len(),
+        1,
+        "the other channel is not held up"
+    );
+    // After the lease both come back, in order.
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    w.settle().await;
+    let texts: Vec<String> = w
+        .slack_rec
+        .posts()
+        .iter()
+        .map(|c| {
+            post_text(c)
+                .rsplit('\n')
+                .next()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(texts.len(), 2, "{texts:?}");
+    assert!(
+        texts[0].contains("first") && texts[1].contains("second"),
+        "{texts:?}"
+    );
+}
