@@ -2,8 +2,9 @@
 //!
 //! Slack does not deliver events in order (neither over HTTP nor Socket Mode): two messages
 //! posted a few milliseconds apart may arrive the other way round. The relay orders a
-//! channel's events by the time the platform stamped on them ([`PlatformEvent::occurred_at`],
-//! exact to the microsecond of a Slack `ts`), in two steps:
+//! channel's events by the time the platform stamped on them
+//! ([`occurred_at`](switchboard_core::PlatformEvent::occurred_at), exact to the microsecond
+//! of a Slack `ts`), in two steps:
 //!
 //! - **Within a lease**: the events of one channel leased together are translated oldest
 //!   first, whatever order they arrived in.
