@@ -409,9 +409,9 @@ async fn throughput_run(env: &Env, n: usize) -> Value {
     })
 }
 
-async fn latency_run(env: &Env) {
-    // Latency at 100 msg/s offered, 10 s.
-    let m = 1000usize;
+/// Posts `m` Slack messages `prefix-i` at 100 a second (senders in turn) and returns each
+/// one's added latency (Slack `ts` → the Teams copy's `createdDateTime`), sorted, in ms.
+async fn paced_latencies(env: &Env, prefix: &str, m: usize) -> Vec<f64> {
     let mut sent = Vec::with_capacity(m);
     let start = Instant::now();
     for i in 0..m {
@@ -420,13 +420,21 @@ async fn latency_run(env: &Env) {
             tokio::time::sleep(wait).await;
         }
         let user = env.users[i % env.users.len()].clone();
-        sent.push(env.post_slack(&user, &format!("lat-{i} ")).await);
+        sent.push(env.post_slack(&user, &format!("{prefix}{i} ")).await);
     }
-    let arrived = env.wait_all("lat-", m, Duration::from_secs(120)).await;
+    let arrived = env.wait_all(prefix, m, Duration::from_secs(120)).await;
     let mut lat: Vec<f64> = (0..m)
         .filter_map(|i| arrived.get(&i).map(|t| (t - sent[i]) * 1000.0))
         .collect();
     lat.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    lat
+}
+
+async fn latency_run(env: &Env) {
+    // Latency at 100 msg/s offered, 10 s.
+    let m = 1000usize;
+    let start = Instant::now();
+    let lat = paced_latencies(env, "lat-", m).await;
     println!(
         "{}",
         json!({
@@ -574,21 +582,7 @@ async fn slack_disorder() {
     line["out_of_order_pairs"] = json!(out_of_order(&teams_order(&env, "tput-").await));
     println!("{line}");
     let m = 500usize;
-    let mut sent = Vec::with_capacity(m);
-    let start = Instant::now();
-    for i in 0..m {
-        let due = Duration::from_millis(10 * i as u64);
-        if let Some(wait) = due.checked_sub(start.elapsed()) {
-            tokio::time::sleep(wait).await;
-        }
-        let user = env.users[i % env.users.len()].clone();
-        sent.push(env.post_slack(&user, &format!("dis-{i} ")).await);
-    }
-    let arrived = env.wait_all("dis-", m, Duration::from_secs(120)).await;
-    let mut lat: Vec<f64> = (0..m)
-        .filter_map(|i| arrived.get(&i).map(|t| (t - sent[i]) * 1000.0))
-        .collect();
-    lat.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let lat = paced_latencies(&env, "dis-", m).await;
     println!(
         "{}",
         json!({

@@ -248,6 +248,28 @@ impl Authorizer for NoAdminSignIn {
     }
 }
 
+/// Imports one user, `jane@contoso.test`, into `connection`'s directory.
+async fn import_user(w: &World, connection: &ConnectionId, id: &str, name: &str) {
+    let run = w.store.begin_import(&w.org_a, connection).await.unwrap();
+    let user = User {
+        id: UserId::new(id).unwrap(),
+        display_name: name.into(),
+        email: Some("jane@contoso.test".into()),
+        avatar_url: None,
+        is_guest: false,
+        is_bot: false,
+        is_deleted: false,
+    };
+    w.store
+        .upsert_users(&w.org_a, connection, run, &[user])
+        .await
+        .unwrap();
+    w.store
+        .finish_user_import(&w.org_a, connection, run)
+        .await
+        .unwrap();
+}
+
 async fn world() -> (World, Told, Sinks) {
     let told = Told::default();
     let sinks = Sinks::default();
@@ -262,51 +284,9 @@ async fn world() -> (World, Told, Sinks) {
         .with_user_authorizer(Arc::new(FakeUserSignIn))
         .with_public_url("http://127.0.0.1:9999");
     // Jane is in the imported Teams directory; Mallory is not.
-    let run = w.store.begin_import(&w.org_a, &w.teams).await.unwrap();
-    w.store
-        .upsert_users(
-            &w.org_a,
-            &w.teams,
-            run,
-            &[User {
-                id: UserId::new(JANE).unwrap(),
-                display_name: "Jane Doe".into(),
-                email: Some("jane@contoso.test".into()),
-                avatar_url: None,
-                is_guest: false,
-                is_bot: false,
-                is_deleted: false,
-            }],
-        )
-        .await
-        .unwrap();
-    w.store
-        .finish_user_import(&w.org_a, &w.teams, run)
-        .await
-        .unwrap();
+    import_user(&w, &w.teams, JANE, "Jane Doe").await;
     // Her Slack account, matched by email.
-    let run = w.store.begin_import(&w.org_a, &w.slack).await.unwrap();
-    w.store
-        .upsert_users(
-            &w.org_a,
-            &w.slack,
-            run,
-            &[User {
-                id: UserId::new("U0JANE").unwrap(),
-                display_name: "Jane (Slack)".into(),
-                email: Some("jane@contoso.test".into()),
-                avatar_url: None,
-                is_guest: false,
-                is_bot: false,
-                is_deleted: false,
-            }],
-        )
-        .await
-        .unwrap();
-    w.store
-        .finish_user_import(&w.org_a, &w.slack, run)
-        .await
-        .unwrap();
+    import_user(&w, &w.slack, "U0JANE", "Jane (Slack)").await;
     w.store
         .put_credentials(
             &w.org_a,

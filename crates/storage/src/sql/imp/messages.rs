@@ -167,9 +167,7 @@ impl MessageMapStore for Backend {
              AND team_id = $3 AND channel_id = $4 AND message_id = $5"
         ))
         .bind(org.as_str())
-        .bind(channel.platform.as_str())
-        .bind(channel.team.as_str())
-        .bind(channel.channel.as_str())
+        .bind_channel(channel)
         .bind(message.as_str())
         .fetch_optional(&self.read)
         .await
@@ -232,9 +230,7 @@ impl MessageMapStore for Backend {
              AND (last_edit_at IS NULL OR last_edit_at < $6)",
         )
         .bind(org.as_str())
-        .bind(channel.platform.as_str())
-        .bind(channel.team.as_str())
-        .bind(channel.channel.as_str())
+        .bind_channel(channel)
         .bind(message.as_str())
         .bind(at)
         .execute(&mut *tx)
@@ -249,9 +245,7 @@ impl MessageMapStore for Backend {
              AND team_id = $3 AND channel_id = $4 AND message_id = $5",
         )
         .bind(org.as_str())
-        .bind(channel.platform.as_str())
-        .bind(channel.team.as_str())
-        .bind(channel.channel.as_str())
+        .bind_channel(channel)
         .bind(message.as_str())
         .fetch_optional(&mut *tx)
         .await
@@ -277,9 +271,7 @@ impl MessageMapStore for Backend {
              AND platform = $2 AND team_id = $3 AND channel_id = $4 AND message_id = $5",
         )
         .bind(org.as_str())
-        .bind(channel.platform.as_str())
-        .bind(channel.team.as_str())
-        .bind(channel.channel.as_str())
+        .bind_channel(channel)
         .bind(message.as_str())
         .bind(fingerprint)
         .execute(&self.write)
@@ -304,9 +296,7 @@ impl MessageMapStore for Backend {
              AND team_id = $3 AND channel_id = $4 AND message_id = $5",
         )
         .bind(org.as_str())
-        .bind(channel.platform.as_str())
-        .bind(channel.team.as_str())
-        .bind(channel.channel.as_str())
+        .bind_channel(channel)
         .bind(message.as_str())
         .fetch_optional(&self.read)
         .await

@@ -55,6 +55,19 @@ use crate::seal::{self, Purpose};
 type Tx = Transaction<'static, DB>;
 type DbRow = <DB as sqlx::Database>::Row;
 
+/// Binds a channel's three key columns (`platform, team_id, channel_id`), in that order.
+trait BindChannel<'q> {
+    fn bind_channel(self, channel: &'q ChannelRef) -> Self;
+}
+
+impl<'q> BindChannel<'q> for sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>> {
+    fn bind_channel(self, channel: &'q ChannelRef) -> Self {
+        self.bind(channel.platform.as_str())
+            .bind(channel.team.as_str())
+            .bind(channel.channel.as_str())
+    }
+}
+
 /// Rows per multi-row INSERT (13 columns at most: well under both databases' bind limits).
 const CHUNK: usize = 500;
 /// The advisory lock that serializes inbox leasing on PostgreSQL.

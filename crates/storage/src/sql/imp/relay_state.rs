@@ -64,9 +64,7 @@ impl Backend {
              ORDER BY position",
         )
         .bind(org.as_str())
-        .bind(channel.platform.as_str())
-        .bind(channel.team.as_str())
-        .bind(channel.channel.as_str())
+        .bind_channel(channel)
         .bind(message)
         .fetch_all(&mut **tx)
         .await
@@ -100,9 +98,7 @@ impl Backend {
              AND team_id = $3 AND channel_id = $4 AND universal_id = $5",
         )
         .bind(org.as_str())
-        .bind(channel.platform.as_str())
-        .bind(channel.team.as_str())
-        .bind(channel.channel.as_str())
+        .bind_channel(channel)
         .bind(universal.as_str())
         .fetch_optional(&mut **tx)
         .await
@@ -209,9 +205,7 @@ impl RelayStateStore for Backend {
         )
         .bind(org.as_str())
         .bind(universal.as_str())
-        .bind(channel.platform.as_str())
-        .bind(channel.team.as_str())
-        .bind(channel.channel.as_str())
+        .bind_channel(channel)
         .bind(i64::from(part))
         .fetch_all(&self.read)
         .await
@@ -295,9 +289,7 @@ impl RelayStateStore for Backend {
               AND team_id = $3 AND channel_id = $4 AND universal_id = $5) ORDER BY position",
         )
         .bind(org.as_str())
-        .bind(channel.platform.as_str())
-        .bind(channel.team.as_str())
-        .bind(channel.channel.as_str())
+        .bind_channel(channel)
         .bind(universal.as_str())
         .fetch_all(&self.read)
         .await
@@ -339,9 +331,7 @@ impl RelayStateStore for Backend {
         )
         .bind(content.as_deref())
         .bind(org.as_str())
-        .bind(channel.platform.as_str())
-        .bind(channel.team.as_str())
-        .bind(channel.channel.as_str())
+        .bind_channel(channel)
         .bind(universal.as_str())
         .execute(&mut *tx)
         .await
@@ -378,9 +368,7 @@ impl RelayStateStore for Backend {
              RETURNING messages",
         )
         .bind(org.as_str())
-        .bind(channel.platform.as_str())
-        .bind(channel.team.as_str())
-        .bind(channel.channel.as_str())
+        .bind_channel(channel)
         .bind(day_key(day))
         .bind(add)
         .fetch_one(&self.write)
@@ -398,9 +386,7 @@ impl RelayStateStore for Backend {
              RETURNING messages",
         )
         .bind(org.as_str())
-        .bind(channel.platform.as_str())
-        .bind(channel.team.as_str())
-        .bind(channel.channel.as_str())
+        .bind_channel(channel)
         .bind(day_key(day))
         .bind(add)
         .fetch_one(&mut *tx)

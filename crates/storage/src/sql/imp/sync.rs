@@ -203,9 +203,7 @@ impl SyncStateStore for Backend {
              snapshot = excluded.snapshot, updated_at = excluded.updated_at",
         )
         .bind(org.as_str())
-        .bind(channel.platform.as_str())
-        .bind(channel.team.as_str())
-        .bind(channel.channel.as_str())
+        .bind_channel(channel)
         .bind(message.as_str())
         .bind(&json)
         .bind(now_ns())
@@ -226,9 +224,7 @@ impl SyncStateStore for Backend {
              AND team_id = $3 AND channel_id = $4 AND message_id = $5",
         )
         .bind(org.as_str())
-        .bind(channel.platform.as_str())
-        .bind(channel.team.as_str())
-        .bind(channel.channel.as_str())
+        .bind_channel(channel)
         .bind(message.as_str())
         .fetch_optional(&self.read)
         .await
@@ -248,9 +244,7 @@ impl SyncStateStore for Backend {
              AND team_id = $3 AND channel_id = $4 AND message_id = $5",
         )
         .bind(org.as_str())
-        .bind(channel.platform.as_str())
-        .bind(channel.team.as_str())
-        .bind(channel.channel.as_str())
+        .bind_channel(channel)
         .bind(message.as_str())
         .execute(&self.write)
         .await

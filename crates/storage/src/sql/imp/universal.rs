@@ -164,9 +164,7 @@ impl UniversalChannelStore for Backend {
              AND team_id = $3 AND channel_id = $4",
         )
         .bind(org.as_str())
-        .bind(channel.platform.as_str())
-        .bind(channel.team.as_str())
-        .bind(channel.channel.as_str())
+        .bind_channel(channel)
         .fetch_optional(&self.read)
         .await
         .map_err(|e| db_err("finding the universal channel", e))?;
