@@ -2118,6 +2118,13 @@ pub async fn inbox_batches_complete_in_one_transaction(h: &dyn Harness) {
             .is_none(),
         "nothing recorded"
     );
+    // The same item twice in one batch completes nothing either.
+    assert_kind(
+        s.inbox_complete_batch(&w("w1"), &[items[0].clone(), items[0].clone()])
+            .await,
+        ErrorKind::Conflict,
+    );
+    assert_eq!(s.outbox_pending(&f.org).await.unwrap(), 0);
     s.inbox_complete_batch(&w("w1"), &items).await.unwrap();
     assert_eq!(s.outbox_pending(&f.org).await.unwrap(), 2);
     let c = s
@@ -2138,6 +2145,24 @@ pub async fn inbox_batches_complete_in_one_transaction(h: &dyn Harness) {
     );
     let rest = s.inbox_lease(&w("w1"), 10, LEASE).await.unwrap();
     assert_eq!(rest.len(), 1);
+    // A copy recorded again as it is (a redelivery) is no conflict; the batch's new copy
+    // is recorded with it.
+    s.inbox_complete_batch(
+        &w("w1"),
+        &[CompletedItem {
+            id: rest[0].id,
+            copies: vec![copy("m-e2", "u-2"), copy("m-e3", "u-3")],
+            deliveries: vec![],
+        }],
+    )
+    .await
+    .unwrap();
+    let c = s
+        .find_message_copy(&f.org, &ch(SLACK_C1), &MessageId::new("m-e3").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(c.universal.as_str(), "u-3");
     s.inbox_complete_batch(&w("w1"), &[]).await.unwrap();
 }
 
@@ -2194,6 +2219,14 @@ pub async fn outbox_runs_and_dead_letters(h: &dyn Harness) {
             .await,
         ErrorKind::Conflict,
     );
+    // One id it cannot complete (here: the same one twice) refuses the others too.
+    let backlog = s.outbox_backlog(&f.org, &ch(x)).await.unwrap();
+    assert_kind(
+        s.outbox_complete_many(&w("w1"), &[head[0].id, run[0].id, run[0].id])
+            .await,
+        ErrorKind::Conflict,
+    );
+    assert_eq!(s.outbox_backlog(&f.org, &ch(x)).await.unwrap(), backlog);
     let ids: Vec<DeliveryId> = std::iter::once(head[0].id)
         .chain(run.iter().map(|d| d.id))
         .collect();
@@ -2429,6 +2462,29 @@ pub async fn relay_state_reactions_combined_posts_and_daily_counts(h: &dyn Harne
     assert_kind(
         s.put_combined_post(&f.org, &post).await,
         ErrorKind::Conflict,
+    );
+    // One entry already combined elsewhere refuses the whole post.
+    let u3 = UniversalMessageId::new("c-3").unwrap();
+    let partly = CombinedPost {
+        message: MessageId::new("m-combined-2").unwrap(),
+        entries: vec![
+            CombinedEntry {
+                universal: u3.clone(),
+                content: Some(content("three")),
+            },
+            post.entries[1].clone(),
+        ],
+        ..post.clone()
+    };
+    assert_kind(
+        s.put_combined_post(&f.org, &partly).await,
+        ErrorKind::Conflict,
+    );
+    assert_eq!(
+        s.find_combined_post(&f.org, &u3, &ch(TEAMS_C1))
+            .await
+            .unwrap(),
+        None
     );
     let edited = s
         .set_combined_entry(&f.org, &u1, &ch(TEAMS_C1), Some(&content("one, edited")))

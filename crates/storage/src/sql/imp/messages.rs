@@ -39,6 +39,67 @@ impl Backend {
         )
     }
 
+    /// Records several copies inside `tx` (the rules of `put_message_copy` for each, in
+    /// order): one multi-row insert, then the checks only for the copies it did not insert.
+    pub(super) async fn put_copies_tx(
+        tx: &mut Tx,
+        copies: &[(&OrgId, &MessageCopy)],
+    ) -> Result<()> {
+        let now = now_ns();
+        for chunk in copies.chunks(CHUNK) {
+            let mut qb = QueryBuilder::<DB>::new(
+                "INSERT INTO message_copies (org_id, platform, team_id, channel_id, message_id, \
+                 universal_id, thread_root, posted_as, posted_as_user, part, created_at, \
+                 posted_by_account) ",
+            );
+            qb.push_values(chunk, |mut b, (org, copy)| {
+                let (posted_as, posted_as_user) = posted_as_columns(copy.posted_by.as_ref());
+                b.push_bind(org.as_str())
+                    .push_bind(copy.channel.platform.as_str())
+                    .push_bind(copy.channel.team.as_str())
+                    .push_bind(copy.channel.channel.as_str())
+                    .push_bind(copy.message.as_str())
+                    .push_bind(copy.universal.as_str())
+                    .push_bind(copy.thread_root.as_ref().map(|t| t.as_str()))
+                    .push_bind(posted_as)
+                    .push_bind(posted_as_user)
+                    .push_bind(i64::from(copy.part))
+                    .push_bind(now)
+                    .push_bind(copy.posted_by_account.as_ref().map(|a| a.as_str()));
+            });
+            qb.push(" ON CONFLICT DO NOTHING RETURNING org_id, platform, team_id, channel_id, message_id");
+            let rows = qb
+                .build()
+                .fetch_all(&mut **tx)
+                .await
+                .map_err(|e| db_err("recording the message copies", e))?;
+            let mut inserted = std::collections::HashSet::with_capacity(rows.len());
+            for row in &rows {
+                inserted.insert((
+                    col_str(row, "org_id")?,
+                    col_str(row, "platform")?,
+                    col_str(row, "team_id")?,
+                    col_str(row, "channel_id")?,
+                    col_str(row, "message_id")?,
+                ));
+            }
+            for (org, copy) in chunk {
+                // Taken before, or twice in this batch: the one-by-one rules decide.
+                let key = (
+                    org.as_str().to_owned(),
+                    copy.channel.platform.as_str().to_owned(),
+                    copy.channel.team.as_str().to_owned(),
+                    copy.channel.channel.as_str().to_owned(),
+                    copy.message.as_str().to_owned(),
+                );
+                if !inserted.remove(&key) {
+                    Self::put_copy_tx(tx, org, copy).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     pub(super) async fn put_copy_tx(tx: &mut Tx, org: &OrgId, copy: &MessageCopy) -> Result<()> {
         let inserted = Self::insert_copy(org, copy)
             .execute(&mut **tx)

@@ -6,12 +6,11 @@ impl Backend {
     pub(super) async fn enqueue_tx(
         &self,
         tx: &mut Tx,
-        deliveries: &[NewDelivery],
-        payloads: &[String],
+        deliveries: &[(&NewDelivery, &str)],
         now: i64,
     ) -> Result<()> {
         let mut platforms: HashMap<(&str, &str), PlatformKind> = HashMap::new();
-        for d in deliveries {
+        for (d, _) in deliveries {
             let key = (d.org.as_str(), d.connection.as_str());
             let platform = match platforms.get(&key) {
                 Some(p) => *p,
@@ -28,10 +27,9 @@ impl Backend {
                 )));
             }
         }
-        let rows: Vec<(&NewDelivery, &String, String)> = deliveries
+        let rows: Vec<(&NewDelivery, &str, String)> = deliveries
             .iter()
-            .zip(payloads)
-            .map(|(d, p)| (d, p, d.target.to_string()))
+            .map(|(d, p)| (*d, *p, d.target.to_string()))
             .collect();
         for chunk in rows.chunks(CHUNK) {
             let mut qb = QueryBuilder::<DB>::new(
@@ -42,7 +40,7 @@ impl Backend {
                 b.push_bind(d.org.as_str())
                     .push_bind(d.connection.as_str())
                     .push_bind(target.as_str())
-                    .push_bind(payload.as_str())
+                    .push_bind(*payload)
                     .push_bind(i64::from(DeliveryJob::FORMAT_VERSION))
                     .push_bind("pending")
                     .push_bind(0i64)
@@ -362,7 +360,11 @@ impl QueueStore for Backend {
                 d.org
             )));
         }
-        self.enqueue_tx(&mut tx, deliveries, &payloads, now).await?;
+        let rows: Vec<(&NewDelivery, &str)> = deliveries
+            .iter()
+            .zip(payloads.iter().map(String::as_str))
+            .collect();
+        self.enqueue_tx(&mut tx, &rows, now).await?;
         Self::commit(tx).await
     }
 
@@ -380,38 +382,61 @@ impl QueueStore for Backend {
             })
             .collect::<Result<Vec<_>>>()?;
         let now = now_ns();
+        // A handful of statements for the whole batch, whatever its size: the transaction
+        // holds SQLite's one writer (which the webhooks wait on) for as short as it can.
         let mut tx = self.begin().await?;
+        let mut orgs: HashMap<i64, OrgId> = HashMap::with_capacity(items.len());
+        for chunk in items.chunks(CHUNK) {
+            let mut qb = QueryBuilder::<DB>::new("UPDATE inbox SET processed_at = ");
+            qb.push_bind(now)
+                .push(", lease_owner = NULL, lease_until = NULL WHERE processed_at IS NULL AND lease_owner = ")
+                .push_bind(worker.as_str())
+                .push(" AND id IN (");
+            let mut sep = qb.separated(", ");
+            for item in chunk {
+                sep.push_bind(item.id.0);
+            }
+            qb.push(") RETURNING id, org_id");
+            let rows = qb
+                .build()
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(|e| db_err("completing inbox events", e))?;
+            for row in &rows {
+                orgs.insert(col(row, "id")?, parse_col(row, "inbox", "org_id")?);
+            }
+        }
+        // Each item once: a repeated id completes nothing the second time, as one after the
+        // other would.
+        let mut seen = std::collections::HashSet::with_capacity(items.len());
+        let mut copies: Vec<(&OrgId, &MessageCopy)> = Vec::new();
+        let mut deliveries: Vec<(&NewDelivery, &str)> = Vec::new();
         for (item, payloads) in items.iter().zip(&payloads) {
             let id = item.id.0;
-            let row = sqlx::query(
-                "UPDATE inbox SET processed_at = $1, lease_owner = NULL, lease_until = NULL \
-                 WHERE id = $2 AND processed_at IS NULL AND lease_owner = $3 RETURNING org_id",
-            )
-            .bind(now)
-            .bind(id)
-            .bind(worker.as_str())
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(|e| db_err("completing inbox events", e))?;
-            let Some(row) = row else {
-                return Err(conflict(format!(
-                    "inbox event {id} is not leased by worker {:?} (processed, lost or absent)",
-                    worker.as_str()
-                )));
+            let org = match orgs.get(&id) {
+                Some(org) if seen.insert(id) => org,
+                _ => {
+                    return Err(conflict(format!(
+                        "inbox event {id} is not leased by worker {:?} (processed, lost or absent)",
+                        worker.as_str()
+                    )));
+                }
             };
-            let org: OrgId = parse_col(&row, "inbox", "org_id")?;
-            if let Some(d) = item.deliveries.iter().find(|d| d.org != org) {
+            if let Some(d) = item.deliveries.iter().find(|d| &d.org != org) {
                 return Err(Error::invalid(format!(
                     "inbox event {id} belongs to organization {org}; a delivery for organization {} cannot come from it",
                     d.org
                 )));
             }
-            for copy in &item.copies {
-                Self::put_copy_tx(&mut tx, &org, copy).await?;
-            }
-            self.enqueue_tx(&mut tx, &item.deliveries, payloads, now)
-                .await?;
+            copies.extend(item.copies.iter().map(|c| (org, c)));
+            deliveries.extend(
+                item.deliveries
+                    .iter()
+                    .zip(payloads.iter().map(String::as_str)),
+            );
         }
+        Self::put_copies_tx(&mut tx, &copies).await?;
+        self.enqueue_tx(&mut tx, &deliveries, now).await?;
         Self::commit(tx).await
     }
 
@@ -424,8 +449,11 @@ impl QueueStore for Backend {
             .map(validate_delivery)
             .collect::<Result<Vec<_>>>()?;
         let mut tx = self.begin().await?;
-        self.enqueue_tx(&mut tx, deliveries, &payloads, now_ns())
-            .await?;
+        let rows: Vec<(&NewDelivery, &str)> = deliveries
+            .iter()
+            .zip(payloads.iter().map(String::as_str))
+            .collect();
+        self.enqueue_tx(&mut tx, &rows, now_ns()).await?;
         Self::commit(tx).await
     }
 
@@ -716,21 +744,37 @@ impl QueueStore for Backend {
         }
         let now = now_ns();
         let mut tx = self.begin().await?;
-        for id in ids {
-            let r = sqlx::query(
-                "UPDATE outbox SET state = 'done', finished_at = $1, lease_owner = NULL, \
-                 lease_until = NULL WHERE id = $2 AND state = 'pending' AND lease_owner = $3",
-            )
-            .bind(now)
-            .bind(id.0)
-            .bind(worker.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| db_err("completing deliveries", e))?;
-            if r.rows_affected() == 0 {
-                drop(tx);
-                return Err(self.outbox_lost(worker.as_str(), id.0).await);
+        let mut done = std::collections::HashSet::with_capacity(ids.len());
+        for chunk in ids.chunks(CHUNK) {
+            let mut qb =
+                QueryBuilder::<DB>::new("UPDATE outbox SET state = 'done', finished_at = ");
+            qb.push_bind(now)
+                .push(", lease_owner = NULL, lease_until = NULL WHERE state = 'pending' AND lease_owner = ")
+                .push_bind(worker.as_str())
+                .push(" AND id IN (");
+            let mut sep = qb.separated(", ");
+            for id in chunk {
+                sep.push_bind(id.0);
             }
+            qb.push(") RETURNING id");
+            let rows = qb
+                .build()
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(|e| db_err("completing deliveries", e))?;
+            for row in &rows {
+                done.insert(col::<i64>(row, "id")?);
+            }
+        }
+        // The first delivery (in the order given) this could not complete, a repeated one
+        // included, fails the whole call and completes none.
+        let mut seen = std::collections::HashSet::with_capacity(ids.len());
+        if let Some(id) = ids
+            .iter()
+            .find(|id| !done.contains(&id.0) || !seen.insert(id.0))
+        {
+            drop(tx);
+            return Err(self.outbox_lost(worker.as_str(), id.0).await);
         }
         Self::commit(tx).await
     }

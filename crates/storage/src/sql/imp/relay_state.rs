@@ -247,31 +247,66 @@ impl RelayStateStore for Backend {
             .collect::<Result<Vec<_>>>()?;
         let mut tx = self.begin().await?;
         Self::require_org(&mut tx, org).await?;
-        for (position, (entry, content)) in post.entries.iter().zip(&contents).enumerate() {
-            if let Some(other) =
-                Self::combined_message_tx(&mut tx, org, &entry.universal, &post.channel).await?
-            {
-                return Err(conflict(format!(
-                    "universal message {} is already combined into message {other} in {}",
-                    entry.universal, post.channel
-                )));
-            }
-            sqlx::query(
-                "INSERT INTO combined_posts (org_id, platform, team_id, channel_id, universal_id, \
-                 message_id, position, content) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            )
-            .bind(org.as_str())
-            .bind(post.channel.platform.as_str())
-            .bind(post.channel.team.as_str())
-            .bind(post.channel.channel.as_str())
-            .bind(entry.universal.as_str())
-            .bind(post.message.as_str())
-            .bind(i64::try_from(position).unwrap_or(i64::MAX))
-            .bind(content.as_deref())
+        // Which of the entries another post of this channel already holds: one statement.
+        let mut qb = QueryBuilder::<DB>::new(
+            "SELECT universal_id, message_id FROM combined_posts WHERE org_id = ",
+        );
+        qb.push_bind(org.as_str())
+            .push(" AND platform = ")
+            .push_bind(post.channel.platform.as_str())
+            .push(" AND team_id = ")
+            .push_bind(post.channel.team.as_str())
+            .push(" AND channel_id = ")
+            .push_bind(post.channel.channel.as_str())
+            .push(" AND universal_id IN (");
+        let mut sep = qb.separated(", ");
+        for e in &post.entries {
+            sep.push_bind(e.universal.as_str());
+        }
+        qb.push(")");
+        let taken: HashMap<String, String> = qb
+            .build()
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(|e| db_err("reading a combined post", e))?
+            .iter()
+            .map(|r| Ok((col_str(r, "universal_id")?, col_str(r, "message_id")?)))
+            .collect::<Result<_>>()?;
+        if let Some((entry, other)) = post
+            .entries
+            .iter()
+            .find_map(|e| taken.get(e.universal.as_str()).map(|m| (e, m)))
+        {
+            return Err(conflict(format!(
+                "universal message {} is already combined into message {other} in {}",
+                entry.universal, post.channel
+            )));
+        }
+        let rows: Vec<(usize, &CombinedEntry, &Option<String>)> = post
+            .entries
+            .iter()
+            .zip(&contents)
+            .enumerate()
+            .map(|(i, (e, c))| (i, e, c))
+            .collect();
+        let mut qb = QueryBuilder::<DB>::new(
+            "INSERT INTO combined_posts (org_id, platform, team_id, channel_id, universal_id, \
+             message_id, position, content) ",
+        );
+        qb.push_values(&rows, |mut b, (position, entry, content)| {
+            b.push_bind(org.as_str())
+                .push_bind(post.channel.platform.as_str())
+                .push_bind(post.channel.team.as_str())
+                .push_bind(post.channel.channel.as_str())
+                .push_bind(entry.universal.as_str())
+                .push_bind(post.message.as_str())
+                .push_bind(i64::try_from(*position).unwrap_or(i64::MAX))
+                .push_bind(content.as_deref());
+        });
+        qb.build()
             .execute(&mut *tx)
             .await
             .map_err(|e| db_err("recording a combined post", e))?;
-        }
         Self::commit(tx).await
     }
 
