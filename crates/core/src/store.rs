@@ -538,6 +538,14 @@ pub trait MessageMapStore: Send + Sync {
         channel: &ChannelRef,
         message: &MessageId,
     ) -> Result<Option<MessageCopy>>;
+    /// The copies among `messages` of `channel` that the map knows (any order; one lookup
+    /// for a batch of events).
+    async fn find_message_copies(
+        &self,
+        org: &OrgId,
+        channel: &ChannelRef,
+        messages: &[MessageId],
+    ) -> Result<Vec<MessageCopy>>;
     /// Every message of a universal message: the origin first, then the copies by channel
     /// (platform, team, channel), each channel's parts in order.
     async fn message_copies(
@@ -1031,6 +1039,15 @@ pub trait RelayStateStore: Send + Sync {
         universal: &UniversalMessageId,
         channel: &ChannelRef,
     ) -> Result<Option<CombinedPost>>;
+    /// Which of `universals` are already posted in `channel`: as the first part of a copy,
+    /// or as an entry of a combined post. One lookup for a whole run of deliveries (a
+    /// platform's redelivery of an event the catch-up replayed first is not posted again).
+    async fn posted_in(
+        &self,
+        org: &OrgId,
+        channel: &ChannelRef,
+        universals: &[UniversalMessageId],
+    ) -> Result<std::collections::HashSet<UniversalMessageId>>;
     /// Replaces the content of `universal`'s entry of a combined post (`None`: deleted) and
     /// returns the post as it is now. `NotFound` when `universal` is not combined there.
     async fn set_combined_entry(

@@ -256,6 +256,10 @@ impl Relay {
         let items: Vec<&InboxItem> = plan.translate.iter().map(|&i| &leased[i]).collect();
         let n = items.len();
         let b = Batch::default();
+        if let Err(e) = b.prefetch(self.store.as_ref(), &items).await {
+            // Each item then looks its messages up itself.
+            tracing::warn!(error = %e, "could not look up the batch's messages at once");
+        }
         let mut done: Vec<CompletedItem> = Vec::with_capacity(n);
         let mut orgs: Vec<&OrgId> = Vec::with_capacity(n);
         // Channels where an item failed and stays leased: their later items stay leased
@@ -451,6 +455,9 @@ impl Relay {
     ) -> Result<Option<MessageCopy>> {
         if let Some(c) = b.copy(channel, message) {
             return Ok(Some(c));
+        }
+        if let Some(known) = b.prefetched(org, channel, message) {
+            return Ok(known);
         }
         self.store.find_message_copy(org, channel, message).await
     }
@@ -1048,20 +1055,24 @@ impl Relay {
     async fn deliver_combined(&self, group: &[&Delivery]) -> Result<Vec<DeliveryOutcome>> {
         // A message already posted here (a platform's redelivery of an event the catch-up
         // replayed first, say) is not posted again, alone or combined.
+        // One lookup for the whole group (one organization and target, as leased).
+        let head = group[0];
+        let universals: Vec<UniversalMessageId> = group
+            .iter()
+            .filter_map(|d| match &d.job {
+                DeliveryJob::Post { universal, .. } => Some(universal.clone()),
+                _ => None,
+            })
+            .collect();
+        let already = self
+            .store
+            .posted_in(&head.org, &head.target, &universals)
+            .await?;
         let mut fresh: Vec<&Delivery> = Vec::with_capacity(group.len());
         let mut done: Vec<DeliveryId> = Vec::new();
         for d in group {
             let posted = match &d.job {
-                DeliveryJob::Post { universal, .. } => {
-                    self.target_copy(&d.org, universal, &d.target)
-                        .await?
-                        .is_some()
-                        || self
-                            .store
-                            .find_combined_post(&d.org, universal, &d.target)
-                            .await?
-                            .is_some()
-                }
+                DeliveryJob::Post { universal, .. } => already.contains(universal),
                 _ => false,
             };
             if posted {
@@ -2255,6 +2266,9 @@ fn part_content(content: &PortableMessage, text: &RichText, k: u32, n: u32) -> P
 #[derive(Default)]
 struct Batch {
     copies: std::sync::Mutex<HashMap<(ChannelRef, MessageId), MessageCopy>>,
+    /// What the map held, when the batch began, for the posts it carries (and their thread
+    /// roots): `None` for a message it did not know.
+    known: std::sync::Mutex<KnownCopies>,
     new: std::sync::Mutex<Vec<MessageCopy>>,
     channels: std::sync::Mutex<HashMap<ChannelRef, Option<UniversalChannel>>>,
     users: std::sync::Mutex<HashMap<(PlatformKind, UserId), Option<StoredUser>>>,
@@ -2264,8 +2278,53 @@ struct Batch {
 }
 
 type IdentityMemo = HashMap<(OrgId, PlatformKind, UserId, PlatformKind), PostingIdentity>;
+type KnownCopies = HashMap<(OrgId, ChannelRef, MessageId), Option<MessageCopy>>;
 
 impl Batch {
+    /// Looks up at once, per channel, the copies of the messages `items` post and reply to
+    /// (one statement per channel instead of one or two per post).
+    async fn prefetch(&self, store: &dyn Store, items: &[&InboxItem]) -> Result<()> {
+        let mut wanted: HashMap<(&OrgId, &ChannelRef), Vec<MessageId>> = HashMap::new();
+        for item in items {
+            if let Inbound::Event(PlatformEvent {
+                channel,
+                kind: EventKind::Posted { message, content },
+                ..
+            }) = &item.item
+            {
+                let w = wanted.entry((&item.org, channel)).or_default();
+                w.push(message.clone());
+                w.extend(content.thread_root.clone());
+            }
+        }
+        for ((org, channel), messages) in wanted {
+            let found = store.find_message_copies(org, channel, &messages).await?;
+            let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+            for m in messages {
+                known.insert((org.clone(), channel.clone(), m), None);
+            }
+            for c in found {
+                let key = (org.clone(), c.channel.clone(), c.message.clone());
+                known.insert(key, Some(c));
+            }
+        }
+        Ok(())
+    }
+
+    /// The prefetched answer for `message`, when it was prefetched.
+    fn prefetched(
+        &self,
+        org: &OrgId,
+        channel: &ChannelRef,
+        message: &MessageId,
+    ) -> Option<Option<MessageCopy>> {
+        self.known
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&(org.clone(), channel.clone(), message.clone()))
+            .cloned()
+    }
+
     fn copy(&self, channel: &ChannelRef, message: &MessageId) -> Option<MessageCopy> {
         self.copies
             .lock()

@@ -1598,6 +1598,33 @@ pub async fn message_map(h: &dyn Harness) {
             .unwrap(),
         None
     );
+    // Several at once: only what the map knows, in that channel, of that organization.
+    let nope = MessageId::new("nope").unwrap();
+    let found = s
+        .find_message_copies(
+            &f.org,
+            &copy.channel,
+            &[nope.clone(), copy.message.clone(), original.message.clone()],
+        )
+        .await
+        .unwrap();
+    assert_eq!(found, vec![copy.clone()]);
+    assert!(
+        s.find_message_copies(
+            &OrgId::generate(),
+            &copy.channel,
+            std::slice::from_ref(&copy.message)
+        )
+        .await
+        .unwrap()
+        .is_empty()
+    );
+    assert!(
+        s.find_message_copies(&f.org, &copy.channel, &[])
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let all = s.message_copies(&f.org, &u).await.unwrap();
     assert_eq!(all.len(), 2);
     assert!(all.contains(&original) && all.contains(&copy));
@@ -2462,6 +2489,43 @@ pub async fn relay_state_reactions_combined_posts_and_daily_counts(h: &dyn Harne
     assert_kind(
         s.put_combined_post(&f.org, &post).await,
         ErrorKind::Conflict,
+    );
+    // What is posted in a channel: combined entries and first parts of copies.
+    let alone = UniversalMessageId::new("c-alone").unwrap();
+    let second_part = UniversalMessageId::new("c-second-part").unwrap();
+    for (universal, message, part) in [(&alone, "m-alone", 0), (&second_part, "m-part", 1)] {
+        s.put_message_copy(
+            &f.org,
+            &MessageCopy {
+                universal: universal.clone(),
+                channel: ch(TEAMS_C1),
+                message: MessageId::new(message).unwrap(),
+                thread_root: None,
+                posted_by: Some(PostingIdentity::ServiceAccount),
+                posted_by_account: None,
+                part,
+            },
+        )
+        .await
+        .unwrap();
+    }
+    let never = UniversalMessageId::new("c-never").unwrap();
+    let asked = [u1.clone(), u2.clone(), alone.clone(), second_part, never];
+    assert_eq!(
+        s.posted_in(&f.org, &ch(TEAMS_C1), &asked).await.unwrap(),
+        [u1.clone(), u2.clone(), alone].into_iter().collect()
+    );
+    assert!(
+        s.posted_in(&f.org, &ch(SLACK_C1), &asked)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        s.posted_in(&other.org, &ch(TEAMS_C1), &asked)
+            .await
+            .unwrap()
+            .is_empty()
     );
     // One entry already combined elsewhere refuses the whole post.
     let u3 = UniversalMessageId::new("c-3").unwrap();

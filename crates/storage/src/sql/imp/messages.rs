@@ -236,6 +236,42 @@ impl MessageMapStore for Backend {
         row.as_ref().map(copy_from_row).transpose()
     }
 
+    async fn find_message_copies(
+        &self,
+        org: &OrgId,
+        channel: &ChannelRef,
+        messages: &[MessageId],
+    ) -> Result<Vec<MessageCopy>> {
+        let mut out = Vec::new();
+        for chunk in messages.chunks(CHUNK) {
+            let mut qb = QueryBuilder::<DB>::new(format!(
+                "SELECT {COPY_COLUMNS} FROM message_copies WHERE org_id = "
+            ));
+            qb.push_bind(org.as_str())
+                .push(" AND platform = ")
+                .push_bind(channel.platform.as_str())
+                .push(" AND team_id = ")
+                .push_bind(channel.team.as_str())
+                .push(" AND channel_id = ")
+                .push_bind(channel.channel.as_str())
+                .push(" AND message_id IN (");
+            let mut sep = qb.separated(", ");
+            for m in chunk {
+                sep.push_bind(m.as_str());
+            }
+            qb.push(")");
+            let rows = qb
+                .build()
+                .fetch_all(&self.read)
+                .await
+                .map_err(|e| db_err("reading message copies", e))?;
+            for row in &rows {
+                out.push(copy_from_row(row)?);
+            }
+        }
+        Ok(out)
+    }
+
     async fn message_copies(
         &self,
         org: &OrgId,

@@ -310,6 +310,51 @@ impl RelayStateStore for Backend {
         Self::commit(tx).await
     }
 
+    async fn posted_in(
+        &self,
+        org: &OrgId,
+        channel: &ChannelRef,
+        universals: &[UniversalMessageId],
+    ) -> Result<std::collections::HashSet<UniversalMessageId>> {
+        let mut out = std::collections::HashSet::new();
+        for chunk in universals.chunks(CHUNK) {
+            let mut qb = QueryBuilder::<DB>::new("");
+            for (i, table) in ["message_copies", "combined_posts"].into_iter().enumerate() {
+                if i > 0 {
+                    qb.push(" UNION ");
+                }
+                qb.push(format_args!(
+                    "SELECT universal_id FROM {table} WHERE org_id = "
+                ))
+                .push_bind(org.as_str())
+                .push(" AND platform = ")
+                .push_bind(channel.platform.as_str())
+                .push(" AND team_id = ")
+                .push_bind(channel.team.as_str())
+                .push(" AND channel_id = ")
+                .push_bind(channel.channel.as_str());
+                if table == "message_copies" {
+                    qb.push(" AND part = 0");
+                }
+                qb.push(" AND universal_id IN (");
+                let mut sep = qb.separated(", ");
+                for u in chunk {
+                    sep.push_bind(u.as_str());
+                }
+                qb.push(")");
+            }
+            for row in qb
+                .build()
+                .fetch_all(&self.read)
+                .await
+                .map_err(|e| db_err("reading what is posted", e))?
+            {
+                out.insert(parse_col(&row, "message_copies", "universal_id")?);
+            }
+        }
+        Ok(out)
+    }
+
     async fn find_combined_post(
         &self,
         org: &OrgId,
