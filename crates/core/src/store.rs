@@ -689,6 +689,10 @@ pub struct InboxItem {
     pub item: Inbound,
     /// When the inbox stored it (the receiving server's clock).
     pub received_at: OffsetDateTime,
+    /// Earlier leases of it that did not complete it: failed translations given back with
+    /// [`QueueStore::inbox_retry`], or leases that ran out (0 the first time).
+    #[serde(default)]
+    pub attempts: u32,
 }
 
 /// What a delivery does on its target channel. Stored as JSON tagged by `job` under
@@ -841,6 +845,11 @@ pub trait QueueStore: Send + Sync {
     /// channel are not handed out either, as if it were leased. Items `worker` no longer
     /// holds are left alone.
     async fn inbox_defer(&self, worker: &WorkerId, ids: &[InboxId], delay: Duration) -> Result<()>;
+    /// Gives back items `worker` holds whose translation failed for now (a platform that
+    /// did not answer), to be leased again after `delay`; the attempt counts
+    /// ([`InboxItem::attempts`]). While they wait, later items of their channels are not
+    /// handed out, so they still go first. Items `worker` no longer holds are left alone.
+    async fn inbox_retry(&self, worker: &WorkerId, ids: &[InboxId], delay: Duration) -> Result<()>;
     /// Marks an item processed and enqueues its deliveries in one transaction.
     async fn inbox_complete(
         &self,

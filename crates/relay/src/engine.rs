@@ -262,12 +262,16 @@ impl Relay {
         }
         let mut done: Vec<CompletedItem> = Vec::with_capacity(n);
         let mut orgs: Vec<&OrgId> = Vec::with_capacity(n);
-        // Channels where an item failed and stays leased: their later items stay leased
-        // with it (unprocessed) and come back after it, in order.
-        let mut stopped: Vec<(&OrgId, &ChannelRef)> = Vec::new();
+        // Channels where an item failed for now: it is given back to be retried after a
+        // while, and their later items with it (unprocessed, for the same while), so they
+        // come back together and in order.
+        let mut stopped: Vec<((&OrgId, &ChannelRef), Duration)> = Vec::new();
+        let mut retry: Vec<(switchboard_core::InboxId, Duration)> = Vec::new();
+        let mut behind: Vec<(switchboard_core::InboxId, Duration)> = Vec::new();
         for &item in &items {
             let channel = item.item.channel().map(|c| (&item.org, c));
-            if channel.is_some_and(|c| stopped.contains(&c)) {
+            if let Some(&(_, delay)) = channel.and_then(|c| stopped.iter().find(|s| s.0 == c)) {
+                behind.push((item.id, delay));
                 continue;
             }
             match self.translate(item, &b).await {
@@ -282,9 +286,10 @@ impl Relay {
                 }
                 Err(e) if e.kind().is_transient() || e.kind() == ErrorKind::Storage => {
                     b.forget_new();
-                    // Leave it leased: it comes back when the lease expires.
-                    tracing::warn!(item = %item.id, error = %e, "translation failed; will retry");
-                    stopped.extend(channel);
+                    let delay = retry_delay(item.attempts, e.retry_after(), self.config.lease);
+                    tracing::warn!(item = %item.id, error = %e, retry_in = ?delay, "translation failed; will retry");
+                    retry.push((item.id, delay));
+                    stopped.extend(channel.map(|c| (c, delay)));
                 }
                 Err(e) => {
                     b.forget_new();
@@ -314,6 +319,18 @@ impl Relay {
                 if let Err(e) = one {
                     tracing::warn!(item = %c.id, error = %e, "completing the item failed; it comes back after its lease");
                 }
+            }
+        }
+        // Given back after the batch's completion (a failed give-back leaves them leased:
+        // they come back when the lease runs out, as after a crash).
+        for (ids, delay) in by_delay(&retry) {
+            if let Err(e) = self.store.inbox_retry(&self.worker, &ids, delay).await {
+                tracing::warn!(error = %e, "could not give back failed items; they come back after their lease");
+            }
+        }
+        for (ids, delay) in by_delay(&behind) {
+            if let Err(e) = self.store.inbox_defer(&self.worker, &ids, delay).await {
+                tracing::warn!(error = %e, "could not give back held items; they come back after their lease");
             }
         }
         if let Err(e) = crate::catchup::note_seen(self.store.as_ref(), items.iter().copied()).await
@@ -2263,6 +2280,28 @@ fn part_content(content: &PortableMessage, text: &RichText, k: u32, n: u32) -> P
 
 /// What one translation batch has seen: origin copies not yet committed (a reply later in the
 /// batch finds its root), and the universal channels and users it looked up.
+/// How long a translation that failed for now waits before it is tried again: what the
+/// platform asked for, else 1 s doubling with each earlier attempt; never beyond a lease
+/// (which is what a crashed worker's items wait).
+fn retry_delay(attempts: u32, asked: Option<Duration>, lease: Duration) -> Duration {
+    let backoff = Duration::from_secs(1).saturating_mul(1u32 << attempts.min(16));
+    asked.unwrap_or(backoff).min(lease)
+}
+
+/// `items` grouped by their delay (one store call each).
+fn by_delay(
+    items: &[(switchboard_core::InboxId, Duration)],
+) -> Vec<(Vec<switchboard_core::InboxId>, Duration)> {
+    let mut out: Vec<(Vec<switchboard_core::InboxId>, Duration)> = Vec::new();
+    for &(id, delay) in items {
+        match out.iter_mut().find(|(_, d)| *d == delay) {
+            Some((ids, _)) => ids.push(id),
+            None => out.push((vec![id], delay)),
+        }
+    }
+    out
+}
+
 #[derive(Default)]
 struct Batch {
     copies: std::sync::Mutex<HashMap<(ChannelRef, MessageId), MessageCopy>>,
@@ -2408,6 +2447,24 @@ impl Batch {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failed_translation_backs_off_and_takes_what_the_platform_asks() {
+        let lease = Duration::from_secs(60);
+        let s = Duration::from_secs;
+        let waits: Vec<Duration> = (0..8).map(|a| retry_delay(a, None, lease)).collect();
+        assert_eq!(waits, [s(1), s(2), s(4), s(8), s(16), s(32), s(60), s(60)]);
+        assert_eq!(retry_delay(u32::MAX, None, lease), lease, "no overflow");
+        assert_eq!(
+            retry_delay(5, Some(Duration::from_millis(100)), lease),
+            Duration::from_millis(100)
+        );
+        assert_eq!(
+            retry_delay(0, Some(s(600)), lease),
+            lease,
+            "never beyond a lease"
+        );
+    }
 
     #[test]
     fn fingerprints_see_words_and_emoji_not_formatting() {

@@ -326,6 +326,7 @@ mod tests {
                 },
             }),
             received_at: OffsetDateTime::now_utc(),
+            attempts: 0,
         }
     }
 
@@ -342,6 +343,7 @@ mod tests {
             connection: conn(),
             item: Inbound::Signal(ConnectionSignal::GrantRevoked { reason: "x".into() }),
             received_at: OffsetDateTime::now_utc(),
+            attempts: 0,
         }
     }
 

@@ -66,6 +66,7 @@ macro_rules! store_conformance {
             inbox_dedupes_and_leases_per_channel,
             inbox_takes_hints_signals_and_batches,
             inbox_defers_items_and_holds_their_channel,
+            inbox_retry_counts_attempts_and_holds_the_channel,
             delivery_jobs_round_trip,
             outbox_order_retry_and_fail,
             outbox_concurrent_workers_deliver_each_row_once,
@@ -1857,6 +1858,58 @@ pub async fn inbox_defers_items_and_holds_their_channel(h: &dyn Harness) {
     );
     for item in back.iter().chain(&now) {
         s.inbox_complete(&w("w2"), item.id, &[]).await.unwrap();
+    }
+    assert_eq!(s.inbox_pending(&f.org).await.unwrap(), 0);
+}
+
+/// Check: an item given back after a failed attempt waits its delay with its channel held
+/// behind it, and the attempt counts (a deferral and a fresh lease do not; a lease that ran
+/// out does).
+pub async fn inbox_retry_counts_attempts_and_holds_the_channel(h: &dyn Harness) {
+    let s = h.store();
+    let f = fixture(s, "org").await;
+    for id in ["Ev1", "Ev2"] {
+        s.inbox_accept(&f.org, &f.slack.id, &event(id, SLACK_C1, id))
+            .await
+            .unwrap();
+    }
+    let leased = s.inbox_lease(&w("w1"), 10, LEASE).await.unwrap();
+    assert_eq!(
+        leased.iter().map(|i| i.attempts).collect::<Vec<_>>(),
+        [0, 0]
+    );
+    let delay = Duration::from_millis(300);
+    // Someone else's give-back changes nothing.
+    s.inbox_retry(&w("w2"), &[leased[0].id], Duration::ZERO)
+        .await
+        .unwrap();
+    assert!(s.inbox_lease(&w("w2"), 10, LEASE).await.unwrap().is_empty());
+    s.inbox_retry(&w("w1"), &[leased[0].id], delay)
+        .await
+        .unwrap();
+    s.inbox_defer(&w("w1"), &[leased[1].id], Duration::ZERO)
+        .await
+        .unwrap();
+    assert_kind(
+        s.inbox_complete(&w("w1"), leased[0].id, &[]).await,
+        ErrorKind::Conflict,
+    );
+    // Ev2 is due at once but waits behind Ev1.
+    assert!(s.inbox_lease(&w("w2"), 10, LEASE).await.unwrap().is_empty());
+    tokio::time::sleep(delay + Duration::from_millis(50)).await;
+    let short = Duration::from_millis(100);
+    let back = s.inbox_lease(&w("w2"), 10, short).await.unwrap();
+    let seen: Vec<_> = back
+        .iter()
+        .map(|i| (i.item.dedupe_key().unwrap().to_owned(), i.attempts))
+        .collect();
+    assert_eq!(seen, [("Ev1".into(), 1), ("Ev2".into(), 0)]);
+    // A lease that runs out counts as an attempt too.
+    tokio::time::sleep(short + Duration::from_millis(50)).await;
+    let again = s.inbox_lease(&w("w3"), 10, LEASE).await.unwrap();
+    assert_eq!(again.iter().map(|i| i.attempts).collect::<Vec<_>>(), [2, 1]);
+    for item in &again {
+        s.inbox_complete(&w("w3"), item.id, &[]).await.unwrap();
     }
     assert_eq!(s.inbox_pending(&f.org).await.unwrap(), 0);
 }

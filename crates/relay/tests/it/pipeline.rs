@@ -1813,3 +1813,62 @@ async fn after_a_failed_translation_the_rest_of_its_channel_waits_and_keeps_its_
         "{texts:?}"
     );
 }
+
+#[tokio::test]
+async fn a_failed_translation_is_retried_when_the_platform_says_not_after_the_lease() {
+    // The default lease (60 s): a fetch answered 429 with Retry-After 100 ms is tried again
+    // after that, with the post behind it, in order, not a minute later.
+    let w = world().await;
+    let teams_conn = teams_connection(&w).await;
+    w.accept(
+        &teams_conn,
+        Inbound::Changed(ChangeHint {
+            event_id: "hint-throttled".into(),
+            channel: w.teams_ch.clone(),
+            message: MessageId::new("throttled-first").unwrap(),
+            thread_root: None,
+            change: ChangeType::Created,
+            received_at: OffsetDateTime::now_utc(),
+        }),
+    )
+    .await;
+    w.accept(
+        &teams_conn,
+        event(
+            "g-second",
+            &w.teams_ch,
+            posted("m-second", None, RichText::plain("second")),
+        ),
+    )
+    .await;
+    let failed_at = std::time::Instant::now();
+    w.relay.translate_batch().await.unwrap();
+    // Given back for 100 ms: not leased again before then, its channel held behind it.
+    assert_eq!(w.relay.translate_batch().await.unwrap(), 0);
+    let mut texts: Vec<String> = Vec::new();
+    while texts.len() < 2 && failed_at.elapsed() < Duration::from_secs(20) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        w.settle().await;
+        texts = w
+            .slack_rec
+            .posts()
+            .iter()
+            .map(|c| {
+                post_text(c)
+                    .rsplit('\n')
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned()
+            })
+            .collect();
+    }
+    assert!(
+        failed_at.elapsed() >= Duration::from_millis(100),
+        "not before the platform said"
+    );
+    assert_eq!(texts.len(), 2, "retried within the 60 s lease: {texts:?}");
+    assert!(
+        texts[0].contains("first") && texts[1].contains("second"),
+        "{texts:?}"
+    );
+}

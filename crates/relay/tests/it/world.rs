@@ -264,10 +264,21 @@ impl Resolver for Recorder {
         self.resolved.lock().push(hint.message.as_str().to_owned());
         // `flaky-…` messages: the first fetch fails (a 503), then they resolve to a post
         // whose text is the id.
-        if let Some(id) = hint.message.as_str().strip_prefix("flaky-") {
+        // `throttled-…` ones: the first fetch is answered 429 with a Retry-After of 100 ms.
+        let flaky = hint.message.as_str().strip_prefix("flaky-");
+        let throttled = hint.message.as_str().strip_prefix("throttled-");
+        if let Some(id) = flaky.or(throttled) {
             let first = self.resolved.lock().iter().filter(|m| **m == hint.message.as_str()).count() == 1;
-            if first {
+            if first && flaky.is_some() {
                 return Err(Error::new(ErrorKind::Upstream, "503 from the platform"));
+            }
+            if first {
+                return Err(Error::new(
+                    ErrorKind::RateLimited {
+                        retry_after: Some(Duration::from_millis(100)),
+                    },
+                    "429 from the platform",
+                ));
             }
             return Ok(Resolved {
                 events: vec![PlatformEvent {

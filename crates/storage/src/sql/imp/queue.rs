@@ -58,6 +58,43 @@ impl Backend {
         Ok(())
     }
 
+    /// Unleases `ids` (those `worker` holds) until `delay` from now; the lease's attempt
+    /// counts only when `counted`. A waiting item holds its channel's later items back
+    /// (the lease skips items behind one whose `lease_until` is still ahead).
+    async fn give_back(
+        &self,
+        worker: &WorkerId,
+        ids: &[InboxId],
+        delay: Duration,
+        counted: bool,
+    ) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let until = add_ns(now_ns(), delay);
+        let mut tx = self.begin().await?;
+        for chunk in ids.chunks(CHUNK) {
+            let mut qb =
+                QueryBuilder::<DB>::new("UPDATE inbox SET lease_owner = NULL, lease_until = ");
+            qb.push_bind(until);
+            if !counted {
+                qb.push(", attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END");
+            }
+            qb.push(" WHERE processed_at IS NULL AND lease_owner = ");
+            qb.push_bind(worker.as_str()).push(" AND id IN (");
+            let mut sep = qb.separated(", ");
+            for id in chunk {
+                sep.push_bind(id.0);
+            }
+            qb.push(")");
+            qb.build()
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| db_err("giving back inbox events", e))?;
+        }
+        Self::commit(tx).await
+    }
+
     /// Explains why a leased-delivery update matched nothing.
     pub(super) async fn outbox_lost(&self, worker: &str, id: i64) -> Error {
         let row = sqlx::query("SELECT state, lease_owner FROM outbox WHERE id = $1")
@@ -236,7 +273,7 @@ impl QueueStore for Backend {
                  AND e.channel = i.channel AND e.processed_at IS NULL AND e.id < i.id \
                  AND e.lease_until > $3) \
                ORDER BY i.id LIMIT $4) \
-             RETURNING id, org_id, connection_id, item, received_at",
+             RETURNING id, org_id, connection_id, item, received_at, attempts",
         )
         .bind(worker.as_str())
         .bind(add_ns(now, lease))
@@ -258,6 +295,9 @@ impl QueueStore for Backend {
                     connection: parse_col(row, "inbox", "connection_id")?,
                     item: parse_json::<Inbound>("inbox.item", &col_str(row, "item")?)?,
                     received_at: from_ts("inbox.received_at", col(row, "received_at")?)?,
+                    // Counted by this lease already.
+                    attempts: u32::try_from(col::<i64>(row, "attempts")?.saturating_sub(1).max(0))
+                        .unwrap_or(u32::MAX),
                 })
             })();
             match decoded {
@@ -288,30 +328,11 @@ impl QueueStore for Backend {
     }
 
     async fn inbox_defer(&self, worker: &WorkerId, ids: &[InboxId], delay: Duration) -> Result<()> {
-        if ids.is_empty() {
-            return Ok(());
-        }
-        let until = add_ns(now_ns(), delay);
-        let mut tx = self.begin().await?;
-        for chunk in ids.chunks(CHUNK) {
-            let mut qb =
-                QueryBuilder::<DB>::new("UPDATE inbox SET lease_owner = NULL, lease_until = ");
-            qb.push_bind(until).push(
-                ", attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END \
-                 WHERE processed_at IS NULL AND lease_owner = ",
-            );
-            qb.push_bind(worker.as_str()).push(" AND id IN (");
-            let mut sep = qb.separated(", ");
-            for id in chunk {
-                sep.push_bind(id.0);
-            }
-            qb.push(")");
-            qb.build()
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| db_err("deferring inbox events", e))?;
-        }
-        Self::commit(tx).await
+        self.give_back(worker, ids, delay, false).await
+    }
+
+    async fn inbox_retry(&self, worker: &WorkerId, ids: &[InboxId], delay: Duration) -> Result<()> {
+        self.give_back(worker, ids, delay, true).await
     }
 
     async fn inbox_complete(
