@@ -3,7 +3,8 @@
 //!
 //! 1. **Throughput, limits off** (sandbox time scale 0): the raw sandbox rate of Graph channel
 //!    message POSTs, measured in the same run, then N Slack messages relayed to Teams
-//!    (messages/s and Graph POSTs/s, from the sandbox's own timestamps).
+//!    (messages/s and Graph POSTs/s, from the sandbox's own timestamps): into one linked
+//!    channel, and spread over several linked channel pairs.
 //! 2. **Added latency at 100 msg/s offered**: Slack `ts` → the Teams copy's
 //!    `createdDateTime`, both stamped by the sandbox; p50/p99.
 //! 3. **Teams per-channel backlog** (time scale 1: 4 requests/s on one channel): a burst from
@@ -14,7 +15,9 @@
 //!    once the relay has learned to hold events back.
 //!
 //! `cargo bench -p switchboard-cli --bench relay` (env `SB_BENCH_MESSAGES`, default 2000;
-//! `SB_BENCH_BACKLOG`, default 2000). Prints one JSON line per scenario.
+//! `SB_BENCH_BACKLOG`, default 2000; `SB_BENCH_PAIRS`, the linked channel pairs of the
+//! several-channels throughput run, default 2: the small seed's Slack bot is a member of two
+//! public channels). Prints one JSON line per scenario.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -40,6 +43,8 @@ struct Env {
     team: String,
     teams_channel: String,
     spare_channels: Vec<String>,
+    /// Further linked pairs (Slack channel, Teams channel), beyond the first.
+    more: Vec<(String, String)>,
     users: Vec<String>,
     launched: Launched,
     _dir: tempfile::TempDir,
@@ -52,6 +57,12 @@ fn enc(s: &str) -> String {
 impl Env {
     /// `linger_ms`: the relay's `[relay] linger_ms` (`None`: the default).
     async fn start(time_scale: f64, linger_ms: Option<u64>) -> Env {
+        Env::start_pairs(time_scale, linger_ms, 1).await
+    }
+
+    /// With up to `pairs` Slack channels (public, the bot a member) each linked to a Teams
+    /// channel of its own.
+    async fn start_pairs(time_scale: f64, linger_ms: Option<u64>, pairs: usize) -> Env {
         let dir = tempfile::tempdir().unwrap();
         let config = linger_ms.map(|ms| {
             let path = dir.path().join("switchboard.toml");
@@ -86,14 +97,14 @@ impl Env {
             .await
             .unwrap();
         let slack_team = seed["slack"]["team_id"].as_str().unwrap().to_owned();
-        let slack_channel = seed["slack"]["channels"]
+        let slack_channels: Vec<String> = seed["slack"]["channels"]
             .as_array()
             .unwrap()
             .iter()
-            .find(|c| c["is_private"] == false && c["is_member"] == true)
-            .and_then(|c| c["id"].as_str())
-            .unwrap()
-            .to_owned();
+            .filter(|c| c["is_private"] == false && c["is_member"] == true)
+            .filter_map(|c| c["id"].as_str().map(str::to_owned))
+            .collect();
+        let slack_channel = slack_channels[0].clone();
         let team = &seed["msteams"]["teams"][0];
         let standard: Vec<String> = team["channels"]
             .as_array()
@@ -110,6 +121,10 @@ impl Env {
             .take(4)
             .map(|u| u["id"].as_str().unwrap().to_owned())
             .collect();
+        let pairs = pairs.clamp(1, slack_channels.len().min(standard.len() - 1));
+        let more: Vec<(String, String)> = (1..pairs)
+            .map(|i| (slack_channels[i].clone(), standard[i].clone()))
+            .collect();
         let env = Env {
             server: launched.running.url.clone(),
             token: secrecy::ExposeSecret::expose_secret(&launched.running.admin_token).to_owned(),
@@ -120,7 +135,8 @@ impl Env {
                 .to_owned(),
             team: team["id"].as_str().unwrap().to_owned(),
             teams_channel: standard[0].clone(),
-            spare_channels: standard[1..].to_vec(),
+            spare_channels: standard[pairs..].to_vec(),
+            more,
             slack_channel: slack_channel.clone(),
             users,
             sandbox,
@@ -128,20 +144,29 @@ impl Env {
             launched,
             _dir: dir,
         };
-        let r = env
-            .http
-            .post(format!("{}/api/v1/universal-channels", env.server))
-            .bearer_auth(&env.token)
-            .json(&json!({"name": "bench", "endpoints": [
-                format!("slack:{slack_team}/{slack_channel}"),
-                format!("msteams:{}/{}", env.team, env.teams_channel)]}))
-            .send()
-            .await
-            .unwrap();
-        assert!(r.status().is_success(), "link: {}", r.text().await.unwrap());
+        for (i, (slack, teams)) in env.pairs().into_iter().enumerate() {
+            let r = env
+                .http
+                .post(format!("{}/api/v1/universal-channels", env.server))
+                .bearer_auth(&env.token)
+                .json(&json!({"name": format!("bench-{i}"), "endpoints": [
+                    format!("slack:{slack_team}/{slack}"),
+                    format!("msteams:{}/{teams}", env.team)]}))
+                .send()
+                .await
+                .unwrap();
+            assert!(r.status().is_success(), "link: {}", r.text().await.unwrap());
+        }
         // Let the feed keeper subscribe (Graph) and the link settle.
         tokio::time::sleep(Duration::from_millis(500)).await;
         env
+    }
+
+    /// Every linked pair (Slack channel, Teams channel), the first one first.
+    fn pairs(&self) -> Vec<(String, String)> {
+        std::iter::once((self.slack_channel.clone(), self.teams_channel.clone()))
+            .chain(self.more.iter().cloned())
+            .collect()
     }
 
     async fn stats(&self) -> Value {
@@ -187,15 +212,20 @@ impl Env {
         v["ts"].as_str().unwrap().parse().unwrap()
     }
 
-    /// Teams messages of the linked channel: (body, created in seconds).
+    /// Teams messages of the (first) linked channel: (body, created in seconds).
     async fn teams_messages(&self) -> Vec<(String, f64)> {
+        self.teams_messages_of(&self.teams_channel).await
+    }
+
+    /// Teams messages of `channel`: (body, created in seconds).
+    async fn teams_messages_of(&self, channel: &str) -> Vec<(String, f64)> {
         let v: Value = self
             .http
             .get(format!(
                 "{}/_sandbox/msteams/teams/{}/channels/{}/messages",
                 self.sandbox,
                 self.team,
-                enc(&self.teams_channel)
+                enc(channel)
             ))
             .send()
             .await
@@ -221,13 +251,17 @@ impl Env {
             .collect()
     }
 
-    /// Waits until every `prefix-i` (i < n) is in a Teams message; returns each one's
-    /// arrival (the created time of the message holding it).
+    /// Waits until every `prefix-i` (i < n) is in a Teams message of a linked channel;
+    /// returns each one's arrival (the created time of the message holding it).
     async fn wait_all(&self, prefix: &str, n: usize, timeout: Duration) -> HashMap<usize, f64> {
         let start = Instant::now();
         loop {
             let mut found = HashMap::new();
-            for (body, created) in self.teams_messages().await {
+            let mut messages = Vec::new();
+            for (_, teams) in self.pairs() {
+                messages.extend(self.teams_messages_of(&teams).await);
+            }
+            for (body, created) in messages {
                 for piece in body.split(prefix).skip(1) {
                     let digits: String = piece.chars().take_while(char::is_ascii_digit).collect();
                     if let Ok(i) = digits.parse::<usize>()
@@ -288,6 +322,8 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 async fn throughput_and_latency(throughput: bool) {
     let n = env_usize("SB_BENCH_MESSAGES", 2000);
+    // Lines printed once the raw POST rate (measured last) can be set beside them.
+    let mut held: Vec<Value> = Vec::new();
     if throughput {
         // The same run with the translating worker's linger off, side by side (own server
         // and sandbox), before the default one.
@@ -296,19 +332,25 @@ async fn throughput_and_latency(throughput: bool) {
         line["scenario"] = json!("throughput_limits_off_linger_0");
         println!("{line}");
         env.launched.shutdown().await.unwrap();
+        // Several linked channels at once (the sandbox delivers each channel's events one
+        // at a time, as the single-channel runs show, but channels side by side).
+        let env = Env::start_pairs(0.0, None, env_usize("SB_BENCH_PAIRS", 2)).await;
+        let mut line = throughput_run(&env, n).await;
+        line["scenario"] = json!("throughput_limits_off_several_channels");
+        line["linked_pairs"] = json!(env.pairs().len());
+        held.push(line);
+        env.launched.shutdown().await.unwrap();
     }
     let env = Env::start(0.0, None).await;
     // The raw POST rate is measured last: the sandbox stamps a Teams message's id and
     // `createdDateTime` from one millisecond clock that never repeats (as Graph's ids are
     // creation times), so 30,000 POSTs/s push that clock seconds ahead of real time, and
     // every copy created after them would look late.
-    let relayed = if throughput {
-        Some(throughput_run(&env, n).await)
-    } else {
-        None
-    };
+    if throughput {
+        held.push(throughput_run(&env, n).await);
+    }
     latency_run(&env).await;
-    if let Some(mut line) = relayed {
+    if throughput {
         // Both raw runs go into one unlinked channel: 2 × 1,400 stays under its daily 3,000.
         let spare = env
             .spare_channels
@@ -317,12 +359,14 @@ async fn throughput_and_latency(throughput: bool) {
         let raw_n = n.min(1400);
         let raw = raw_post_rate(&env, spare, raw_n, 8).await;
         let raw_one = raw_post_rate(&env, spare, raw_n, 1).await;
-        let rate = line["messages_per_s"].as_f64().unwrap_or(0.0);
-        line["raw_sandbox_posts_per_s_8_clients"] = json!(raw);
-        line["raw_sandbox_posts_per_s_1_client"] = json!(raw_one);
-        line["relay_vs_raw_8_clients"] = json!(rate / raw);
-        line["relay_vs_raw_1_client"] = json!(rate / raw_one);
-        println!("{line}");
+        for mut line in held {
+            let rate = line["messages_per_s"].as_f64().unwrap_or(0.0);
+            line["raw_sandbox_posts_per_s_8_clients"] = json!(raw);
+            line["raw_sandbox_posts_per_s_1_client"] = json!(raw_one);
+            line["relay_vs_raw_8_clients"] = json!(rate / raw);
+            line["relay_vs_raw_1_client"] = json!(rate / raw_one);
+            println!("{line}");
+        }
     }
     env.launched.shutdown().await.unwrap();
 }
@@ -355,11 +399,12 @@ async fn throughput_run(env: &Env, n: usize) -> Value {
     let posts_before = env.graph_posts().await;
     let mut set = tokio::task::JoinSet::new();
     let first_ts = std::sync::Arc::new(parking_lot_free::Min::default());
+    let pairs = env.pairs();
     for w in 0..8usize {
         let (http, sandbox, channel, user, first) = (
             env.http.clone(),
             env.sandbox.clone(),
-            env.slack_channel.clone(),
+            pairs[w % pairs.len()].0.clone(),
             env.users[w % env.users.len()].clone(),
             first_ts.clone(),
         );

@@ -561,42 +561,32 @@ impl DirectoryStore for Backend {
         if platform == target {
             return Ok(Some(user.clone()));
         }
-        let link = sqlx::query(
-            "SELECT target_user_id FROM identity_links WHERE org_id = $1 AND platform = $2 \
-             AND user_id = $3 AND target_platform = $4",
-        )
-        .bind(org.as_str())
-        .bind(platform.as_str())
-        .bind(user.as_str())
-        .bind(target.as_str())
-        .fetch_optional(&self.read)
-        .await
-        .map_err(|e| db_err("reading identity links", e))?;
-        if let Some(row) = link {
-            return parse_col(&row, "identity_links", "target_user_id").map(Some);
-        }
-        // Email match: a live user on the target platform with the same email, unless that
-        // user is manually linked to someone on our platform.
+        // One statement: the manual link if there is one, else the email match (a live user
+        // on the target platform with the same email, unless that user is manually linked to
+        // someone on our platform or the pair was separated).
         let row = sqlx::query(
-            "SELECT t.id FROM users s JOIN users t ON t.org_id = s.org_id \
-             AND t.platform = $4 AND t.email_norm = s.email_norm \
-             WHERE s.org_id = $1 AND s.platform = $2 AND s.id = $3 AND s.email_norm IS NOT NULL \
-             AND t.removed = FALSE AND t.is_deleted = FALSE \
-             AND NOT EXISTS (SELECT 1 FROM identity_links l WHERE l.org_id = t.org_id \
-                 AND l.platform = t.platform AND l.user_id = t.id AND l.target_platform = $2) \
-             AND NOT EXISTS (SELECT 1 FROM identity_separations x WHERE x.org_id = s.org_id \
-                 AND x.platform = s.platform AND x.user_id = s.id \
-                 AND x.target_platform = t.platform AND x.target_user_id = t.id) \
-             ORDER BY t.is_bot, t.id LIMIT 1",
+            "SELECT COALESCE(\
+               (SELECT target_user_id FROM identity_links WHERE org_id = $1 AND platform = $2 \
+                AND user_id = $3 AND target_platform = $4), \
+               (SELECT t.id FROM users s JOIN users t ON t.org_id = s.org_id \
+                AND t.platform = $4 AND t.email_norm = s.email_norm \
+                WHERE s.org_id = $1 AND s.platform = $2 AND s.id = $3 AND s.email_norm IS NOT NULL \
+                AND t.removed = FALSE AND t.is_deleted = FALSE \
+                AND NOT EXISTS (SELECT 1 FROM identity_links l WHERE l.org_id = t.org_id \
+                    AND l.platform = t.platform AND l.user_id = t.id AND l.target_platform = $2) \
+                AND NOT EXISTS (SELECT 1 FROM identity_separations x WHERE x.org_id = s.org_id \
+                    AND x.platform = s.platform AND x.user_id = s.id \
+                    AND x.target_platform = t.platform AND x.target_user_id = t.id) \
+                ORDER BY t.is_bot, t.id LIMIT 1)) AS id",
         )
         .bind(org.as_str())
         .bind(platform.as_str())
         .bind(user.as_str())
         .bind(target.as_str())
-        .fetch_optional(&self.read)
+        .fetch_one(&self.read)
         .await
         .map_err(|e| db_err("matching identities", e))?;
-        row.map(|r| parse_col(&r, "users", "id")).transpose()
+        parse_opt_col(&row, "users", "id")
     }
 
     async fn link_identities(
