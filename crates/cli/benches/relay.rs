@@ -43,8 +43,8 @@ struct Env {
     team: String,
     teams_channel: String,
     spare_channels: Vec<String>,
-    /// Further linked pairs (Slack channel, Teams channel), beyond the first.
-    more: Vec<(String, String)>,
+    /// Further linked pairs (Slack channel, Teams team, Teams channel), beyond the first.
+    more: Vec<(String, String, String)>,
     users: Vec<String>,
     launched: Launched,
     _dir: tempfile::TempDir,
@@ -121,9 +121,27 @@ impl Env {
             .take(4)
             .map(|u| u["id"].as_str().unwrap().to_owned())
             .collect();
-        let pairs = pairs.clamp(1, slack_channels.len().min(standard.len() - 1));
-        let more: Vec<(String, String)> = (1..pairs)
-            .map(|i| (slack_channels[i].clone(), standard[i].clone()))
+        // Further pairs use a standard channel of each further team (the first team's others
+        // stay unlinked, for the raw POST rate).
+        let elsewhere: Vec<(String, String)> = seed["msteams"]["teams"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .skip(1)
+            .filter_map(|t| {
+                let c = t["channels"]
+                    .as_array()?
+                    .iter()
+                    .find(|c| c["membershipType"] == "standard")?;
+                Some((t["id"].as_str()?.to_owned(), c["id"].as_str()?.to_owned()))
+            })
+            .collect();
+        let pairs = pairs.clamp(1, slack_channels.len().min(elsewhere.len() + 1));
+        let more: Vec<(String, String, String)> = (1..pairs)
+            .map(|i| {
+                let (team, channel) = elsewhere[i - 1].clone();
+                (slack_channels[i].clone(), team, channel)
+            })
             .collect();
         let env = Env {
             server: launched.running.url.clone(),
@@ -135,7 +153,7 @@ impl Env {
                 .to_owned(),
             team: team["id"].as_str().unwrap().to_owned(),
             teams_channel: standard[0].clone(),
-            spare_channels: standard[pairs..].to_vec(),
+            spare_channels: standard[1..].to_vec(),
             more,
             slack_channel: slack_channel.clone(),
             users,
@@ -144,14 +162,14 @@ impl Env {
             launched,
             _dir: dir,
         };
-        for (i, (slack, teams)) in env.pairs().into_iter().enumerate() {
+        for (i, (slack, team, teams)) in env.pairs().into_iter().enumerate() {
             let r = env
                 .http
                 .post(format!("{}/api/v1/universal-channels", env.server))
                 .bearer_auth(&env.token)
                 .json(&json!({"name": format!("bench-{i}"), "endpoints": [
                     format!("slack:{slack_team}/{slack}"),
-                    format!("msteams:{}/{teams}", env.team)]}))
+                    format!("msteams:{team}/{teams}")]}))
                 .send()
                 .await
                 .unwrap();
@@ -162,11 +180,15 @@ impl Env {
         env
     }
 
-    /// Every linked pair (Slack channel, Teams channel), the first one first.
-    fn pairs(&self) -> Vec<(String, String)> {
-        std::iter::once((self.slack_channel.clone(), self.teams_channel.clone()))
-            .chain(self.more.iter().cloned())
-            .collect()
+    /// Every linked pair (Slack channel, Teams team, Teams channel), the first one first.
+    fn pairs(&self) -> Vec<(String, String, String)> {
+        std::iter::once((
+            self.slack_channel.clone(),
+            self.team.clone(),
+            self.teams_channel.clone(),
+        ))
+        .chain(self.more.iter().cloned())
+        .collect()
     }
 
     async fn stats(&self) -> Value {
@@ -214,17 +236,18 @@ impl Env {
 
     /// Teams messages of the (first) linked channel: (body, created in seconds).
     async fn teams_messages(&self) -> Vec<(String, f64)> {
-        self.teams_messages_of(&self.teams_channel).await
+        self.teams_messages_of(&self.team, &self.teams_channel)
+            .await
     }
 
-    /// Teams messages of `channel`: (body, created in seconds).
-    async fn teams_messages_of(&self, channel: &str) -> Vec<(String, f64)> {
+    /// Teams messages of `channel` in `team`: (body, created in seconds).
+    async fn teams_messages_of(&self, team: &str, channel: &str) -> Vec<(String, f64)> {
         let v: Value = self
             .http
             .get(format!(
                 "{}/_sandbox/msteams/teams/{}/channels/{}/messages",
                 self.sandbox,
-                self.team,
+                team,
                 enc(channel)
             ))
             .send()
@@ -258,8 +281,8 @@ impl Env {
         loop {
             let mut found = HashMap::new();
             let mut messages = Vec::new();
-            for (_, teams) in self.pairs() {
-                messages.extend(self.teams_messages_of(&teams).await);
+            for (_, team, teams) in self.pairs() {
+                messages.extend(self.teams_messages_of(&team, &teams).await);
             }
             for (body, created) in messages {
                 for piece in body.split(prefix).skip(1) {
@@ -457,8 +480,9 @@ async fn throughput_run(env: &Env, n: usize) -> Value {
 }
 
 /// Posts `m` Slack messages `prefix-i` at 100 a second (senders in turn) and returns each
-/// one's added latency (Slack `ts` → the Teams copy's `createdDateTime`), sorted, in ms.
-async fn paced_latencies(env: &Env, prefix: &str, m: usize) -> Vec<f64> {
+/// one's added latency (Slack `ts` → the Teams copy's `createdDateTime`) in ms with its
+/// number, fastest first.
+async fn paced_latencies(env: &Env, prefix: &str, m: usize) -> Vec<(usize, f64)> {
     let mut sent = Vec::with_capacity(m);
     let start = Instant::now();
     for i in 0..m {
@@ -470,30 +494,41 @@ async fn paced_latencies(env: &Env, prefix: &str, m: usize) -> Vec<f64> {
         sent.push(env.post_slack(&user, &format!("{prefix}{i} ")).await);
     }
     let arrived = env.wait_all(prefix, m, Duration::from_secs(120)).await;
-    let mut lat: Vec<f64> = (0..m)
-        .filter_map(|i| arrived.get(&i).map(|t| (t - sent[i]) * 1000.0))
+    let mut lat: Vec<(usize, f64)> = (0..m)
+        .filter_map(|i| arrived.get(&i).map(|t| (i, (t - sent[i]) * 1000.0)))
         .collect();
-    lat.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    lat.sort_by(|a, b| a.1.partial_cmp(&b.1).unwrap());
     lat
+}
+
+/// The latency figures of a paced run: delivered, p50, p99, max and the ten slowest
+/// messages as `[number, ms]` (where in the run the outliers fall).
+fn latency_figures(paced: &[(usize, f64)]) -> Value {
+    let lat: Vec<f64> = paced.iter().map(|p| p.1).collect();
+    let slowest: Vec<Value> = paced
+        .iter()
+        .rev()
+        .take(10)
+        .map(|&(i, ms)| json!([i, ms.round()]))
+        .collect();
+    json!({
+        "delivered": lat.len(),
+        "p50_ms": percentile(&lat, 0.50),
+        "p99_ms": percentile(&lat, 0.99),
+        "max_ms": lat.last().copied().unwrap_or(f64::NAN),
+        "slowest": slowest,
+    })
 }
 
 async fn latency_run(env: &Env) {
     // Latency at 100 msg/s offered, 10 s.
     let m = 1000usize;
     let start = Instant::now();
-    let lat = paced_latencies(env, "lat-", m).await;
-    println!(
-        "{}",
-        json!({
-            "scenario": "latency_100_per_s",
-            "messages": m,
-            "delivered": lat.len(),
-            "offered_per_s": m as f64 / start.elapsed().as_secs_f64(),
-            "p50_ms": percentile(&lat, 0.50),
-            "p99_ms": percentile(&lat, 0.99),
-            "max_ms": lat.last().copied().unwrap_or(f64::NAN),
-        })
-    );
+    let mut line = latency_figures(&paced_latencies(env, "lat-", m).await);
+    line["scenario"] = json!("latency_100_per_s");
+    line["messages"] = json!(m);
+    line["offered_per_s"] = json!(m as f64 / start.elapsed().as_secs_f64());
+    println!("{line}");
 }
 
 async fn teams_backlog() {
@@ -629,19 +664,11 @@ async fn slack_disorder() {
     line["out_of_order_pairs"] = json!(out_of_order(&teams_order(&env, "tput-").await));
     println!("{line}");
     let m = 500usize;
-    let lat = paced_latencies(&env, "dis-", m).await;
-    println!(
-        "{}",
-        json!({
-            "scenario": "slack_out_of_order_100_per_s",
-            "messages": m,
-            "delivered": lat.len(),
-            "p50_ms": percentile(&lat, 0.50),
-            "p99_ms": percentile(&lat, 0.99),
-            "max_ms": lat.last().copied().unwrap_or(f64::NAN),
-            "out_of_order_pairs": out_of_order(&teams_order(&env, "dis-").await),
-        })
-    );
+    let mut line = latency_figures(&paced_latencies(&env, "dis-", m).await);
+    line["scenario"] = json!("slack_out_of_order_100_per_s");
+    line["messages"] = json!(m);
+    line["out_of_order_pairs"] = json!(out_of_order(&teams_order(&env, "dis-").await));
+    println!("{line}");
     env.launched.shutdown().await.unwrap();
 }
 
