@@ -24,7 +24,7 @@ use switchboard_core::StoredUser;
 use switchboard_core::{
     Actor, Attachment, Block, ChannelRef, CombinedEntry, CombinedPost, CompletedItem, Connected,
     ConnectionHealth, ConnectionId, ConnectionSignal, Delivery, DeliveryId, DeliveryJob, Emoji,
-    Error, ErrorKind, EventKind, Inbound, InboxItem, Inline, MAX_COMBINED_ENTRIES,
+    Error, ErrorKind, EventKind, Inbound, InboxId, InboxItem, Inline, MAX_COMBINED_ENTRIES,
     MAX_UPLOAD_BYTES, MessageCopy, MessageId, MessageRef, NewAuditEntry, NewDelivery, OrgId,
     OutgoingFile, OutgoingMessage, PlatformEvent, PlatformKind, PortableMessage, PostedMessage,
     PostingIdentity, ReactionChange, ReactionKey, Reactor, Result, RichText, Sender, Store,
@@ -266,8 +266,8 @@ impl Relay {
         // while, and their later items with it (unprocessed, for the same while), so they
         // come back together and in order.
         let mut stopped: Vec<((&OrgId, &ChannelRef), Duration)> = Vec::new();
-        let mut retry: Vec<(switchboard_core::InboxId, Duration)> = Vec::new();
-        let mut behind: Vec<(switchboard_core::InboxId, Duration)> = Vec::new();
+        let mut retry: Vec<(InboxId, Duration)> = Vec::new();
+        let mut behind: Vec<(InboxId, Duration)> = Vec::new();
         for &item in &items {
             let channel = item.item.channel().map(|c| (&item.org, c));
             if let Some(&(_, delay)) = channel.and_then(|c| stopped.iter().find(|s| s.0 == c)) {
@@ -1071,8 +1071,8 @@ impl Relay {
     /// message that keeps every sender's name, and maps every origin to it.
     async fn deliver_combined(&self, group: &[&Delivery]) -> Result<Vec<DeliveryOutcome>> {
         // A message already posted here (a platform's redelivery of an event the catch-up
-        // replayed first, say) is not posted again, alone or combined.
-        // One lookup for the whole group (one organization and target, as leased).
+        // replayed first, say) is not posted again, alone or combined. One lookup for the
+        // whole group (one organization and target, as leased).
         let head = group[0];
         let universals: Vec<UniversalMessageId> = group
             .iter()
@@ -2278,8 +2278,6 @@ fn part_content(content: &PortableMessage, text: &RichText, k: u32, n: u32) -> P
     part
 }
 
-/// What one translation batch has seen: origin copies not yet committed (a reply later in the
-/// batch finds its root), and the universal channels and users it looked up.
 /// How long a translation that failed for now waits before it is tried again: what the
 /// platform asked for, else 1 s doubling with each earlier attempt; never beyond a lease
 /// (which is what a crashed worker's items wait).
@@ -2289,10 +2287,8 @@ fn retry_delay(attempts: u32, asked: Option<Duration>, lease: Duration) -> Durat
 }
 
 /// `items` grouped by their delay (one store call each).
-fn by_delay(
-    items: &[(switchboard_core::InboxId, Duration)],
-) -> Vec<(Vec<switchboard_core::InboxId>, Duration)> {
-    let mut out: Vec<(Vec<switchboard_core::InboxId>, Duration)> = Vec::new();
+fn by_delay(items: &[(InboxId, Duration)]) -> Vec<(Vec<InboxId>, Duration)> {
+    let mut out: Vec<(Vec<InboxId>, Duration)> = Vec::new();
     for &(id, delay) in items {
         match out.iter_mut().find(|(_, d)| *d == delay) {
             Some((ids, _)) => ids.push(id),
@@ -2302,6 +2298,8 @@ fn by_delay(
     out
 }
 
+/// What one translation batch has seen: origin copies not yet committed (a reply later in the
+/// batch finds its root), and the universal channels and users it looked up.
 #[derive(Default)]
 struct Batch {
     copies: std::sync::Mutex<HashMap<(ChannelRef, MessageId), MessageCopy>>,

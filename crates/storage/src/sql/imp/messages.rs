@@ -247,14 +247,9 @@ impl MessageMapStore for Backend {
             let mut qb = QueryBuilder::<DB>::new(format!(
                 "SELECT {COPY_COLUMNS} FROM message_copies WHERE org_id = "
             ));
-            qb.push_bind(org.as_str())
-                .push(" AND platform = ")
-                .push_bind(channel.platform.as_str())
-                .push(" AND team_id = ")
-                .push_bind(channel.team.as_str())
-                .push(" AND channel_id = ")
-                .push_bind(channel.channel.as_str())
-                .push(" AND message_id IN (");
+            qb.push_bind(org.as_str());
+            push_channel(&mut qb, channel);
+            qb.push(" AND message_id IN (");
             let mut sep = qb.separated(", ");
             for m in chunk {
                 sep.push_bind(m.as_str());

@@ -68,6 +68,17 @@ impl<'q> BindChannel<'q> for sqlx::query::Query<'q, DB, <DB as sqlx::Database>::
     }
 }
 
+/// Appends ` AND platform = … AND team_id = … AND channel_id = …` for `channel` to a query
+/// being built (the [`BindChannel`] of built queries).
+fn push_channel<'q>(qb: &mut QueryBuilder<'q, DB>, channel: &'q ChannelRef) {
+    qb.push(" AND platform = ")
+        .push_bind(channel.platform.as_str())
+        .push(" AND team_id = ")
+        .push_bind(channel.team.as_str())
+        .push(" AND channel_id = ")
+        .push_bind(channel.channel.as_str());
+}
+
 /// Rows per multi-row INSERT (13 columns at most: well under both databases' bind limits).
 const CHUNK: usize = 500;
 /// The advisory lock that serializes inbox leasing on PostgreSQL.

@@ -381,11 +381,8 @@ impl QueueStore for Backend {
                 d.org
             )));
         }
-        let rows: Vec<(&NewDelivery, &str)> = deliveries
-            .iter()
-            .zip(payloads.iter().map(String::as_str))
-            .collect();
-        self.enqueue_tx(&mut tx, &rows, now).await?;
+        self.enqueue_tx(&mut tx, &with_payloads(deliveries, &payloads), now)
+            .await?;
         Self::commit(tx).await
     }
 
@@ -470,11 +467,8 @@ impl QueueStore for Backend {
             .map(validate_delivery)
             .collect::<Result<Vec<_>>>()?;
         let mut tx = self.begin().await?;
-        let rows: Vec<(&NewDelivery, &str)> = deliveries
-            .iter()
-            .zip(payloads.iter().map(String::as_str))
-            .collect();
-        self.enqueue_tx(&mut tx, &rows, now_ns()).await?;
+        self.enqueue_tx(&mut tx, &with_payloads(deliveries, &payloads), now_ns())
+            .await?;
         Self::commit(tx).await
     }
 
@@ -886,4 +880,15 @@ impl QueueStore for Backend {
                 .map_err(|e| db_err("counting pending deliveries", e))?;
         count(&row, "n")
     }
+}
+
+/// Each delivery with its validated payload, as `enqueue_tx` takes them.
+fn with_payloads<'a>(
+    deliveries: &'a [NewDelivery],
+    payloads: &'a [String],
+) -> Vec<(&'a NewDelivery, &'a str)> {
+    deliveries
+        .iter()
+        .zip(payloads.iter().map(String::as_str))
+        .collect()
 }

@@ -251,14 +251,9 @@ impl RelayStateStore for Backend {
         let mut qb = QueryBuilder::<DB>::new(
             "SELECT universal_id, message_id FROM combined_posts WHERE org_id = ",
         );
-        qb.push_bind(org.as_str())
-            .push(" AND platform = ")
-            .push_bind(post.channel.platform.as_str())
-            .push(" AND team_id = ")
-            .push_bind(post.channel.team.as_str())
-            .push(" AND channel_id = ")
-            .push_bind(post.channel.channel.as_str())
-            .push(" AND universal_id IN (");
+        qb.push_bind(org.as_str());
+        push_channel(&mut qb, &post.channel);
+        qb.push(" AND universal_id IN (");
         let mut sep = qb.separated(", ");
         for e in &post.entries {
             sep.push_bind(e.universal.as_str());
@@ -326,13 +321,8 @@ impl RelayStateStore for Backend {
                 qb.push(format_args!(
                     "SELECT universal_id FROM {table} WHERE org_id = "
                 ))
-                .push_bind(org.as_str())
-                .push(" AND platform = ")
-                .push_bind(channel.platform.as_str())
-                .push(" AND team_id = ")
-                .push_bind(channel.team.as_str())
-                .push(" AND channel_id = ")
-                .push_bind(channel.channel.as_str());
+                .push_bind(org.as_str());
+                push_channel(&mut qb, channel);
                 if table == "message_copies" {
                     qb.push(" AND part = 0");
                 }
