@@ -250,11 +250,7 @@ impl MessageMapStore for Backend {
             qb.push_bind(org.as_str());
             push_channel(&mut qb, channel);
             qb.push(" AND message_id IN (");
-            let mut sep = qb.separated(", ");
-            for m in chunk {
-                sep.push_bind(m.as_str());
-            }
-            qb.push(")");
+            push_list(&mut qb, chunk.iter().map(|m| m.as_str()));
             let rows = qb
                 .build()
                 .fetch_all(&self.read)

@@ -79,6 +79,20 @@ fn push_channel<'q>(qb: &mut QueryBuilder<'q, DB>, channel: &'q ChannelRef) {
         .push_bind(channel.channel.as_str());
 }
 
+/// Appends the rest of an `IN (` list to a query being built: each value bound, then `)`.
+fn push_list<'q, T>(qb: &mut QueryBuilder<'q, DB>, values: impl IntoIterator<Item = T>)
+where
+    T: 'q + sqlx::Encode<'q, DB> + sqlx::Type<DB> + Send,
+{
+    {
+        let mut sep = qb.separated(", ");
+        for v in values {
+            sep.push_bind(v);
+        }
+    }
+    qb.push(")");
+}
+
 /// Rows per multi-row INSERT (13 columns at most: well under both databases' bind limits).
 const CHUNK: usize = 500;
 /// The advisory lock that serializes inbox leasing on PostgreSQL.

@@ -82,11 +82,7 @@ impl Backend {
             }
             qb.push(" WHERE processed_at IS NULL AND lease_owner = ");
             qb.push_bind(worker.as_str()).push(" AND id IN (");
-            let mut sep = qb.separated(", ");
-            for id in chunk {
-                sep.push_bind(id.0);
-            }
-            qb.push(")");
+            push_list(&mut qb, chunk.iter().map(|id| id.0));
             qb.build()
                 .execute(&mut *tx)
                 .await
@@ -410,11 +406,8 @@ impl QueueStore for Backend {
                 .push(", lease_owner = NULL, lease_until = NULL WHERE processed_at IS NULL AND lease_owner = ")
                 .push_bind(worker.as_str())
                 .push(" AND id IN (");
-            let mut sep = qb.separated(", ");
-            for item in chunk {
-                sep.push_bind(item.id.0);
-            }
-            qb.push(") RETURNING id, org_id");
+            push_list(&mut qb, chunk.iter().map(|item| item.id.0));
+            qb.push(" RETURNING id, org_id");
             let rows = qb
                 .build()
                 .fetch_all(&mut *tx)
@@ -675,11 +668,8 @@ impl QueueStore for Backend {
             .push(", lease_until = ")
             .push_bind(add_ns(now, lease))
             .push(", attempts = attempts + 1 WHERE id IN (");
-        let mut sep = qb.separated(", ");
-        for id in &ids {
-            sep.push_bind(*id);
-        }
-        qb.push(") RETURNING id, org_id, connection_id, target, payload, job_version, attempts");
+        push_list(&mut qb, ids.iter().copied());
+        qb.push(" RETURNING id, org_id, connection_id, target, payload, job_version, attempts");
         let mut rows = qb
             .build()
             .fetch_all(&mut *tx)
@@ -740,11 +730,7 @@ impl QueueStore for Backend {
                  WHERE state = 'pending' AND lease_owner = ",
             );
             qb.push_bind(worker.as_str()).push(" AND id IN (");
-            let mut sep = qb.separated(", ");
-            for id in chunk {
-                sep.push_bind(id.0);
-            }
-            qb.push(")");
+            push_list(&mut qb, chunk.iter().map(|id| id.0));
             qb.build()
                 .execute(&mut *tx)
                 .await
@@ -767,11 +753,8 @@ impl QueueStore for Backend {
                 .push(", lease_owner = NULL, lease_until = NULL WHERE state = 'pending' AND lease_owner = ")
                 .push_bind(worker.as_str())
                 .push(" AND id IN (");
-            let mut sep = qb.separated(", ");
-            for id in chunk {
-                sep.push_bind(id.0);
-            }
-            qb.push(") RETURNING id");
+            push_list(&mut qb, chunk.iter().map(|id| id.0));
+            qb.push(" RETURNING id");
             let rows = qb
                 .build()
                 .fetch_all(&mut *tx)

@@ -254,11 +254,7 @@ impl RelayStateStore for Backend {
         qb.push_bind(org.as_str());
         push_channel(&mut qb, &post.channel);
         qb.push(" AND universal_id IN (");
-        let mut sep = qb.separated(", ");
-        for e in &post.entries {
-            sep.push_bind(e.universal.as_str());
-        }
-        qb.push(")");
+        push_list(&mut qb, post.entries.iter().map(|e| e.universal.as_str()));
         let taken: HashMap<String, String> = qb
             .build()
             .fetch_all(&mut *tx)
@@ -327,11 +323,7 @@ impl RelayStateStore for Backend {
                     qb.push(" AND part = 0");
                 }
                 qb.push(" AND universal_id IN (");
-                let mut sep = qb.separated(", ");
-                for u in chunk {
-                    sep.push_bind(u.as_str());
-                }
-                qb.push(")");
+                push_list(&mut qb, chunk.iter().map(|u| u.as_str()));
             }
             for row in qb
                 .build()
