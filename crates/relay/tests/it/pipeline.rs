@@ -1751,27 +1751,7 @@ async fn after_a_failed_translation_the_rest_of_its_channel_waits_and_keeps_its_
     let teams_conn = teams_connection(&w).await;
     // A Graph hint whose fetch fails once (a 503), then a post behind it in the same
     // channel, and a Slack post in another channel.
-    w.accept(
-        &teams_conn,
-        Inbound::Changed(ChangeHint {
-            event_id: "hint-flaky".into(),
-            channel: w.teams_ch.clone(),
-            message: MessageId::new("flaky-first").unwrap(),
-            thread_root: None,
-            change: ChangeType::Created,
-            received_at: OffsetDateTime::now_utc(),
-        }),
-    )
-    .await;
-    w.accept(
-        &teams_conn,
-        event(
-            "g-second",
-            &w.teams_ch,
-            posted("m-second", None, RichText::plain("second")),
-        ),
-    )
-    .await;
+    hint_then_post(&w, &teams_conn, "flaky-first").await;
     w.accept(
         &w.slack,
         event(
@@ -1820,27 +1800,7 @@ async fn a_failed_translation_is_retried_when_the_platform_says_not_after_the_le
     // after that, with the post behind it, in order, not a minute later.
     let w = world().await;
     let teams_conn = teams_connection(&w).await;
-    w.accept(
-        &teams_conn,
-        Inbound::Changed(ChangeHint {
-            event_id: "hint-throttled".into(),
-            channel: w.teams_ch.clone(),
-            message: MessageId::new("throttled-first").unwrap(),
-            thread_root: None,
-            change: ChangeType::Created,
-            received_at: OffsetDateTime::now_utc(),
-        }),
-    )
-    .await;
-    w.accept(
-        &teams_conn,
-        event(
-            "g-second",
-            &w.teams_ch,
-            posted("m-second", None, RichText::plain("second")),
-        ),
-    )
-    .await;
+    hint_then_post(&w, &teams_conn, "throttled-first").await;
     let failed_at = std::time::Instant::now();
     w.relay.translate_batch().await.unwrap();
     // Given back for 100 ms: not leased again before then, its channel held behind it.
@@ -1871,4 +1831,29 @@ async fn a_failed_translation_is_retried_when_the_platform_says_not_after_the_le
         texts[0].contains("first") && texts[1].contains("second"),
         "{texts:?}"
     );
+}
+
+/// A Graph change hint for `message` on the Teams channel, then a post behind it there.
+async fn hint_then_post(w: &World, teams_conn: &ConnectionId, message: &str) {
+    w.accept(
+        teams_conn,
+        Inbound::Changed(ChangeHint {
+            event_id: format!("hint-{message}"),
+            channel: w.teams_ch.clone(),
+            message: MessageId::new(message).unwrap(),
+            thread_root: None,
+            change: ChangeType::Created,
+            received_at: OffsetDateTime::now_utc(),
+        }),
+    )
+    .await;
+    w.accept(
+        teams_conn,
+        event(
+            "g-second",
+            &w.teams_ch,
+            posted("m-second", None, RichText::plain("second")),
+        ),
+    )
+    .await;
 }
