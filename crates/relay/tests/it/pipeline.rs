@@ -1699,19 +1699,7 @@ fn post_at(n: u32, ms: i64) -> Inbound {
 #[tokio::test]
 async fn a_channels_posts_reach_the_target_in_the_platforms_order_though_they_arrive_out_of_it() {
     let w = world().await;
-    let texts = |w: &World| -> Vec<String> {
-        w.teams_rec
-            .posts()
-            .iter()
-            .map(|c| {
-                post_text(c)
-                    .rsplit('\n')
-                    .next()
-                    .unwrap_or_default()
-                    .to_owned()
-            })
-            .collect()
-    };
+    let texts = |w: &World| last_lines(&w.teams_rec);
     // Two posts leased together, arrived the other way round: the older goes first.
     w.accept(&w.slack, post_at(2, 200)).await;
     w.accept(&w.slack, post_at(1, 100)).await;
@@ -1775,18 +1763,7 @@ async fn after_a_failed_translation_the_rest_of_its_channel_waits_and_keeps_its_
     // After the lease both come back, in order.
     tokio::time::sleep(Duration::from_millis(350)).await;
     w.settle().await;
-    let texts: Vec<String> = w
-        .slack_rec
-        .posts()
-        .iter()
-        .map(|c| {
-            post_text(c)
-                .rsplit('\n')
-                .next()
-                .unwrap_or_default()
-                .to_owned()
-        })
-        .collect();
+    let texts = last_lines(&w.slack_rec);
     assert_eq!(texts.len(), 2, "{texts:?}");
     assert!(
         texts[0].contains("first") && texts[1].contains("second"),
@@ -1809,18 +1786,7 @@ async fn a_failed_translation_is_retried_when_the_platform_says_not_after_the_le
     while texts.len() < 2 && failed_at.elapsed() < Duration::from_secs(20) {
         tokio::time::sleep(Duration::from_millis(20)).await;
         w.settle().await;
-        texts = w
-            .slack_rec
-            .posts()
-            .iter()
-            .map(|c| {
-                post_text(c)
-                    .rsplit('\n')
-                    .next()
-                    .unwrap_or_default()
-                    .to_owned()
-            })
-            .collect();
+        texts = last_lines(&w.slack_rec);
     }
     assert!(
         failed_at.elapsed() >= Duration::from_millis(100),
@@ -1856,4 +1822,18 @@ async fn hint_then_post(w: &World, teams_conn: &ConnectionId, message: &str) {
         ),
     )
     .await;
+}
+
+/// The last line of each post `rec` recorded, in order (what a post says below its header).
+fn last_lines(rec: &Recorder) -> Vec<String> {
+    rec.posts()
+        .iter()
+        .map(|c| {
+            post_text(c)
+                .rsplit('\n')
+                .next()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect()
 }
