@@ -106,27 +106,47 @@ impl<'s> MigrationSource<'s> for Source {
     }
 }
 
+/// The migrator for `migrations`.
+async fn migrator(migrations: Embedded) -> Result<Migrator> {
+    Migrator::new(Source(migrations))
+        .await
+        .map_err(|e| Error::new(ErrorKind::Storage, format!("loading migrations: {e}")))
+}
+
 /// Applies `migrations` through `pool`.
 pub(crate) async fn run<DB>(pool: &sqlx::Pool<DB>, migrations: Embedded) -> Result<()>
 where
     DB: sqlx::Database,
     DB::Connection: Migrate,
 {
-    let migrator = Migrator::new(Source(migrations))
+    migrator(migrations).await?.run(pool).await.map_err(error)
+}
+
+/// Applies `migrations` on one connection.
+pub(crate) async fn run_on<DB>(conn: &mut DB::Connection, migrations: Embedded) -> Result<()>
+where
+    DB: sqlx::Database,
+    DB::Connection: Migrate,
+{
+    migrator(migrations)
+        .await?
+        .run_direct(conn)
         .await
-        .map_err(|e| Error::new(ErrorKind::Storage, format!("loading migrations: {e}")))?;
-    migrator.run(pool).await.map_err(|e| {
-        let message = match &e {
-            MigrateError::VersionMissing(v) => format!(
-                "the database was migrated by a newer Switchboard (migration {v} is unknown to this \
-                 version); upgrade Switchboard or use another database"
-            ),
-            MigrateError::VersionMismatch(v) => format!(
-                "migration {v} applied to the database differs from this version's; the database \
-                 was written by a different build"
-            ),
-            other => format!("applying migrations: {other}"),
-        };
-        Error::new(ErrorKind::Storage, message).with_source(e)
-    })
+        .map_err(error)
+}
+
+/// A failed migration run, said for the operator.
+fn error(e: MigrateError) -> Error {
+    let message = match &e {
+        MigrateError::VersionMissing(v) => format!(
+            "the database was migrated by a newer Switchboard (migration {v} is unknown to this \
+             version); upgrade Switchboard or use another database"
+        ),
+        MigrateError::VersionMismatch(v) => format!(
+            "migration {v} applied to the database differs from this version's; the database \
+             was written by a different build"
+        ),
+        other => format!("applying migrations: {other}"),
+    };
+    Error::new(ErrorKind::Storage, message).with_source(e)
 }

@@ -11,6 +11,7 @@ use time::OffsetDateTime;
 use crate::PruneReport;
 use crate::keys::KeyId;
 
+mod lite;
 pub(crate) mod postgres;
 pub(crate) mod sqlite;
 

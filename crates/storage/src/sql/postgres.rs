@@ -15,6 +15,8 @@ use crate::keys::Keyring;
 
 type DB = sqlx::Postgres;
 const PG: bool = true;
+type DbPool = sqlx::Pool<DB>;
+type Tx = sqlx::Transaction<'static, DB>;
 
 // The shared operations, compiled for this driver.
 #[allow(clippy::duplicate_mod)]

@@ -3,7 +3,8 @@
 
 use std::path::Path;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::ConnectOptions as _;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 
 use std::sync::Arc;
 
@@ -15,6 +16,9 @@ use crate::keys::Keyring;
 
 type DB = sqlx::Sqlite;
 const PG: bool = false;
+/// The store's own SQLite connections (not sqlx's pool: see [`super::lite`]).
+type DbPool = super::lite::Conns;
+type Tx = super::lite::LiteTx;
 
 // The shared operations, compiled for this driver.
 #[allow(clippy::duplicate_mod)]
@@ -67,25 +71,11 @@ pub(crate) async fn connect(
         .foreign_keys(true)
         .pragma("temp_store", "memory");
     let opening = format!("opening SQLite database {}", path.display());
-    // No ping before handing out a connection (sqlx's default): a SQLite connection is a
-    // local file that cannot drop, and the ping is one more round trip to the connection's
-    // worker thread before every statement.
-    let write = SqlitePoolOptions::new()
-        .max_connections(1)
-        .min_connections(1)
-        .test_before_acquire(false)
-        .acquire_timeout(o.acquire_timeout)
-        .connect_with(base.clone())
-        .await
-        .map_err(|e| db_err(&opening, e))?;
-    crate::migrate::run(&write, crate::migrate::SQLITE).await?;
-    let read = SqlitePoolOptions::new()
-        .max_connections(o.max_connections.max(1))
-        .test_before_acquire(false)
-        .acquire_timeout(o.acquire_timeout)
-        .connect_with(base)
-        .await
-        .map_err(|e| db_err(&opening, e))?;
+    // One writer (SQLite has one at a time anyway); the migrations run on it first.
+    let mut first = base.connect().await.map_err(|e| db_err(&opening, e))?;
+    crate::migrate::run_on::<DB>(&mut first, crate::migrate::SQLITE).await?;
+    let write = DbPool::new(base.clone(), 1, o.acquire_timeout, Some(first));
+    let read = DbPool::new(base, o.max_connections.max(1), o.acquire_timeout, None);
     Ok(Backend {
         write,
         read,

@@ -15,7 +15,7 @@ mod sync;
 mod universal;
 mod user_accounts;
 
-use super::{DB, PG};
+use super::{DB, DbPool, PG, Tx};
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -27,7 +27,7 @@ use rand::RngCore as _;
 use secrecy::{ExposeSecret as _, SecretString};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
-use sqlx::{QueryBuilder, Row as _, Transaction};
+use sqlx::{QueryBuilder, Row as _};
 use subtle::ConstantTimeEq as _;
 use switchboard_core::{
     AccountIdentity, Actor, AdminPrincipal, AdminTokenInfo, AuditEntry, AuditStore,
@@ -52,7 +52,6 @@ use crate::keys::{KeyId, Keyring};
 use crate::limits;
 use crate::seal::{self, Purpose};
 
-type Tx = Transaction<'static, DB>;
 type DbRow = <DB as sqlx::Database>::Row;
 
 /// Binds a channel's three key columns (`platform, team_id, channel_id`), in that order.
@@ -101,9 +100,9 @@ const INBOX_LEASE_LOCK: i64 = 0x5357_4254_494e_4258; // "SWBTINBX"
 /// One database's pools and the keyring. Implements every store trait (one file each).
 pub(crate) struct Backend {
     /// Writes (on SQLite a single connection: SQLite has one writer at a time anyway).
-    pub(crate) write: sqlx::Pool<DB>,
+    pub(crate) write: DbPool,
     /// Reads (on PostgreSQL the same pool as `write`).
-    pub(crate) read: sqlx::Pool<DB>,
+    pub(crate) read: DbPool,
     /// The keys that seal and open secrets.
     pub(crate) keyring: Arc<Keyring>,
     /// Each connection's platform, once read (it never changes; a deleted connection is
