@@ -15,7 +15,7 @@
 //! message the map records as posted by us is dropped here; every copy carries our
 //! [`Marker`].
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -1085,11 +1085,17 @@ impl Relay {
             .store
             .posted_in(&head.org, &head.target, &universals)
             .await?;
+        // The same message can also be queued twice: a catch-up replays posts whose live
+        // events were still queued (it leaves out only those the map knows), and both
+        // become deliveries. The first one posts it; the others have nothing left to do.
         let mut fresh: Vec<&Delivery> = Vec::with_capacity(group.len());
         let mut done: Vec<DeliveryId> = Vec::new();
+        let mut seen: HashSet<&UniversalMessageId> = HashSet::with_capacity(group.len());
         for d in group {
             let posted = match &d.job {
-                DeliveryJob::Post { universal, .. } => already.contains(universal),
+                DeliveryJob::Post { universal, .. } => {
+                    already.contains(universal) || !seen.insert(universal)
+                }
                 _ => false,
             };
             if posted {

@@ -48,10 +48,15 @@ async fn teams_numbers(w: &World, pair: &Pair, prefix: &str) -> (Vec<u32>, HashM
     (order, counts)
 }
 
-fn assert_once_in_order(order: &[u32], counts: &HashMap<u32, usize>, total: u32) {
+/// Every number once, in order; on failure the servers' logs are printed with the verdict.
+fn assert_once_in_order(w: &World, order: &[u32], counts: &HashMap<u32, usize>, total: u32) {
     let missing: Vec<u32> = (0..total).filter(|n| !counts.contains_key(n)).collect();
+    let mut dup: Vec<(&u32, &usize)> = counts.iter().filter(|(_, c)| **c > 1).collect();
+    dup.sort();
+    if !missing.is_empty() || !dup.is_empty() {
+        eprintln!("{}", w.server_logs(200));
+    }
     assert!(missing.is_empty(), "lost: {missing:?}");
-    let dup: Vec<(&u32, &usize)> = counts.iter().filter(|(_, c)| **c > 1).collect();
     assert!(dup.is_empty(), "duplicated: {dup:?}");
     let out_of_order: Vec<(u32, u32)> = order
         .windows(2)
@@ -64,6 +69,7 @@ fn assert_once_in_order(order: &[u32], counts: &HashMap<u32, usize>, total: u32)
             .chunk_by(|x, y| y == &(x + 1))
             .map(|r| (r[0], r[r.len() - 1]))
             .collect();
+        eprintln!("{}", w.server_logs(200));
         panic!(
             "out of order (first pairs): {:?}; runs {runs:?}; around: {:?}",
             &out_of_order[..out_of_order.len().min(5)],
@@ -128,7 +134,7 @@ async fn kill_9_mid_stream_loses_and_duplicates_nothing() {
     }
     wait_for_all(&w, &pair, "kill", total).await;
     let (order, counts) = teams_numbers(&w, &pair, "kill").await;
-    assert_once_in_order(&order, &counts, total);
+    assert_once_in_order(&w, &order, &counts, total);
 }
 
 #[tokio::test]
@@ -167,7 +173,7 @@ async fn flaky_teams_gets_every_message_once_in_order() {
     wait_for_all(&w, &pair, "flaky", total).await;
     let _: Value = w.ctl("DELETE", "/_sandbox/faults", Value::Null).await;
     let (order, counts) = teams_numbers(&w, &pair, "flaky").await;
-    assert_once_in_order(&order, &counts, total);
+    assert_once_in_order(&w, &order, &counts, total);
     // /metrics: every delivery counted as delivered (the adapter's own retries rode out the
     // 5xx and 429s; failures that reach the relay are counted by platform and kind). The
     // workers count a batch once it is done, just after the copies appear: wait for it.
@@ -244,7 +250,7 @@ async fn two_replicas_on_postgresql_one_killed_lose_and_duplicate_nothing() {
     }
     wait_for_all(&w, &pair, "twin", total).await;
     let (order, counts) = teams_numbers(&w, &pair, "twin").await;
-    assert_once_in_order(&order, &counts, total);
+    assert_once_in_order(&w, &order, &counts, total);
 }
 
 #[tokio::test]
@@ -271,6 +277,6 @@ async fn slack_delivering_out_of_order_is_relayed_in_slacks_order() {
     }
     wait_for_all(&w, &pair, "shuf", total).await;
     let (order, counts) = teams_numbers(&w, &pair, "shuf").await;
-    assert_once_in_order(&order, &counts, total);
+    assert_once_in_order(&w, &order, &counts, total);
     eprintln!("warm-up as it reached Teams: {warm:?}");
 }

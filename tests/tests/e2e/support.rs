@@ -32,12 +32,17 @@ impl Proc {
 
 /// Starts `switchboard ARGS` and returns it with its ready line.
 pub fn spawn(args: &[&str], envs: &[(&str, &str)]) -> (Proc, Value) {
+    spawn_logged(args, envs, Stdio::null())
+}
+
+/// [`spawn`] with the process's log (stderr) going to `stderr`.
+pub fn spawn_logged(args: &[&str], envs: &[(&str, &str)], stderr: Stdio) -> (Proc, Value) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard-e2e"))
         .args(args)
         .envs(envs.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(stderr)
         .spawn()
         .expect("start switchboard");
     let mut line = String::new();
@@ -79,6 +84,8 @@ pub struct World {
     pub http: reqwest::Client,
     data: tempfile::TempDir,
     envs: Vec<(String, String)>,
+    /// Server processes started so far (each logs to `server-N.log`).
+    started: usize,
 }
 
 fn enc(s: &str) -> String {
@@ -119,6 +126,7 @@ impl World {
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                 .collect(),
+            started: 0,
         };
         w.start_server();
         w
@@ -127,12 +135,26 @@ impl World {
     /// Starts (or restarts) the server on the same data directory.
     pub fn start_server(&mut self) {
         let data_dir = self.data.path().to_str().unwrap().to_owned();
-        let envs: Vec<(&str, &str)> = self
+        let mut envs: Vec<(&str, &str)> = self
             .envs
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
-        let (server, ready) = spawn(
+        if !envs.iter().any(|(k, _)| *k == "SWITCHBOARD_LOG") {
+            // The relay's info lines are the exceptional ones (a reconciliation that could
+            // not look, a file linked instead of uploaded), not one per message.
+            envs.push(("SWITCHBOARD_LOG", "warn,switchboard_relay=info"));
+        }
+        // Each server process logs (warnings and errors, the default) to a file of its own
+        // in the data directory, for `World::server_logs` when a test fails.
+        self.started += 1;
+        let log = std::fs::File::create(
+            self.data
+                .path()
+                .join(format!("server-{}.log", self.started)),
+        )
+        .expect("a log file in the data directory");
+        let (server, ready) = spawn_logged(
             &[
                 "serve",
                 "--sandbox-url",
@@ -144,10 +166,32 @@ impl World {
                 &data_dir,
             ],
             &envs,
+            Stdio::from(log),
         );
         self.url = ready["url"].as_str().unwrap().to_owned();
         self.token = ready["admin_token"].as_str().unwrap().to_owned();
         self.server = Some(server);
+    }
+
+    /// The last `lines` lines of every server process's log, oldest process first (what a
+    /// failing fault test prints).
+    pub fn server_logs(&self, lines: usize) -> String {
+        let mut out = String::new();
+        for n in 1..=self.started {
+            let text = std::fs::read_to_string(self.data.path().join(format!("server-{n}.log")))
+                .unwrap_or_default();
+            let all: Vec<&str> = text.lines().collect();
+            out.push_str(&format!(
+                "--- server process {n}: last {} of {} log lines ---\n",
+                lines.min(all.len()),
+                all.len()
+            ));
+            for l in &all[all.len().saturating_sub(lines)..] {
+                out.push_str(l);
+                out.push('\n');
+            }
+        }
+        out
     }
 
     /// Starts another replica of the server on the same data directory and environment

@@ -570,6 +570,68 @@ async fn long_messages_are_split_and_edits_and_deletes_reach_every_part() {
 }
 
 #[tokio::test]
+async fn a_message_queued_twice_in_a_backlog_is_posted_once() {
+    // A catch-up replays posts whose live events are still queued (the catch-up leaves out
+    // only posts the map knows): the same Slack message arrives under two event ids, and
+    // both become deliveries. In a backlog they can fall into one combined post.
+    let w = world_with(|c| {
+        c.batch_threshold = Some(3);
+        c.batch_max = 6;
+    })
+    .await;
+    let message = |i: u32| {
+        posted(
+            &format!("9.{:06}", i + 1),
+            None,
+            RichText::plain(format!("message {i}")),
+        )
+    };
+    for i in 0..4u32 {
+        w.accept(&w.slack, event(&format!("Ev{i}"), &w.slack_ch, message(i)))
+            .await;
+    }
+    // Translated (not yet delivered) when the replays of 2 and 3 arrive, followed by the
+    // live 4 and 5: the outbox holds 0 1 2 3 2 3 4 5, all combinable.
+    while w.relay.translate_batch().await.unwrap() > 0 {}
+    for i in 2..4u32 {
+        w.accept(
+            &w.slack,
+            event(&format!("Replay{i}"), &w.slack_ch, message(i)),
+        )
+        .await;
+    }
+    for i in 4..6u32 {
+        w.accept(&w.slack, event(&format!("Ev{i}"), &w.slack_ch, message(i)))
+            .await;
+    }
+    let outcomes = w.settle().await;
+    assert!(
+        outcomes.iter().all(|o| *o == DeliveryOutcome::Delivered),
+        "{outcomes:?}"
+    );
+    let lines: Vec<String> = w
+        .teams_rec
+        .posts()
+        .iter()
+        .flat_map(|p| {
+            post_text(p)
+                .split("\n\n")
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .filter(|l| l.contains("message "))
+        .collect();
+    for i in 0..6 {
+        let n = lines
+            .iter()
+            .filter(|l| l.ends_with(&format!("message {i}")))
+            .count();
+        assert_eq!(n, 1, "message {i} posted {n} times: {lines:?}");
+    }
+    assert_eq!(w.store.outbox_pending(&w.org).await.unwrap(), 0);
+}
+
+#[tokio::test]
 async fn a_backlog_is_combined_into_posts_that_keep_every_sender_in_order() {
     let w = world_with(|c| {
         c.batch_threshold = Some(3);
