@@ -218,16 +218,18 @@ pub async fn launch(args: ServeArgs) -> Result<Launched, String> {
         let deliver_wake = deliver_wake.clone();
         async move {
             loop {
-                match relay.translate_batch().await {
-                    Ok(n) if n > 0 => {
+                match relay.translate_batch_counted().await {
+                    Ok(t) if t.items > 0 => {
                         deliver_wake.notify_one();
-                        if n < batch && !linger.is_zero() {
-                            // Items are trickling in (one webhook at a time): let a few more
-                            // arrive so the next lease and its one completing transaction
-                            // carry several, instead of holding SQLite's one writer per item
-                            // while the webhooks wait on it. A message arriving alone is
-                            // translated at once; this only delays one that follows another
-                            // within `linger`.
+                        if t.deliveries > 0 && t.items < batch && !linger.is_zero() {
+                            // Messages are trickling in (one webhook at a time): let a few
+                            // more arrive so the next lease and its one completing
+                            // transaction carry several, instead of holding SQLite's one
+                            // writer per item while the webhooks wait on it. A message
+                            // arriving alone is translated at once; this only delays one
+                            // that follows another within `linger`. Not after a batch that
+                            // queued nothing (the notifications of our own copies, which
+                            // follow every post): the next message would wait for nothing.
                             tokio::time::sleep(linger).await;
                         }
                         continue;

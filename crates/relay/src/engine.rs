@@ -189,6 +189,15 @@ impl std::fmt::Debug for Relay {
     }
 }
 
+/// What one translated batch came to ([`Relay::translate_batch_counted`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Translated {
+    /// Inbox items processed (held-back ones not counted).
+    pub items: usize,
+    /// Deliveries they queued.
+    pub deliveries: usize,
+}
+
 /// What one delivery attempt came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeliveryOutcome {
@@ -243,6 +252,12 @@ impl Relay {
     /// counted). The batch is completed in one transaction (origin copies, processed marks,
     /// deliveries); if that fails, item by item.
     pub async fn translate_batch(&self) -> Result<usize> {
+        Ok(self.translate_batch_counted().await?.items)
+    }
+
+    /// [`Relay::translate_batch`], also saying how many deliveries the batch queued (a batch
+    /// of nothing but our own copies' notifications queues none).
+    pub async fn translate_batch_counted(&self) -> Result<Translated> {
         let leased = self
             .store
             .inbox_lease(&self.worker, self.config.batch, self.config.lease)
@@ -304,6 +319,7 @@ impl Relay {
                 }
             }
         }
+        let queued = done.iter().map(|c| c.deliveries.len()).sum();
         if let Err(e) = self.store.inbox_complete_batch(&self.worker, &done).await {
             tracing::warn!(error = %e, "completing the batch at once failed; completing item by item");
             for (c, org) in done.iter().zip(&orgs) {
@@ -337,7 +353,10 @@ impl Relay {
         {
             tracing::warn!(error = %e, "could not move the channels' resume points");
         }
-        Ok(n)
+        Ok(Translated {
+            items: n,
+            deliveries: queued,
+        })
     }
 
     /// When an event this worker held back becomes due (its translating loop should wake

@@ -117,7 +117,8 @@ pub struct RelayTuning {
     pub batch: usize,
     /// After a partial translation batch, how long (milliseconds) the worker lets more
     /// items arrive before it leases again (0: at once). Fewer, larger transactions under a
-    /// steady stream; an isolated message is never delayed.
+    /// steady stream; an isolated message is never delayed, and a batch that queued no
+    /// delivery (our own copies' notifications) is not lingered after.
     pub linger_ms: u64,
     /// The longest (milliseconds) a connection's new events are held back for late ones
     /// once its platform was seen delivering out of order (0: never held; events leased
@@ -130,7 +131,7 @@ impl Default for RelayTuning {
         RelayTuning {
             lease_seconds: 60,
             batch: 64,
-            linger_ms: 2,
+            linger_ms: 5,
             reorder_max_ms: 1000,
         }
     }

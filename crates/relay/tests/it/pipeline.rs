@@ -5,7 +5,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use parking_lot::Mutex;
 use switchboard_core::*;
-use switchboard_relay::engine::{Connections, DeliveryOutcome, Relay, RelayConfig};
+use switchboard_relay::engine::{Connections, DeliveryOutcome, Relay, RelayConfig, Translated};
 use switchboard_storage::{Keyring, MasterKey, SqlStore};
 use time::OffsetDateTime;
 
@@ -1623,6 +1623,14 @@ async fn the_creation_of_our_own_copy_is_not_fetched_but_its_later_changes_are()
         ),
     )
     .await;
+    // The server's worker lingers after a batch that queued deliveries, only.
+    assert_eq!(
+        w.relay.translate_batch_counted().await.unwrap(),
+        Translated {
+            items: 1,
+            deliveries: 1
+        }
+    );
     assert_eq!(w.settle().await, vec![DeliveryOutcome::Delivered]);
     let Call::Post { id: copy, .. } = &w.teams_rec.posts()[0] else {
         unreachable!()
@@ -1656,6 +1664,14 @@ async fn the_creation_of_our_own_copy_is_not_fetched_but_its_later_changes_are()
         .inbox_accept(&w.org, &teams_conn, &hint("n1", ChangeType::Created))
         .await
         .unwrap();
+    assert_eq!(
+        w.relay.translate_batch_counted().await.unwrap(),
+        Translated {
+            items: 1,
+            deliveries: 0
+        },
+        "our own copy's notification queues nothing (no linger after it)"
+    );
     w.settle().await;
     assert!(w.teams_rec.resolved.lock().is_empty());
     // A later change of the copy (a reaction, a linked user's edit) is fetched.
