@@ -574,11 +574,7 @@ async fn a_message_queued_twice_in_a_backlog_is_posted_once() {
     // A catch-up replays posts whose live events are still queued (the catch-up leaves out
     // only posts the map knows): the same Slack message arrives under two event ids, and
     // both become deliveries. In a backlog they can fall into one combined post.
-    let w = world_with(|c| {
-        c.batch_threshold = Some(3);
-        c.batch_max = 6;
-    })
-    .await;
+    let w = combining_world().await;
     let message = |i: u32| {
         posted(
             &format!("9.{:06}", i + 1),
@@ -609,18 +605,7 @@ async fn a_message_queued_twice_in_a_backlog_is_posted_once() {
         outcomes.iter().all(|o| *o == DeliveryOutcome::Delivered),
         "{outcomes:?}"
     );
-    let lines: Vec<String> = w
-        .teams_rec
-        .posts()
-        .iter()
-        .flat_map(|p| {
-            post_text(p)
-                .split("\n\n")
-                .map(str::to_owned)
-                .collect::<Vec<_>>()
-        })
-        .filter(|l| l.contains("message "))
-        .collect();
+    let lines = message_lines(&w.teams_rec);
     for i in 0..6 {
         let n = lines
             .iter()
@@ -633,11 +618,7 @@ async fn a_message_queued_twice_in_a_backlog_is_posted_once() {
 
 #[tokio::test]
 async fn a_backlog_is_combined_into_posts_that_keep_every_sender_in_order() {
-    let w = world_with(|c| {
-        c.batch_threshold = Some(3);
-        c.batch_max = 6;
-    })
-    .await;
+    let w = combining_world().await;
     for i in 0..10u32 {
         let user = if i % 2 == 0 { "U1" } else { "U2" };
         let mut kind = posted(
@@ -661,16 +642,7 @@ async fn a_backlog_is_combined_into_posts_that_keep_every_sender_in_order() {
         posts.len()
     );
     // Every message appears once, in origin order, under its sender's name.
-    let all: Vec<String> = posts
-        .iter()
-        .flat_map(|p| {
-            post_text(p)
-                .split("\n\n")
-                .map(str::to_owned)
-                .collect::<Vec<_>>()
-        })
-        .filter(|l| l.contains("message "))
-        .collect();
+    let all = message_lines(&w.teams_rec);
     let expected: Vec<String> = (0..10)
         .map(|i| {
             let name = if i % 2 == 0 { "Jane Doe" } else { "Ravi Rao" };
@@ -1900,6 +1872,30 @@ async fn hint_then_post(w: &World, teams_conn: &ConnectionId, message: &str) {
         ),
     )
     .await;
+}
+
+/// A world whose relay combines a backlog of more than 3 into posts of up to 6.
+async fn combining_world() -> World {
+    world_with(|c| {
+        c.batch_threshold = Some(3);
+        c.batch_max = 6;
+    })
+    .await
+}
+
+/// Every "message N" paragraph of the posts `rec` recorded, in order (a combined post holds
+/// several).
+fn message_lines(rec: &Recorder) -> Vec<String> {
+    rec.posts()
+        .iter()
+        .flat_map(|p| {
+            post_text(p)
+                .split("\n\n")
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .filter(|l| l.contains("message "))
+        .collect()
 }
 
 /// The last line of each post `rec` recorded, in order (what a post says below its header).
