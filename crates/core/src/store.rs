@@ -435,17 +435,6 @@ pub trait DirectoryStore: Send + Sync {
         user: &UserId,
         target: PlatformKind,
     ) -> Result<Option<UserId>>;
-    /// [`DirectoryStore::counterpart`] (`user` itself when `target` is its own platform)
-    /// and whether that user has linked their own account on `target`
-    /// ([`UserAccountStore::has_linked_account`]), in one lookup: who a copy of `user`'s
-    /// message is posted as.
-    async fn posting_counterpart(
-        &self,
-        org: &OrgId,
-        platform: PlatformKind,
-        user: &UserId,
-        target: PlatformKind,
-    ) -> Result<Option<(UserId, bool)>>;
     /// Manually links two users (overrides email matching for both; a separation between
     /// the two is dropped).
     async fn link_identities(

@@ -572,16 +572,17 @@ impl Relay {
         user: &UserId,
         target: PlatformKind,
     ) -> Result<PostingIdentity> {
-        Ok(
-            match self
-                .store
-                .posting_counterpart(org, platform, user, target)
-                .await?
-            {
-                Some((user, true)) => PostingIdentity::LinkedUser { user },
-                _ => PostingIdentity::ServiceAccount,
-            },
-        )
+        let user = if platform == target {
+            Some(user.clone())
+        } else {
+            self.store.counterpart(org, platform, user, target).await?
+        };
+        Ok(match user {
+            Some(user) if self.store.has_linked_account(org, target, &user).await? => {
+                PostingIdentity::LinkedUser { user }
+            }
+            _ => PostingIdentity::ServiceAccount,
+        })
     }
 
     /// Whether an edit notification of our copy `message` (posted as `by`) is the linked

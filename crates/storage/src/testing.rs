@@ -53,7 +53,6 @@ macro_rules! store_conformance {
             disappeared_rows_are_marked_removed,
             directory_listings_are_paged,
             identity_map,
-            posting_counterpart_is_the_counterpart_and_its_linked_account,
             identity_links_are_listed_once_per_pair,
             identity_separations_stop_email_matching,
             admin_tokens_are_listed_without_secrets,
@@ -1215,91 +1214,6 @@ pub async fn identity_map(h: &dyn Harness) {
         .unwrap();
     assert_eq!(cp(slack, "U1", teams).await, None);
     assert_eq!(cp(slack, "U2", teams).await, Some(uid("B2")));
-}
-
-/// `posting_counterpart` is `counterpart` and `has_linked_account` of that counterpart, in
-/// every case: matched and linked, matched only, manually linked, unmatched, same platform.
-pub async fn posting_counterpart_is_the_counterpart_and_its_linked_account(h: &dyn Harness) {
-    let s = h.store();
-    let f = fixture(s, "org").await;
-    let (slack, teams) = (PlatformKind::Slack, PlatformKind::Msteams);
-    let run = s.begin_import(&f.org, &f.slack.id).await.unwrap();
-    s.upsert_users(
-        &f.org,
-        &f.slack.id,
-        run,
-        &[
-            user("U1", "alice", Some("alice@contoso.com")),
-            user("U2", "bob", Some("bob@contoso.com")),
-            user("U3", "carol", None),
-            user("U4", "dan", None),
-        ],
-    )
-    .await
-    .unwrap();
-    let run = s.begin_import(&f.org, &f.teams.id).await.unwrap();
-    s.upsert_users(
-        &f.org,
-        &f.teams.id,
-        run,
-        &[
-            user("A1", "Alice", Some("alice@contoso.com")),
-            user("B1", "Bob", Some("bob@contoso.com")),
-            user("D1", "Dan", None),
-        ],
-    )
-    .await
-    .unwrap();
-    s.link_identities(&f.org, (slack, &uid("U4")), (teams, &uid("D1")))
-        .await
-        .unwrap();
-    for teams_user in ["A1", "D1"] {
-        let account = LinkedAccount {
-            platform: teams,
-            user: uid(teams_user),
-            display_name: teams_user.into(),
-            linked_at: OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap(),
-        };
-        s.put_linked_account(&f.org, &account, &creds(teams_user), Actor::System)
-            .await
-            .unwrap();
-    }
-    // The same ids in another organization change nothing.
-    let other = fixture(s, "other").await;
-    let account = LinkedAccount {
-        platform: teams,
-        user: uid("B1"),
-        display_name: "B1".into(),
-        linked_at: OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap(),
-    };
-    s.put_linked_account(&other.org, &account, &creds("B1"), Actor::System)
-        .await
-        .unwrap();
-
-    let cases = [
-        (slack, "U1", teams, Some(("A1", true))),
-        (slack, "U2", teams, Some(("B1", false))),
-        (slack, "U3", teams, None),
-        (slack, "U4", teams, Some(("D1", true))),
-        (slack, "NOPE", teams, None),
-        (teams, "A1", teams, Some(("A1", true))),
-        (slack, "U1", slack, Some(("U1", false))),
-        (teams, "A1", slack, Some(("U1", false))),
-    ];
-    for (p, u, t, want) in cases {
-        let got = s.posting_counterpart(&f.org, p, &uid(u), t).await.unwrap();
-        let want = want.map(|(id, linked)| (uid(id), linked));
-        assert_eq!(got, want, "{p:?} {u} on {t:?}");
-        // The same as the two lookups it stands for.
-        let composed = match s.counterpart(&f.org, p, &uid(u), t).await.unwrap() {
-            Some(c) => {
-                let linked = s.has_linked_account(&f.org, t, &c).await.unwrap();
-                Some((c, linked))
-            }
-            None => None,
-        };
-        assert_eq!(got, composed, "{p:?} {u} on {t:?}");
-    }
 }
 
 /// Check: the manual identity links are listed once per pair, in platform order, per org.

@@ -144,24 +144,6 @@ impl Backend {
     }
 }
 
-/// The counterpart of `$3` (a user of platform `$2`, organization `$1`) on platform `$4`, as
-/// an SQL expression: the manual link if there is one, else the email match (a live user on
-/// the target platform with the same email, unless that user is manually linked to someone
-/// on our platform or the pair was separated).
-const COUNTERPART: &str = "COALESCE(\
-   (SELECT target_user_id FROM identity_links WHERE org_id = $1 AND platform = $2 \
-    AND user_id = $3 AND target_platform = $4), \
-   (SELECT t.id FROM users s JOIN users t ON t.org_id = s.org_id \
-    AND t.platform = $4 AND t.email_norm = s.email_norm \
-    WHERE s.org_id = $1 AND s.platform = $2 AND s.id = $3 AND s.email_norm IS NOT NULL \
-    AND t.removed = FALSE AND t.is_deleted = FALSE \
-    AND NOT EXISTS (SELECT 1 FROM identity_links l WHERE l.org_id = t.org_id \
-        AND l.platform = t.platform AND l.user_id = t.id AND l.target_platform = $2) \
-    AND NOT EXISTS (SELECT 1 FROM identity_separations x WHERE x.org_id = s.org_id \
-        AND x.platform = s.platform AND x.user_id = s.id \
-        AND x.target_platform = t.platform AND x.target_user_id = t.id) \
-    ORDER BY t.is_bot, t.id LIMIT 1))";
-
 #[async_trait]
 impl DirectoryStore for Backend {
     async fn begin_import(&self, org: &OrgId, connection: &ConnectionId) -> Result<ImportRun> {
@@ -582,52 +564,29 @@ impl DirectoryStore for Backend {
         // One statement: the manual link if there is one, else the email match (a live user
         // on the target platform with the same email, unless that user is manually linked to
         // someone on our platform or the pair was separated).
-        let row = sqlx::query(&format!("SELECT {COUNTERPART} AS id"))
-            .bind(org.as_str())
-            .bind(platform.as_str())
-            .bind(user.as_str())
-            .bind(target.as_str())
-            .fetch_one(&self.read)
-            .await
-            .map_err(|e| db_err("matching identities", e))?;
+        let row = sqlx::query(
+            "SELECT COALESCE(\
+               (SELECT target_user_id FROM identity_links WHERE org_id = $1 AND platform = $2 \
+                AND user_id = $3 AND target_platform = $4), \
+               (SELECT t.id FROM users s JOIN users t ON t.org_id = s.org_id \
+                AND t.platform = $4 AND t.email_norm = s.email_norm \
+                WHERE s.org_id = $1 AND s.platform = $2 AND s.id = $3 AND s.email_norm IS NOT NULL \
+                AND t.removed = FALSE AND t.is_deleted = FALSE \
+                AND NOT EXISTS (SELECT 1 FROM identity_links l WHERE l.org_id = t.org_id \
+                    AND l.platform = t.platform AND l.user_id = t.id AND l.target_platform = $2) \
+                AND NOT EXISTS (SELECT 1 FROM identity_separations x WHERE x.org_id = s.org_id \
+                    AND x.platform = s.platform AND x.user_id = s.id \
+                    AND x.target_platform = t.platform AND x.target_user_id = t.id) \
+                ORDER BY t.is_bot, t.id LIMIT 1)) AS id",
+        )
+        .bind(org.as_str())
+        .bind(platform.as_str())
+        .bind(user.as_str())
+        .bind(target.as_str())
+        .fetch_one(&self.read)
+        .await
+        .map_err(|e| db_err("matching identities", e))?;
         parse_opt_col(&row, "users", "id")
-    }
-
-    async fn posting_counterpart(
-        &self,
-        org: &OrgId,
-        platform: PlatformKind,
-        user: &UserId,
-        target: PlatformKind,
-    ) -> Result<Option<(UserId, bool)>> {
-        if platform == target {
-            let linked =
-                switchboard_core::UserAccountStore::has_linked_account(self, org, target, user)
-                    .await?;
-            return Ok(Some((user.clone(), linked)));
-        }
-        // The counterpart and its linked account in one statement; account keys are
-        // `platform/user` (`user_accounts`).
-        let sql = format!(
-            "SELECT c.id AS id, EXISTS (SELECT 1 FROM user_accounts a WHERE a.org_id = $1 \
-             AND a.account_key = $5 || c.id) AS linked FROM (SELECT {COUNTERPART} AS id) c"
-        );
-        let row = sqlx::query(&sql)
-            .bind(org.as_str())
-            .bind(platform.as_str())
-            .bind(user.as_str())
-            .bind(target.as_str())
-            .bind(format!("{}/", target.as_str()))
-            .fetch_one(&self.read)
-            .await
-            .map_err(|e| db_err("matching the posting identity", e))?;
-        let Some(id) = parse_opt_col::<UserId>(&row, "users", "id")? else {
-            return Ok(None);
-        };
-        let linked: bool = row
-            .try_get("linked")
-            .map_err(|e| db_err("reading the posting identity", e))?;
-        Ok(Some((id, linked)))
     }
 
     async fn link_identities(
