@@ -220,7 +220,11 @@ pub async fn launch(args: ServeArgs) -> Result<Launched, String> {
             loop {
                 match relay.translate_batch_counted().await {
                     Ok(t) if t.items > 0 => {
-                        deliver_wake.notify_one();
+                        // Nothing to deliver after a batch that queued nothing (the
+                        // delivering loop still polls for retries that fall due).
+                        if t.deliveries > 0 {
+                            deliver_wake.notify_one();
+                        }
                         if t.deliveries > 0 && t.items < batch && !linger.is_zero() {
                             // Messages are trickling in (one webhook at a time): let a few
                             // more arrive so the next lease and its one completing

@@ -75,10 +75,9 @@ impl Conns {
         options: SqliteConnectOptions,
         size: u32,
         acquire_timeout: Duration,
-        first: Option<SqliteConnection>,
+        mut first: Option<SqliteConnection>,
     ) -> Conns {
         let size = size.max(1) as usize;
-        let mut first = first;
         Conns {
             options,
             slots: (0..size)
@@ -96,18 +95,17 @@ impl Conns {
             .map_err(|_| sqlx::Error::PoolTimedOut)?
             .map_err(|_| sqlx::Error::PoolClosed)?;
         // A permit means a slot nobody holds; prefer the first ones, so connections are
-        // opened only as concurrency needs them.
-        let mut slot = None;
-        for s in &self.slots {
-            if let Ok(g) = s.clone().try_lock_owned() {
-                slot = Some(g);
-                break;
+        // opened only as concurrency needs them. (A scan can miss the free slot when other
+        // holders take and free slots meanwhile: then it scans again.)
+        let mut slot = loop {
+            if let Some(g) = self
+                .slots
+                .iter()
+                .find_map(|s| s.clone().try_lock_owned().ok())
+            {
+                break g;
             }
-        }
-        let mut slot = match slot {
-            Some(s) => s,
-            // Another permit holder is between its permit and its slot; wait for any.
-            None => self.slots[0].clone().lock_owned().await,
+            tokio::task::yield_now().await;
         };
         if slot.is_none() {
             *slot = Some(self.options.connect().await?);
@@ -133,10 +131,7 @@ impl Conns {
         let r = Manager::begin(held.conn(), statement).await;
         held.check(&r);
         r?;
-        Ok(LiteTx {
-            held: Some(held),
-            open: true,
-        })
+        Ok(LiteTx { held, open: true })
     }
 
     /// Closes every open connection; later calls fail.
@@ -152,7 +147,7 @@ impl Conns {
 
 /// A transaction on one held connection; rolled back when dropped uncommitted.
 pub(crate) struct LiteTx {
-    held: Option<Held>,
+    held: Held,
     open: bool,
 }
 
@@ -163,15 +158,9 @@ impl fmt::Debug for LiteTx {
 }
 
 impl LiteTx {
-    fn held(&mut self) -> &mut Held {
-        self.held
-            .as_mut()
-            .expect("a transaction holds its slot until it ends")
-    }
-
     /// Commits.
     pub(crate) async fn commit(mut self) -> Result<(), sqlx::Error> {
-        let held = self.held();
+        let held = &mut self.held;
         let r = Manager::commit(held.conn()).await;
         held.check(&r);
         self.open = r.is_err();
@@ -180,7 +169,7 @@ impl LiteTx {
 
     /// Rolls back.
     pub(crate) async fn rollback(mut self) -> Result<(), sqlx::Error> {
-        let held = self.held();
+        let held = &mut self.held;
         let r = Manager::rollback(held.conn()).await;
         held.check(&r);
         self.open = r.is_err();
@@ -191,8 +180,7 @@ impl LiteTx {
 impl Drop for LiteTx {
     fn drop(&mut self) {
         if self.open
-            && let Some(held) = self.held.as_mut()
-            && let Some(conn) = held.slot.as_mut()
+            && let Some(conn) = self.held.slot.as_mut()
         {
             // Queued on the connection's worker before anything the next holder sends.
             Manager::start_rollback(conn);
@@ -205,15 +193,15 @@ impl Deref for LiteTx {
 
     fn deref(&self) -> &SqliteConnection {
         self.held
+            .slot
             .as_ref()
-            .and_then(|h| h.slot.as_ref())
             .expect("a transaction holds an open connection")
     }
 }
 
 impl DerefMut for LiteTx {
     fn deref_mut(&mut self) -> &mut SqliteConnection {
-        self.held().conn()
+        self.held.conn()
     }
 }
 
